@@ -1,0 +1,222 @@
+//! Desired state: what each host should have once a playbook is applied.
+//!
+//! Built from a loaded project for one playbook: the engine, files (rendered templates and copies),
+//! networks, volumes, images and containers of every stack the host runs, plus the actions (wait,
+//! exec, validate) that apply runs in order. Containers carry a hash of their normalised spec and of
+//! the content of every file they mount, so that a changed file plans a recreate.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::playbook::{Action, Wait};
+use crate::stack::{ConditionKind, Health, MountSource, Port};
+
+/// Labels hoist puts on what it creates.
+pub mod labels {
+    pub const PROJECT: &str = "io.hoist.project";
+    pub const SERVICE: &str = "io.hoist.service";
+    pub const CONFIG_HASH: &str = "io.hoist.config-hash";
+    pub const CONTEXT_HASH: &str = "io.hoist.context-hash";
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Desired {
+    pub hosts: BTreeMap<String, HostDesired>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostDesired {
+    pub address: String,
+    pub engine: Option<EngineSpec>,
+    pub files: BTreeMap<String, FileSpec>,
+    pub networks: BTreeMap<String, NetworkSpec>,
+    pub volumes: BTreeMap<String, VolumeSpec>,
+    pub images: BTreeMap<String, ImageSpec>,
+    /// In start order: stacks in playbook order, services dependencies first.
+    pub containers: Vec<ContainerSpec>,
+    /// Compose projects deployed on this host (what hoist owns there).
+    pub projects: BTreeSet<String>,
+    pub actions: Vec<ActionSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineSpec {
+    /// The content of /etc/docker/daemon.json.
+    pub daemon: serde_json::Value,
+}
+
+/// The daemon.json hoist writes unless a playbook says otherwise: bounded logs, and containers that
+/// survive an engine restart.
+pub fn default_daemon_config() -> serde_json::Value {
+    serde_json::json!({
+        "live-restore": true,
+        "log-driver": "json-file",
+        "log-opts": {"max-size": "10m", "max-file": "3"}
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileSpec {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// The repository file it comes from.
+    pub origin: String,
+    /// The content holds a secret: diffs are masked.
+    pub sensitive: bool,
+}
+
+impl FileSpec {
+    pub fn sha256(&self) -> String {
+        sha256_hex(self.content.as_bytes())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub driver: String,
+    pub project: String,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub driver: String,
+    pub project: String,
+    pub external: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum ImageSource {
+    /// Built from the repository and streamed to the host.
+    Build { context: String, dockerfile: String, args: BTreeMap<String, String>, context_hash: String },
+    /// Pulled by the host from its registry.
+    Pull,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSpec {
+    pub reference: String,
+    pub source: ImageSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// `volume` or `bind`.
+    pub kind: String,
+    /// Engine volume name or host path.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// A container, normalised: what the planner compares and what apply creates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub project: String,
+    pub service: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<MountSpec>,
+    /// Engine network name -> aliases.
+    pub networks: BTreeMap<String, Vec<String>>,
+    pub healthcheck: Option<Health>,
+    pub restart: String,
+    pub labels: BTreeMap<String, String>,
+    pub extra_hosts: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub stop_grace_period_s: Option<u64>,
+    /// Container names this one waits for, with the condition.
+    pub depends_on: BTreeMap<String, ConditionKind>,
+    /// sha256 of each hoist-placed file it mounts, by host path.
+    pub mounted_files: BTreeMap<String, String>,
+    /// Hash of everything above; stored as the `io.hoist.config-hash` label.
+    pub config_hash: String,
+}
+
+impl ContainerSpec {
+    /// Computes `config_hash` from the other fields (env values enter only through the hash).
+    pub fn seal(&mut self) {
+        self.config_hash.clear();
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        self.config_hash = sha256_hex(&json);
+    }
+
+    /// Labels to set on the engine's container: the user's plus hoist's own.
+    pub fn engine_labels(&self) -> BTreeMap<String, String> {
+        let mut l = self.labels.clone();
+        l.insert(labels::PROJECT.into(), self.project.clone());
+        l.insert(labels::SERVICE.into(), self.service.clone());
+        l.insert(labels::CONFIG_HASH.into(), self.config_hash.clone());
+        l
+    }
+}
+
+/// A procedural step of the playbook, run by apply after the state before it converged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    pub play: String,
+    pub name: Option<String>,
+    pub describe: String,
+    #[serde(skip)]
+    pub action: Option<ActionKind>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionKind {
+    Wait(Wait),
+    Exec { container: String, command: Vec<String>, user: Option<String> },
+    Validate(Vec<String>),
+}
+
+impl ActionSpec {
+    pub fn from_action(play: &str, name: Option<String>, action: &Action, container: Option<String>) -> Option<ActionSpec> {
+        let (describe, kind) = match action {
+            Action::Wait(w) => {
+                let d = match w {
+                    Wait::Service { stack, service, condition, timeout_s } => format!("wait for {stack}/{service} {condition} (timeout {timeout_s}s)"),
+                    Wait::Url { url, status, timeout_s } => format!("wait for {url} to answer {status} (timeout {timeout_s}s)"),
+                    Wait::Port { port, timeout_s } => format!("wait for port {port} (timeout {timeout_s}s)"),
+                };
+                (d, ActionKind::Wait(w.clone()))
+            }
+            Action::Exec { stack, service, command, user } => {
+                let c = container.unwrap_or_else(|| format!("{stack}/{service}"));
+                (format!("exec in {c}: {}", shlex::try_join(command.iter().map(String::as_str)).unwrap_or_default()), ActionKind::Exec { container: c, command: command.clone(), user: user.clone() })
+            }
+            Action::Validate { checks } => (format!("validate {}", checks.join(", ")), ActionKind::Validate(checks.clone())),
+            _ => return None,
+        };
+        Some(ActionSpec { play: play.to_owned(), name, describe, action: Some(kind) })
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Converts a stack mount into its engine form.
+pub fn mount_spec(source: &MountSource, volume_names: &BTreeMap<String, String>, target: &str, read_only: bool) -> MountSpec {
+    match source {
+        MountSource::Volume(v) => MountSpec {
+            kind: "volume".into(),
+            source: volume_names.get(v).cloned().unwrap_or_else(|| v.clone()),
+            target: target.to_owned(),
+            read_only,
+        },
+        MountSource::Bind(p) => MountSpec { kind: "bind".into(), source: p.clone(), target: target.to_owned(), read_only },
+    }
+}

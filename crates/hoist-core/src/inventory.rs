@@ -1,0 +1,286 @@
+//! Inventories: the hosts, how to reach them, their groups, and the variables attached to both.
+//!
+//! `inventory/<name>/hosts.yml` lists hosts and groups; `group_vars/` and `host_vars/` hold variables
+//! (a `<name>.yml` file or a `<name>/` folder of files). A file named `secrets.yml` holds secret
+//! values, usually encrypted in place by `hoist secrets encrypt`.
+
+pub mod ini;
+pub mod pattern;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::vars::VarFile;
+use crate::yaml::{self, Ctx};
+
+/// How to reach a host over SSH.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Connection {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+    /// A jump host: another inventory host's name or `[user@]host[:port]`.
+    pub jump: Option<String>,
+    /// Run commands through `sudo` (for non-root users).
+    pub r#become: bool,
+}
+
+impl Default for Connection {
+    fn default() -> Connection {
+        Connection { user: "root".into(), port: 22, identity_file: None, known_hosts_file: None, jump: None, r#become: false }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub connection: Connection,
+    /// Groups the host belongs to, sorted (`all` is implicit and not listed).
+    pub groups: Vec<String>,
+    #[serde(skip)]
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Group {
+    pub name: String,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Inventory {
+    pub name: String,
+    pub dir: PathBuf,
+    pub file: SourceName,
+    pub hosts: BTreeMap<String, Host>,
+    pub groups: BTreeMap<String, Group>,
+    /// `vars:` of hosts.yml and `group_vars/all`, in precedence order.
+    pub all_vars: Vec<VarFile>,
+    /// Per group, `vars:` of the group then `group_vars/<group>`.
+    pub group_vars: BTreeMap<String, Vec<VarFile>>,
+    /// Per host, `vars:` of the host then `host_vars/<host>`.
+    pub host_vars: BTreeMap<String, Vec<VarFile>>,
+}
+
+impl Inventory {
+    /// The hosts matching an Ansible-style pattern (`all`, a group, a host, a glob, `a:b`, `a:&b`, `a:!b`).
+    pub fn select(&self, pattern: &str) -> Result<Vec<String>, String> {
+        pattern::select(self, pattern)
+    }
+
+    /// Group name -> host names, with `all`.
+    pub fn group_members(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> =
+            self.groups.iter().map(|(n, g)| (n.clone(), g.hosts.clone())).collect();
+        out.insert("all".into(), self.hosts.keys().cloned().collect());
+        out
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with(['-', '.'])
+}
+
+/// Loads `dir` (an inventory folder holding `hosts.yml`). `root` is the project root, for file names.
+pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventory> {
+    let path = dir.join("hosts.yml");
+    let file = SourceName::new(root, &path);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                format!("no inventory here: {} does not exist", path.display())
+            } else {
+                format!("cannot read: {e}")
+            };
+            diags.error(&file, Loc::UNKNOWN, "", Kind::Io, what);
+            return None;
+        }
+    };
+    let node = yaml::parse(&file, &text, diags)?;
+    let mut ctx = Ctx::new(file.clone(), diags);
+    let mut top = ctx.fields(&node, "")?;
+
+    let defaults = match top.get("connection") {
+        Some(n) => connection(&mut ctx, n, "connection", &Connection::default(), dir),
+        None => Connection::default(),
+    };
+
+    let mut hosts = BTreeMap::new();
+    let mut host_vars: BTreeMap<String, Vec<VarFile>> = BTreeMap::new();
+    if let Some(n) = top.require(&mut ctx, "hosts") {
+        for (name, loc, body) in ctx.entries(n, "hosts") {
+            let path = yaml::join("hosts", &name);
+            if !valid_name(&name) {
+                ctx.error(loc, &path, Kind::InvalidValue, "host names use letters, digits, '-', '_' and '.'");
+                continue;
+            }
+            let Some(mut f) = ctx.fields(body, &path) else { continue };
+            let address = f.string(&mut ctx, "address");
+            if address.is_none() && !f.has("address") {
+                ctx.error(loc, &path, Kind::MissingKey, "missing required key `address`");
+            }
+            let mut conn = defaults.clone();
+            for key in ["user", "port", "identity_file", "known_hosts_file", "jump", "become"] {
+                if let Some(v) = f.get(key) {
+                    apply_connection_key(&mut ctx, &mut conn, key, v, &yaml::join(&path, key), dir);
+                }
+            }
+            if let Some(v) = f.get("vars") {
+                host_vars.entry(name.clone()).or_default().push(VarFile::from_node(&mut ctx, v, &yaml::join(&path, "vars"), false));
+            }
+            f.finish(&mut ctx, false);
+            let address = address.unwrap_or_default();
+            hosts.insert(name.clone(), Host { name, address, connection: conn, groups: Vec::new(), loc });
+        }
+    }
+
+    let mut groups = BTreeMap::new();
+    let mut group_vars: BTreeMap<String, Vec<VarFile>> = BTreeMap::new();
+    if let Some(n) = top.get("groups") {
+        for (name, loc, body) in ctx.entries(n, "groups") {
+            let path = yaml::join("groups", &name);
+            if !valid_name(&name) || name == "all" {
+                ctx.error(loc, &path, Kind::InvalidValue, "group names use letters, digits, '-', '_' and '.', and `all` is implicit");
+                continue;
+            }
+            if hosts.contains_key(&name) {
+                ctx.error(loc, &path, Kind::Duplicate, format!("`{name}` is both a host and a group"));
+            }
+            let Some(mut f) = ctx.fields(body, &path) else { continue };
+            let mut members = Vec::new();
+            if let Some(list) = f.get("hosts") {
+                let list_path = yaml::join(&path, "hosts");
+                for (i, item) in ctx.seq(list, &list_path).iter().enumerate() {
+                    let item_path = yaml::index(&list_path, i);
+                    let Some(h) = ctx.string(item, &item_path) else { continue };
+                    match hosts.get_mut(&h) {
+                        Some(host) => {
+                            if !host.groups.contains(&name) {
+                                host.groups.push(name.clone());
+                                members.push(h);
+                            }
+                        }
+                        None => ctx.error(item.loc, &item_path, Kind::UnknownReference, format!("no host named `{h}` in `hosts`")),
+                    }
+                }
+            }
+            if let Some(v) = f.get("vars") {
+                group_vars.entry(name.clone()).or_default().push(VarFile::from_node(&mut ctx, v, &yaml::join(&path, "vars"), false));
+            }
+            f.finish(&mut ctx, false);
+            members.sort();
+            groups.insert(name.clone(), Group { name, hosts: members });
+        }
+    }
+    for host in hosts.values_mut() {
+        host.groups.sort();
+    }
+
+    let mut all_vars = Vec::new();
+    if let Some(v) = top.get("vars") {
+        all_vars.push(VarFile::from_node(&mut ctx, v, "vars", false));
+    }
+    top.finish(&mut ctx, false);
+    drop(ctx);
+
+    // group_vars/ and host_vars/: files or folders named after a group or host.
+    for (folder, is_group) in [("group_vars", true), ("host_vars", false)] {
+        for (name, files) in crate::vars::load_folder(root, &dir.join(folder), diags) {
+            let known = if is_group { name == "all" || groups.contains_key(&name) } else { hosts.contains_key(&name) };
+            if !known {
+                let what = if is_group { "group" } else { "host" };
+                for f in &files {
+                    diags.error(&f.source, Loc::UNKNOWN, "", Kind::UnknownReference, format!("no {what} named `{name}` in the inventory"));
+                }
+                continue;
+            }
+            let target = match (is_group, name.as_str()) {
+                (true, "all") => &mut all_vars,
+                (true, _) => group_vars.entry(name).or_default(),
+                (false, _) => host_vars.entry(name).or_default(),
+            };
+            target.extend(files);
+        }
+    }
+
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "inventory".into());
+    Some(Inventory { name, dir: dir.to_path_buf(), file, hosts, groups, all_vars, group_vars, host_vars })
+}
+
+fn connection(ctx: &mut Ctx<'_>, node: &yaml::Node, path: &str, base: &Connection, dir: &Path) -> Connection {
+    let mut conn = base.clone();
+    let Some(mut f) = ctx.fields(node, path) else { return conn };
+    for key in ["user", "port", "identity_file", "known_hosts_file", "jump", "become"] {
+        if let Some(v) = f.get(key) {
+            apply_connection_key(ctx, &mut conn, key, v, &yaml::join(path, key), dir);
+        }
+    }
+    f.finish(ctx, false);
+    conn
+}
+
+fn apply_connection_key(ctx: &mut Ctx<'_>, conn: &mut Connection, key: &str, v: &yaml::Node, path: &str, dir: &Path) {
+    match key {
+        "user" => {
+            if let Some(s) = ctx.string(v, path) {
+                conn.user = s;
+            }
+        }
+        "port" => {
+            if let Some(p) = ctx.u64(v, path) {
+                match u16::try_from(p) {
+                    Ok(p) if p > 0 => conn.port = p,
+                    _ => ctx.error(v.loc, path, Kind::InvalidValue, format!("{p} is not a TCP port")),
+                }
+            }
+        }
+        "identity_file" => conn.identity_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
+        "known_hosts_file" => conn.known_hosts_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
+        "jump" => conn.jump = ctx.string(v, path),
+        "become" => {
+            if let Some(b) = ctx.bool(v, path) {
+                conn.r#become = b;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Paths in an inventory are relative to its folder; `~/` is the user's home.
+fn resolve_path(dir: &Path, s: &str) -> PathBuf {
+    if let Some(rest) = s.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let p = Path::new(s);
+    if p.is_absolute() { p.to_path_buf() } else { normalize(&dir.join(p)) }
+}
+
+/// Removes `.` and `..` components without touching the file system.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Names of every group, for messages.
+pub fn names(set: &BTreeSet<String>) -> String {
+    set.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,322 @@
+//! Stacks: docker-compose files, the subset hoist supports, bound to a group of hosts.
+//!
+//! A stack file is read once ([`StackFile`]) and lowered per host ([`lower`]): `${...}` is
+//! interpolated with that host's variables, templates it mounts or reads as `env_file` are rendered,
+//! and every field is checked. Any key outside the supported subset is an error naming its path;
+//! `x-` extension fields are allowed anywhere, as in compose. `x-hoist: {hosts: <pattern>}` binds
+//! the stack to hosts.
+
+pub mod interpolate;
+mod service;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::Environment;
+
+use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::secret::Redactor;
+use crate::vars::HostVars;
+use crate::yaml::{self, Ctx, Node, Value};
+
+pub use service::{Build, Condition, Health, Mount, MountSource, PlacedFile, Port, Service};
+
+/// Where files placed by hoist live on a host: `<FILES_ROOT>/<project>/<repository path>`.
+pub const FILES_ROOT: &str = "/opt/hoist";
+
+/// A stack file as read from disk, before it is lowered for a host.
+#[derive(Debug, Clone)]
+pub struct StackFile {
+    /// The file stem (`data` for `stacks/data.yml`): how playbooks name the stack.
+    pub name: String,
+    pub path: PathBuf,
+    pub source: SourceName,
+    pub node: Node,
+    /// The compose project name (`name:`), else the stem.
+    pub project: String,
+    /// The host pattern from `x-hoist.hosts`.
+    pub hosts: String,
+    pub hosts_loc: Loc,
+}
+
+/// A stack lowered for one host.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub name: String,
+    pub project: String,
+    pub services: BTreeMap<String, Service>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+    pub networks: BTreeMap<String, NetworkDef>,
+}
+
+/// A named volume of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeDef {
+    /// The engine-side name (`<project>_<key>` unless `name:` or `external`).
+    pub name: String,
+    pub driver: Option<String>,
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network of the stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDef {
+    pub name: String,
+    pub driver: Option<String>,
+    pub external: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn valid_project(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+}
+
+/// Reads a stack file and its binding; the services are checked when lowered.
+pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFile> {
+    let source = SourceName::new(root, path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            diags.error(&source, Loc::UNKNOWN, "", Kind::Io, format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    let node = yaml::parse(&source, &text, diags)?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut ctx = Ctx::new(source.clone(), diags);
+    let mut top = ctx.fields(&node, "")?;
+    let project = match top.get("name") {
+        Some(n) => {
+            let p = ctx.string(n, "name").unwrap_or_default();
+            if !valid_project(&p) {
+                ctx.error(n.loc, "name", Kind::InvalidValue, format!("{p:?} is not a valid project name (lowercase letters, digits, '-' and '_')"));
+            }
+            p
+        }
+        None => stem.clone(),
+    };
+    let (mut hosts, mut hosts_loc) = (String::new(), node.loc);
+    match top.get("x-hoist") {
+        Some(x) => {
+            if let Some(mut f) = ctx.fields(x, "x-hoist") {
+                if let Some(h) = f.require(&mut ctx, "hosts") {
+                    hosts = ctx.string(h, "x-hoist.hosts").unwrap_or_default();
+                    hosts_loc = h.loc;
+                }
+                f.finish(&mut ctx, false);
+            }
+        }
+        None => ctx.error(node.loc, "x-hoist", Kind::MissingKey, "missing `x-hoist: {hosts: <group>}`: the hosts this stack is bound to"),
+    }
+    let _ = top.get("services");
+    let _ = top.get("volumes");
+    let _ = top.get("networks");
+    top.finish(&mut ctx, true);
+    Some(StackFile { name: stem, path: path.to_path_buf(), source, node, project, hosts, hosts_loc })
+}
+
+/// What lowering needs besides the file: the host's variables and the template machinery.
+#[derive(Debug)]
+pub struct LowerCtx<'a> {
+    pub root: &'a Path,
+    pub env: &'a Environment<'static>,
+    pub vars: &'a HostVars,
+    pub host: &'a str,
+    pub redactor: &'a Redactor,
+    /// Profiles enabled for this deployment; services with other profiles are left out.
+    pub profiles: &'a [String],
+}
+
+/// Lowers `file` for one host: interpolation, rendering, and validation of every field.
+pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Option<Stack> {
+    let errors_before = diags.error_count();
+    let node = interpolate_tree(file, &file.node, "", lc, diags);
+    let mut ctx = Ctx::new(file.source.clone(), diags);
+    let mut top = ctx.fields(&node, "")?;
+
+    let mut volumes = BTreeMap::new();
+    if let Some(v) = top.get("volumes") {
+        for (key, _, body) in ctx.entries(v, "volumes") {
+            let path = yaml::join("volumes", &key);
+            let (name, driver, external, labels) = resource(&mut ctx, body, &path, &file.project, &key);
+            volumes.insert(key, VolumeDef { name, driver, external, labels });
+        }
+    }
+    let mut networks = BTreeMap::new();
+    if let Some(v) = top.get("networks") {
+        for (key, _, body) in ctx.entries(v, "networks") {
+            let path = yaml::join("networks", &key);
+            let (name, driver, external, labels) = resource(&mut ctx, body, &path, &file.project, &key);
+            networks.insert(key, NetworkDef { name, driver, external, labels });
+        }
+    }
+
+    let mut services = BTreeMap::new();
+    let stack_dir = file.path.parent().unwrap_or(Path::new("."));
+    match top.require(&mut ctx, "services") {
+        Some(v) => {
+            for (name, loc, body) in ctx.entries(v, "services") {
+                let path = yaml::join("services", &name);
+                if let Some(svc) = service::decode(&mut ctx, &name, loc, body, &path, file, stack_dir, lc) {
+                    let active = svc.profiles.is_empty() || svc.profiles.iter().any(|p| lc.profiles.contains(p));
+                    if active {
+                        services.insert(name, svc);
+                    }
+                }
+            }
+        }
+        None => {}
+    }
+    let _ = top.get("name");
+    let _ = top.get("x-hoist");
+    top.finish(&mut ctx, true);
+
+    // The default network exists when a service uses it (compose's `<project>_default`).
+    if services.values().any(|s| s.networks.contains_key("default")) && !networks.contains_key("default") {
+        networks.insert(
+            "default".into(),
+            NetworkDef { name: format!("{}_default", file.project), driver: None, external: false, labels: BTreeMap::new() },
+        );
+    }
+    check_references(&mut ctx, &services, &volumes, &networks);
+    if ctx.diags.error_count() > errors_before {
+        return None;
+    }
+    Some(Stack { name: file.name.clone(), project: file.project.clone(), services, volumes, networks })
+}
+
+fn resource(ctx: &mut Ctx<'_>, body: &Node, path: &str, project: &str, key: &str) -> (String, Option<String>, bool, BTreeMap<String, String>) {
+    let mut name = format!("{project}_{key}");
+    let (mut driver, mut external, mut labels) = (None, false, BTreeMap::new());
+    if let Some(mut f) = ctx.fields(body, path) {
+        let explicit = f.string(ctx, "name");
+        driver = f.string(ctx, "driver");
+        external = f.bool(ctx, "external").unwrap_or(false);
+        if let Some(l) = f.get("labels") {
+            labels = service::string_map(ctx, l, &f.path_of("labels"));
+        }
+        if let Some(n) = explicit {
+            name = n;
+        } else if external {
+            name = key.to_owned();
+        }
+        f.finish(ctx, true);
+    }
+    (name, driver, external, labels)
+}
+
+fn check_references(
+    ctx: &mut Ctx<'_>,
+    services: &BTreeMap<String, Service>,
+    volumes: &BTreeMap<String, VolumeDef>,
+    networks: &BTreeMap<String, NetworkDef>,
+) {
+    for (name, svc) in services {
+        let path = yaml::join("services", name);
+        for (dep, cond) in &svc.depends_on {
+            if !services.contains_key(dep) {
+                ctx.error(cond.loc, &yaml::join(&path, "depends_on"), Kind::UnknownReference, format!("no service named `{dep}` in this stack"));
+            }
+        }
+        for m in &svc.mounts {
+            if let MountSource::Volume(v) = &m.source {
+                if !volumes.contains_key(v) {
+                    ctx.error(m.loc, &yaml::join(&path, "volumes"), Kind::UnknownReference, format!("volume `{v}` is not declared under the top-level `volumes`"));
+                }
+            }
+        }
+        for net in svc.networks.keys() {
+            if !networks.contains_key(net) {
+                ctx.error(svc.loc, &yaml::join(&path, "networks"), Kind::UnknownReference, format!("network `{net}` is not declared under the top-level `networks`"));
+            }
+        }
+    }
+    // Cycles in depends_on would deadlock the health-gated start order.
+    if let Err(cycle) = start_order(services) {
+        let loc = services.get(&cycle[0]).map(|s| s.loc).unwrap_or_default();
+        ctx.error(loc, "services", Kind::Cycle, format!("depends_on cycle: {}", cycle.join(" -> ")));
+    }
+}
+
+/// Services in start order: dependencies first, ties by name. Err holds a cycle.
+pub fn start_order(services: &BTreeMap<String, Service>) -> Result<Vec<String>, Vec<String>> {
+    let mut order = Vec::new();
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new(); // 1 visiting, 2 done
+    fn visit<'a>(
+        name: &'a str,
+        services: &'a BTreeMap<String, Service>,
+        state: &mut BTreeMap<&'a str, u8>,
+        stack: &mut Vec<String>,
+        order: &mut Vec<String>,
+    ) -> Result<(), Vec<String>> {
+        match state.get(name) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                let start = stack.iter().position(|s| s == name).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(name.to_owned());
+                return Err(cycle);
+            }
+            _ => {}
+        }
+        state.insert(name, 1);
+        stack.push(name.to_owned());
+        if let Some(svc) = services.get(name) {
+            for dep in svc.depends_on.keys() {
+                if services.contains_key(dep) {
+                    visit(dep, services, state, stack, order)?;
+                }
+            }
+        }
+        stack.pop();
+        state.insert(name, 2);
+        order.push(name.to_owned());
+        Ok(())
+    }
+    for name in services.keys() {
+        visit(name, services, &mut state, &mut Vec::new(), &mut order)?;
+    }
+    Ok(order)
+}
+
+/// A copy of the tree with `${...}` expanded in every string (top-level `x-` blocks are skipped: their
+/// content is used through anchors, where it is expanded).
+fn interpolate_tree(file: &StackFile, node: &Node, path: &str, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Node {
+    let value = match &node.value {
+        Value::Str(s) if s.contains('$') => {
+            let lookup = |name: &str| lc.vars.scalar(name);
+            match interpolate::interpolate(s, &lookup) {
+                Ok(v) => Value::Str(v),
+                Err(e) => {
+                    diags.error(&file.source, node.loc, path, Kind::UndefinedVariable, format!("{e} (host {})", lc.host));
+                    Value::Str(String::new())
+                }
+            }
+        }
+        Value::Seq(items) => Value::Seq(
+            items.iter().enumerate().map(|(i, n)| interpolate_tree(file, n, &yaml::index(path, i), lc, diags)).collect(),
+        ),
+        Value::Map(entries) => Value::Map(
+            entries
+                .iter()
+                .filter(|(k, _)| !(path.is_empty() && k.scalar_text().is_some_and(|k| k.starts_with("x-") && k != "x-hoist")))
+                .map(|(k, v)| {
+                    let key = k.scalar_text().unwrap_or_default();
+                    (k.clone(), interpolate_tree(file, v, &yaml::join(path, &key), lc, diags))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    Node { value, loc: node.loc, bytes: node.bytes.clone() }
+}
+
+/// Whether `c` is a condition a `wait` step can wait for.
+pub fn service_condition(c: &str) -> bool {
+    matches!(c, "running" | "healthy" | "completed")
+}
+
+pub use service::{ConditionKind, parse_duration};

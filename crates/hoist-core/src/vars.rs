@@ -1,0 +1,343 @@
+//! Variables: the layers they come from, their precedence, and their resolution per host.
+//!
+//! Precedence, lowest first: `vars/` of the project (defaults) < inventory `vars:` and
+//! `group_vars/all` < `group_vars/<group>` (groups in name order) < host `vars:` and
+//! `host_vars/<host>` < `-e name=value`. A later layer replaces a variable whole (no deep merge),
+//! as Ansible does by default. String values may be templates over other variables
+//! (`"{{ data_node_ip }}:5432"`); they are resolved per host, and cycles are reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use indexmap::IndexMap;
+use minijinja::Environment;
+use serde_json::Value as Json;
+
+use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::inventory::{Host, Inventory};
+use crate::secret::{REDACTED, Redactor};
+use crate::template;
+use crate::vault::{self, Keyring};
+use crate::yaml::{self, Ctx, Node};
+
+/// One variable as written in a file.
+#[derive(Debug, Clone)]
+pub struct VarValue {
+    pub value: Json,
+    pub loc: Loc,
+}
+
+/// The variables of one file (or one `vars:` block).
+#[derive(Debug, Clone)]
+pub struct VarFile {
+    pub source: SourceName,
+    pub values: IndexMap<String, VarValue>,
+    /// Every value here is secret (a `secrets.yml` file).
+    pub secret: bool,
+}
+
+/// Whether `name` can be a variable name (usable in templates and `${...}`).
+pub fn valid_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl VarFile {
+    /// Reads a map of variables from `node`.
+    pub fn from_node(ctx: &mut Ctx<'_>, node: &Node, path: &str, secret: bool) -> VarFile {
+        let mut values = IndexMap::new();
+        for (name, loc, value) in ctx.entries(node, path) {
+            if !valid_var_name(&name) {
+                ctx.error(loc, &yaml::join(path, &name), Kind::InvalidValue, "variable names use letters, digits and `_`, and do not start with a digit");
+                continue;
+            }
+            values.insert(name, VarValue { value: value.to_json(), loc });
+        }
+        VarFile { source: ctx.file.clone(), values, secret }
+    }
+
+    /// Loads a variables file; `secrets.yml` files hold secret values.
+    pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<VarFile> {
+        let source = SourceName::new(root, path);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.error(&source, Loc::UNKNOWN, "", Kind::Io, format!("cannot read: {e}"));
+                return None;
+            }
+        };
+        let node = yaml::parse(&source, &text, diags)?;
+        let secret = is_secrets_file(path);
+        let mut ctx = Ctx::new(source, diags);
+        Some(VarFile::from_node(&mut ctx, &node, "", secret))
+    }
+}
+
+/// `secrets.yml` (and `secrets.yaml`) files hold secrets.
+pub fn is_secrets_file(path: &Path) -> bool {
+    matches!(path.file_name().and_then(|n| n.to_str()), Some("secrets.yml" | "secrets.yaml"))
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+}
+
+/// YAML files of a folder, sorted by name.
+pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && is_yaml(p))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Loads `group_vars/` or `host_vars/`: `<name>.yml` files and `<name>/` folders, keyed by name.
+pub fn load_folder(root: &Path, dir: &Path, diags: &mut Diagnostics) -> BTreeMap<String, Vec<VarFile>> {
+    let mut out: BTreeMap<String, Vec<VarFile>> = BTreeMap::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            for file in yaml_files(&path) {
+                if let Some(vf) = VarFile::load(root, &file, diags) {
+                    out.entry(name.clone()).or_default().push(vf);
+                }
+            }
+        } else if is_yaml(&path) {
+            let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some(vf) = VarFile::load(root, &path, diags) {
+                out.entry(name).or_default().push(vf);
+            }
+        }
+    }
+    out
+}
+
+/// What to do with encrypted values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsMode {
+    /// Decrypt them; without a key, report an error (plan, apply, show).
+    Required,
+    /// Decrypt them when a key is available; otherwise stand in a placeholder (check).
+    Optional,
+}
+
+/// Decrypts every encrypted value in place and registers every secret with the redactor.
+pub fn unseal(files: &mut [&mut VarFile], keyring: Option<&Keyring>, mode: SecretsMode, redactor: &Redactor, diags: &mut Diagnostics) {
+    for file in files.iter_mut() {
+        let mut missing_key = false;
+        let source = file.source.clone();
+        let secret_file = file.secret;
+        for (name, var) in file.values.iter_mut() {
+            walk_strings(&mut var.value, &mut |s: &mut String| {
+                if vault::is_encrypted(s) {
+                    match keyring {
+                        Some(k) => match k.decrypt(s) {
+                            Ok(plain) => {
+                                redactor.add(&plain);
+                                *s = plain;
+                            }
+                            Err(e) => diags.error(&source, var.loc, name, Kind::Secret, format!("cannot decrypt: {e}")),
+                        },
+                        None => {
+                            missing_key = true;
+                            *s = format!("{REDACTED}{name}");
+                        }
+                    }
+                } else if secret_file {
+                    redactor.add(s);
+                }
+            });
+        }
+        if missing_key {
+            let message = format!("encrypted values not decrypted: {}", vault::VaultError::NoKey);
+            match mode {
+                SecretsMode::Required => diags.error(&source, Loc::UNKNOWN, "", Kind::Secret, message),
+                SecretsMode::Optional => {}
+            }
+        }
+    }
+}
+
+fn walk_strings(v: &mut Json, f: &mut dyn FnMut(&mut String)) {
+    match v {
+        Json::String(s) => f(s),
+        Json::Array(items) => items.iter_mut().for_each(|i| walk_strings(i, f)),
+        Json::Object(map) => map.values_mut().for_each(|i| walk_strings(i, f)),
+        _ => {}
+    }
+}
+
+/// The resolved variables of one host.
+#[derive(Debug, Clone, Default)]
+pub struct HostVars {
+    pub values: BTreeMap<String, Json>,
+    /// Where each variable's winning value was written.
+    pub origins: BTreeMap<String, SourceName>,
+    /// Variables whose value is secret.
+    pub secret: BTreeSet<String>,
+}
+
+impl HostVars {
+    /// The scalar variables as strings, for `${var}` interpolation in stacks.
+    pub fn scalar(&self, name: &str) -> Option<String> {
+        match self.values.get(name)? {
+            Json::String(s) => Some(s.clone()),
+            Json::Number(n) => Some(n.to_string()),
+            Json::Bool(b) => Some(b.to_string()),
+            Json::Null => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    pub fn context(&self) -> minijinja::Value {
+        template::to_value(&self.values)
+    }
+}
+
+/// The magic variables every host has.
+fn builtins(inv: &Inventory, host: &Host) -> BTreeMap<String, Json> {
+    let hostvars: serde_json::Map<String, Json> = inv
+        .hosts
+        .values()
+        .map(|h| {
+            let v = serde_json::json!({
+                "name": h.name, "address": h.address, "port": h.connection.port,
+                "user": h.connection.user, "groups": h.groups,
+            });
+            (h.name.clone(), v)
+        })
+        .collect();
+    BTreeMap::from([
+        ("inventory_hostname".to_owned(), Json::from(host.name.clone())),
+        ("hoist_address".to_owned(), Json::from(host.address.clone())),
+        ("group_names".to_owned(), Json::from(host.groups.clone())),
+        ("groups".to_owned(), serde_json::to_value(inv.group_members()).unwrap_or_default()),
+        ("hostvars".to_owned(), Json::Object(hostvars)),
+    ])
+}
+
+/// Resolves the variables of `host`: merges the layers, then renders templated values.
+pub fn resolve(
+    inv: &Inventory,
+    host: &Host,
+    defaults: &[VarFile],
+    extra: &[(String, String)],
+    env: &Environment<'static>,
+    redactor: &Redactor,
+    diags: &mut Diagnostics,
+) -> HostVars {
+    let mut out = HostVars::default();
+    let mut locs: BTreeMap<String, Loc> = BTreeMap::new();
+    let mut layers: Vec<&VarFile> = defaults.iter().chain(inv.all_vars.iter()).collect();
+    for g in &host.groups {
+        layers.extend(inv.group_vars.get(g).into_iter().flatten());
+    }
+    layers.extend(inv.host_vars.get(&host.name).into_iter().flatten());
+    for layer in layers {
+        for (name, var) in &layer.values {
+            out.values.insert(name.clone(), var.value.clone());
+            out.origins.insert(name.clone(), layer.source.clone());
+            locs.insert(name.clone(), var.loc);
+            if layer.secret {
+                out.secret.insert(name.clone());
+            } else {
+                out.secret.remove(name);
+            }
+        }
+    }
+    let cli = SourceName("(command line -e)".into());
+    for (name, value) in extra {
+        out.values.insert(name.clone(), Json::String(value.clone()));
+        out.origins.insert(name.clone(), cli.clone());
+        out.secret.remove(name);
+    }
+    for (name, value) in builtins(inv, host) {
+        out.values.insert(name.clone(), value);
+        out.origins.insert(name, SourceName("(built-in)".into()));
+    }
+
+    // Render templated values until nothing changes; what still changes after many passes loops.
+    const MAX_PASSES: usize = 12;
+    let mut pending: BTreeSet<String> = out.values.iter().filter(|(_, v)| has_template(v)).map(|(k, _)| k.clone()).collect();
+    for _ in 0..MAX_PASSES {
+        if pending.is_empty() {
+            break;
+        }
+        let ctx = out.context();
+        let mut next = BTreeSet::new();
+        for name in &pending {
+            let mut value = out.values[name].clone();
+            let mut failed = false;
+            render_strings(&mut value, &mut |s: &str| match template::render_str(env, s, &ctx) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let origin = template::Origin {
+                        file: out.origins[name].clone(),
+                        line_offset: locs.get(name).map(|l| l.line).unwrap_or(0),
+                        field: name.clone(),
+                    };
+                    template::report(&e, &origin, diags);
+                    failed = true;
+                    None
+                }
+            });
+            if failed {
+                out.values.insert(name.clone(), Json::Null);
+                continue;
+            }
+            if out.secret.contains(name) {
+                walk_strings(&mut value, &mut |s: &mut String| redactor.add(s));
+            }
+            if has_template(&value) {
+                next.insert(name.clone());
+            }
+            out.values.insert(name.clone(), value);
+        }
+        pending = next;
+    }
+    for name in pending {
+        let origin = out.origins[&name].clone();
+        let loc = locs.get(&name).copied().unwrap_or_default();
+        diags.error(&origin, loc, &name, Kind::Cycle, "the value keeps referring to itself through other variables");
+    }
+    out
+}
+
+fn has_template(v: &Json) -> bool {
+    match v {
+        Json::String(s) => template::is_template(s),
+        Json::Array(items) => items.iter().any(has_template),
+        Json::Object(map) => map.values().any(has_template),
+        _ => false,
+    }
+}
+
+fn render_strings(v: &mut Json, f: &mut dyn FnMut(&str) -> Option<String>) {
+    match v {
+        Json::String(s) if template::is_template(s) => {
+            if let Some(r) = f(s) {
+                *s = r;
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(|i| render_strings(i, f)),
+        Json::Object(map) => map.values_mut().for_each(|i| render_strings(i, f)),
+        _ => {}
+    }
+}
+
+/// Parses `-e name=value` arguments.
+pub fn parse_extra(args: &[String]) -> Result<Vec<(String, String)>, String> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((k, v)) if valid_var_name(k.trim()) => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(format!("-e expects name=value with a valid variable name, got {a:?}")),
+        })
+        .collect()
+}
