@@ -20,3 +20,4 @@ pub mod stack;
 pub mod vars;
 pub mod observed;
 pub mod plan;
+pub mod render;

@@ -1,0 +1,117 @@
+//! The command line, as clap derive types. Flags keep the names Ansible users know (`-i`, `-e`,
+//! `--limit`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "hoist", version, about = "Declarative, agentless provisioner for the APM platform", max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Project folder (holding inventory/, stacks/, templates/, playbooks/)
+    #[arg(long, global = true, value_name = "DIR", default_value = ".", env = "HOIST_PROJECT")]
+    pub project: PathBuf,
+    /// Inventory folder, as in Ansible
+    #[arg(short, long, global = true, value_name = "DIR", env = "HOIST_INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Extra variable (highest precedence), repeatable
+    #[arg(short = 'e', long = "extra-vars", global = true, value_name = "NAME=VALUE")]
+    pub extra_vars: Vec<String>,
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check inventories, variables, templates, stacks and playbooks; report every problem
+    Check,
+    /// Show what applying a playbook would change, with diffs
+    Plan(PlanArgs),
+    /// Inspect or import inventories
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+    /// Encrypt, decrypt and edit secrets files
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The playbook (a path, or a name under playbooks/)
+    pub playbook: PathBuf,
+    /// Plan against a recorded observed-state snapshot (<DIR>/<host>.json) instead of live hosts
+    #[arg(long, value_name = "DIR")]
+    pub observed: Option<PathBuf>,
+    /// Only these hosts (a pattern, as in Ansible)
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Also write the plan as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Print the resolved variables of every host (secrets redacted)
+    Show {
+        /// Only this host
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Convert an Ansible INI inventory into hosts.yml
+    Import {
+        /// The INI file (like Ansible's hosts.ini)
+        ini: PathBuf,
+        /// Write hosts.yml into this folder instead of printing it
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Encrypt every plaintext value of a vars file in place
+    Encrypt {
+        file: PathBuf,
+        /// age recipient (age1...); defaults to the key in HOIST_AGE_KEY / HOIST_AGE_KEY_FILE
+        #[arg(short, long)]
+        recipient: Vec<String>,
+    },
+    /// Decrypt every value of a vars file in place (or into --out)
+    Decrypt {
+        file: PathBuf,
+        /// Write the decrypted file here instead of replacing the original
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Decrypt into a private temporary file, open $EDITOR, and encrypt the result back
+    Edit {
+        file: PathBuf,
+        #[arg(short, long)]
+        recipient: Vec<String>,
+    },
+    /// Generate an age key; prints the public recipient, writes the private key to FILE
+    Keygen {
+        #[arg(value_name = "FILE")]
+        out: PathBuf,
+    },
+}

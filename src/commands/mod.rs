@@ -1,0 +1,65 @@
+//! One file per command. Each turns its flags into options, calls into `hoist-core`, and prints
+//! through [`Output`]; it returns the exit code its outcome means.
+
+mod check;
+mod inventory;
+mod plan;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use hoist_core::diag::Diagnostics;
+use hoist_core::project::{self, LoadOptions, Project};
+use hoist_core::vars::{self, SecretsMode};
+use hoist_core::vault::Keyring;
+
+use crate::cli::{Cli, Command, Global};
+use crate::output::Output;
+
+pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Check => check::run(&cli.global, out),
+        Command::Plan(args) => plan::run(&cli.global, &args, out),
+        Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
+        Command::Secrets(cmd) => secrets::run(cmd, out),
+    }
+}
+
+/// The inventory folder to use: `-i`, or the only one the project has.
+fn inventory_dir(global: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(i) = &global.inventory {
+        return Ok(i.clone());
+    }
+    let all = inventories(&global.project);
+    match all.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("no inventory: pass -i <dir> (a folder holding hosts.yml)"),
+        many => anyhow::bail!(
+            "several inventories ({}): choose one with -i",
+            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Every `inventory/<name>/` of the project that holds a hosts.yml.
+fn inventories(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root.join("inventory"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("hosts.yml").is_file())
+        .map(|p| p.strip_prefix(root).map(Path::to_path_buf).unwrap_or(p))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Loads the project for `inventory`; diagnostics are collected, not printed.
+fn load_project(global: &Global, inventory: &Path, secrets: SecretsMode, diags: &mut Diagnostics) -> anyhow::Result<Option<Project>> {
+    let keyring = Keyring::from_env().context("loading the age key")?;
+    let extra_vars = vars::parse_extra(&global.extra_vars).map_err(anyhow::Error::msg)?;
+    let opts = LoadOptions { root: global.project.clone(), inventory: inventory.to_path_buf(), extra_vars, secrets, keyring };
+    Ok(project::load(opts, diags))
+}
