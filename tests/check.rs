@@ -1,0 +1,60 @@
+//! `hoist check`: the repository's own deployment passes, and a broken project reports every
+//! problem with its location, exits 1, and nothing else happens.
+
+mod common;
+
+use common::{hoist, hoist_in, repo};
+use expect_test::expect_file;
+
+#[test]
+fn the_repository_deployment_passes_check() {
+    let run = hoist_in(&repo(), &["check"], &[("HOIST_AGE_KEY_FILE", "")]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("0 error(s)"), "{}", run.stdout);
+    for inv in ["inventory/lan", "inventory/sandbox", "inventory/single"] {
+        assert!(run.stdout.contains(inv), "{inv} checked: {}", run.stdout);
+    }
+}
+
+#[test]
+fn every_diagnostic_kind_is_located() {
+    let broken = repo().join("tests/fixtures/broken");
+    let run = hoist_in(&broken, &["check"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    expect_file!["snapshots/check_broken.txt"].assert_eq(&run.stdout);
+
+    let json = hoist_in(&broken, &["check", "--json"], &[]);
+    assert_eq!(json.code, 1);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert_eq!(doc["schema"], "hoist.check/v1");
+    let kinds: std::collections::BTreeSet<&str> =
+        doc["diagnostics"].as_array().expect("list").iter().filter_map(|d| d["kind"].as_str()).collect();
+    for kind in [
+        "io", "syntax", "unknown-key", "wrong-type", "missing-key", "invalid-value", "unknown-reference",
+        "duplicate", "undefined-variable", "template", "cycle", "secret",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} diagnostic in {kinds:?}");
+    }
+    for d in doc["diagnostics"].as_array().expect("list") {
+        assert!(!d["file"].as_str().unwrap_or_default().is_empty(), "every diagnostic names its file: {d}");
+    }
+}
+
+#[test]
+fn a_broken_project_plans_nothing() {
+    let broken = repo().join("tests/fixtures/broken");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("plan.json");
+    let run = hoist_in(&broken, &["plan", "site", "--observed", ".", "--out", &out.display().to_string()], &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("nothing was planned"), "{}", run.stderr);
+    assert!(run.stderr.contains("playbooks/site.yml:4:7: stack: no stack `nothing-here`"), "{}", run.stderr);
+    assert!(!out.exists(), "no plan file is written when inputs are broken");
+}
+
+#[test]
+fn a_missing_playbook_is_an_io_error() {
+    let run = hoist(&["-i", "inventory/sandbox", "plan", "no-such-playbook", "--observed", "."]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("error[io]: no-such-playbook: no such playbook"), "{}", run.stderr);
+}

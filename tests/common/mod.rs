@@ -1,0 +1,87 @@
+//! Helpers shared by the CLI tests: run the real `hoist` binary, find fixtures, load projects.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hoist_core::diag::Diagnostics;
+use hoist_core::project::{self, LoadOptions, Project};
+use hoist_core::vars::SecretsMode;
+
+/// The poison secret planted in the demo fixture; no output may ever contain it.
+pub const POISON: &str = "p0ison-S3CRET-value";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn demo() -> PathBuf {
+    repo().join("tests/fixtures/demo")
+}
+
+/// The test-only age key that decrypts the fixtures' encrypted values.
+pub fn test_key() -> PathBuf {
+    repo().join("tests/fixtures/keys/test.agekey")
+}
+
+/// The second poison: an encrypted value, once decrypted.
+pub const POISON_ENCRYPTED: &str = "p0ison-ENCRYPTED-token";
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout and stderr together, for "appears nowhere" checks.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `hoist` with `args` in `dir`: no colour, the fixtures' test key, no inherited settings.
+/// An `env` entry with an empty value removes that variable.
+pub fn hoist_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
+    cmd.current_dir(dir).args(args).env_remove("HOIST_AGE_KEY").env_remove("HOIST_AGE_KEY_FILE").env_remove("HOIST_LOG").env("NO_COLOR", "1");
+    cmd.env_remove("HOIST_PROJECT").env_remove("HOIST_INVENTORY");
+    cmd.env("HOIST_AGE_KEY_FILE", test_key());
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd.output().expect("running hoist");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn hoist(args: &[&str]) -> Run {
+    hoist_in(&repo(), args, &[])
+}
+
+/// Loads a fixture project the way the CLI does.
+pub fn load(root: &Path, inventory: &str) -> (Project, Diagnostics) {
+    let mut diags = Diagnostics::new();
+    let opts = LoadOptions {
+        root: root.to_path_buf(),
+        inventory: PathBuf::from(inventory),
+        extra_vars: Vec::new(),
+        secrets: SecretsMode::Required,
+        keyring: Some(hoist_core::vault::Keyring::parse(&std::fs::read_to_string(test_key()).expect("key"), "test key").expect("key")),
+    };
+    let p = project::load(opts, &mut diags).expect("project loads");
+    (p, diags)
+}
+
+/// Replaces a temporary folder in output with a stable name.
+pub fn scrub(text: &str, tmp: &Path) -> String {
+    text.replace(&tmp.display().to_string(), "$TMP")
+}
