@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "hoist", version, about = "Declarative, agentless provisioner for the APM platform", max_term_width = 100)]
+#[command(
+    name = "hoist",
+    version,
+    about = "Declarative, agentless provisioner for the APM platform",
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -17,13 +22,30 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Project folder (holding inventory/, stacks/, templates/, playbooks/)
-    #[arg(long, global = true, value_name = "DIR", default_value = ".", env = "HOIST_PROJECT")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = ".",
+        env = "HOIST_PROJECT"
+    )]
     pub project: PathBuf,
     /// Inventory folder, as in Ansible
-    #[arg(short, long, global = true, value_name = "DIR", env = "HOIST_INVENTORY")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "HOIST_INVENTORY"
+    )]
     pub inventory: Option<PathBuf>,
     /// Extra variable (highest precedence), repeatable
-    #[arg(short = 'e', long = "extra-vars", global = true, value_name = "NAME=VALUE")]
+    #[arg(
+        short = 'e',
+        long = "extra-vars",
+        global = true,
+        value_name = "NAME=VALUE"
+    )]
     pub extra_vars: Vec<String>,
     /// Print machine-readable JSON on stdout
     #[arg(long, global = true)]

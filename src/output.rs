@@ -21,7 +21,9 @@ fn wants_color(choice: ColorChoice, is_terminal: bool) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
-        ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        ColorChoice::Auto => {
+            is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
     }
 }
 
@@ -38,12 +40,16 @@ impl Output {
     }
 
     fn init_logging(&self) {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let filter = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         let redactor = self.redactor.clone();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(self.stderr_color)
-            .with_writer(move || RedactingWriter { redactor: redactor.clone(), buf: Vec::new() })
+            .with_writer(move || RedactingWriter {
+                redactor: redactor.clone(),
+                buf: Vec::new(),
+            })
             .try_init();
     }
 
@@ -55,7 +61,10 @@ impl Output {
     }
 
     fn redact(&self, s: &str) -> String {
-        self.redactor.read().map(|r| r.redact(s)).unwrap_or_else(|_| s.to_owned())
+        self.redactor
+            .read()
+            .map(|r| r.redact(s))
+            .unwrap_or_else(|_| s.to_owned())
     }
 
     pub fn color(&self) -> bool {
@@ -82,7 +91,11 @@ impl Output {
     }
 
     pub fn error(&self, message: &str) {
-        let head = if self.stderr_color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+        let head = if self.stderr_color {
+            "\x1b[1;31merror\x1b[0m"
+        } else {
+            "error"
+        };
         self.eprint(&format!("{head}: {message}\n"));
     }
 }
@@ -106,7 +119,11 @@ impl std::io::Write for RedactingWriter {
 impl Drop for RedactingWriter {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buf);
-        let text = self.redactor.read().map(|r| r.redact(&text)).unwrap_or_default();
+        let text = self
+            .redactor
+            .read()
+            .map(|r| r.redact(&text))
+            .unwrap_or_default();
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }

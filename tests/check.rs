@@ -27,16 +27,33 @@ fn every_diagnostic_kind_is_located() {
     assert_eq!(json.code, 1);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert_eq!(doc["schema"], "hoist.check/v1");
-    let kinds: std::collections::BTreeSet<&str> =
-        doc["diagnostics"].as_array().expect("list").iter().filter_map(|d| d["kind"].as_str()).collect();
+    let kinds: std::collections::BTreeSet<&str> = doc["diagnostics"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|d| d["kind"].as_str())
+        .collect();
     for kind in [
-        "io", "syntax", "unknown-key", "wrong-type", "missing-key", "invalid-value", "unknown-reference",
-        "duplicate", "undefined-variable", "template", "cycle", "secret",
+        "io",
+        "syntax",
+        "unknown-key",
+        "wrong-type",
+        "missing-key",
+        "invalid-value",
+        "unknown-reference",
+        "duplicate",
+        "undefined-variable",
+        "template",
+        "cycle",
+        "secret",
     ] {
         assert!(kinds.contains(kind), "no {kind} diagnostic in {kinds:?}");
     }
     for d in doc["diagnostics"].as_array().expect("list") {
-        assert!(!d["file"].as_str().unwrap_or_default().is_empty(), "every diagnostic names its file: {d}");
+        assert!(
+            !d["file"].as_str().unwrap_or_default().is_empty(),
+            "every diagnostic names its file: {d}"
+        );
     }
 }
 
@@ -45,16 +62,47 @@ fn a_broken_project_plans_nothing() {
     let broken = repo().join("tests/fixtures/broken");
     let tmp = tempfile::tempdir().expect("tmp");
     let out = tmp.path().join("plan.json");
-    let run = hoist_in(&broken, &["plan", "site", "--observed", ".", "--out", &out.display().to_string()], &[]);
+    let run = hoist_in(
+        &broken,
+        &[
+            "plan",
+            "site",
+            "--observed",
+            ".",
+            "--out",
+            &out.display().to_string(),
+        ],
+        &[],
+    );
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("nothing was planned"), "{}", run.stderr);
-    assert!(run.stderr.contains("playbooks/site.yml:4:7: stack: no stack `nothing-here`"), "{}", run.stderr);
-    assert!(!out.exists(), "no plan file is written when inputs are broken");
+    assert!(
+        run.stderr
+            .contains("playbooks/site.yml:4:7: stack: no stack `nothing-here`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !out.exists(),
+        "no plan file is written when inputs are broken"
+    );
 }
 
 #[test]
 fn a_missing_playbook_is_an_io_error() {
-    let run = hoist(&["-i", "inventory/sandbox", "plan", "no-such-playbook", "--observed", "."]);
+    let run = hoist(&[
+        "-i",
+        "inventory/sandbox",
+        "plan",
+        "no-such-playbook",
+        "--observed",
+        ".",
+    ]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("error[io]: no-such-playbook: no such playbook"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[io]: no-such-playbook: no such playbook"),
+        "{}",
+        run.stderr
+    );
 }

@@ -27,7 +27,18 @@ fn help_texts() {
 
 #[test]
 fn inventory_show_resolves_precedence() {
-    let run = hoist_in(&demo(), &["-i", "inventory/test", "-e", "web_port=81", "inventory", "show"], &[]);
+    let run = hoist_in(
+        &demo(),
+        &[
+            "-i",
+            "inventory/test",
+            "-e",
+            "web_port=81",
+            "inventory",
+            "show",
+        ],
+        &[],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     expect_file!["snapshots/inventory_show.txt"].assert_eq(&run.stdout);
 }
@@ -43,15 +54,34 @@ fn ansible_ini_import() {
     // The result is a valid inventory.
     let tmp = tempfile::tempdir().expect("tmp");
     let dir = tmp.path().join("inventory/imported");
-    let written = hoist(&["inventory", "import", &ini.display().to_string(), "--out", &dir.display().to_string()]);
+    let written = hoist(&[
+        "inventory",
+        "import",
+        &ini.display().to_string(),
+        "--out",
+        &dir.display().to_string(),
+    ]);
     assert_eq!(written.code, 0, "{}", written.stderr);
-    let show = hoist_in(tmp.path(), &["-i", "inventory/imported", "inventory", "show", "--json"], &[]);
+    let show = hoist_in(
+        tmp.path(),
+        &["-i", "inventory/imported", "inventory", "show", "--json"],
+        &[],
+    );
     assert_eq!(show.code, 0, "{}", show.stderr);
     let doc: serde_json::Value = serde_json::from_str(&show.stdout).expect("json");
     assert_eq!(doc["hosts"]["apm-node"]["address"], "192.168.0.127");
-    assert_eq!(doc["hosts"]["apm-node"]["groups"], serde_json::json!(["apm_nodes", "app", "control", "data"]));
+    assert_eq!(
+        doc["hosts"]["apm-node"]["groups"],
+        serde_json::json!(["apm_nodes", "app", "control", "data"])
+    );
     // Importing again refuses to overwrite.
-    let again = hoist(&["inventory", "import", &ini.display().to_string(), "--out", &dir.display().to_string()]);
+    let again = hoist(&[
+        "inventory",
+        "import",
+        &ini.display().to_string(),
+        "--out",
+        &dir.display().to_string(),
+    ]);
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
 }

@@ -16,7 +16,10 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
         None => super::inventories(&global.project),
     };
     if targets.is_empty() {
-        anyhow::bail!("no inventory found under {}/inventory: pass -i <dir>", global.project.display());
+        anyhow::bail!(
+            "no inventory found under {}/inventory: pass -i <dir>",
+            global.project.display()
+        );
     }
     let mut diags = Diagnostics::new();
     let mut redactor = Redactor::new();
@@ -34,8 +37,15 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
         out.print(&render::diagnostics_text(&diags, out.color(), &redactor));
         let warnings = diags.sorted().len() - errors;
         let names: Vec<String> = targets.iter().map(|p| p.display().to_string()).collect();
-        let key_note = if Keyring::from_env().ok().flatten().is_none() { " (no age key: encrypted values were checked as placeholders)" } else { "" };
-        out.print(&format!("checked {}: {errors} error(s), {warnings} warning(s){key_note}\n", names.join(", ")));
+        let key_note = if Keyring::from_env().ok().flatten().is_none() {
+            " (no age key: encrypted values were checked as placeholders)"
+        } else {
+            ""
+        };
+        out.print(&format!(
+            "checked {}: {errors} error(s), {warnings} warning(s){key_note}\n",
+            names.join(", ")
+        ));
     }
     Ok(if errors > 0 { 1 } else { 0 })
 }

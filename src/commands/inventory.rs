@@ -44,17 +44,27 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
     let inv = super::inventory_dir(global)?;
     let mut diags = Diagnostics::new();
     let project = super::load_project(global, &inv, SecretsMode::Optional, &mut diags)?;
-    let redactor = project.as_ref().map(|p| p.redactor.clone()).unwrap_or_default();
+    let redactor = project
+        .as_ref()
+        .map(|p| p.redactor.clone())
+        .unwrap_or_default();
     out.use_redactor(&redactor);
     if diags.has_errors() {
-        out.eprint(&render::diagnostics_text(&diags, out.stderr_color(), &redactor));
+        out.eprint(&render::diagnostics_text(
+            &diags,
+            out.stderr_color(),
+            &redactor,
+        ));
         return Ok(1);
     }
     let Some(project) = project else { return Ok(1) };
-    if let Some(h) = only {
-        if !project.inventory.hosts.contains_key(h) {
-            anyhow::bail!("no host named `{h}` in inventory {}", project.inventory.name);
-        }
+    if let Some(h) = only
+        && !project.inventory.hosts.contains_key(h)
+    {
+        anyhow::bail!(
+            "no host named `{h}` in inventory {}",
+            project.inventory.name
+        );
     }
     let mut hosts = BTreeMap::new();
     for (name, host) in &project.inventory.hosts {
@@ -68,13 +78,30 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
             .filter(|(k, _)| !HIDDEN.contains(&k.as_str()))
             .map(|(k, v)| {
                 let secret = vars.secret.contains(k);
-                let value = if secret { serde_json::Value::String(REDACTED.into()) } else { v.clone() };
-                (k.clone(), ShownVar { value, origin: vars.origins[k].0.clone(), secret })
+                let value = if secret {
+                    serde_json::Value::String(REDACTED.into())
+                } else {
+                    v.clone()
+                };
+                (
+                    k.clone(),
+                    ShownVar {
+                        value,
+                        origin: vars.origins[k].0.clone(),
+                        secret,
+                    },
+                )
             })
             .collect();
         hosts.insert(
             name.clone(),
-            ShownHost { address: host.address.clone(), user: host.connection.user.clone(), port: host.connection.port, groups: host.groups.clone(), vars: shown },
+            ShownHost {
+                address: host.address.clone(),
+                user: host.connection.user.clone(),
+                port: host.connection.port,
+                groups: host.groups.clone(),
+                vars: shown,
+            },
         );
     }
     if out.json {
@@ -89,10 +116,25 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
 fn text(hosts: &BTreeMap<String, ShownHost>, redactor: &Redactor) -> String {
     let mut s = String::new();
     for (name, h) in hosts {
-        let _ = writeln!(s, "{name} ({}@{}:{}) groups: {}", h.user, h.address, h.port, if h.groups.is_empty() { "-".to_owned() } else { h.groups.join(", ") });
+        let _ = writeln!(
+            s,
+            "{name} ({}@{}:{}) groups: {}",
+            h.user,
+            h.address,
+            h.port,
+            if h.groups.is_empty() {
+                "-".to_owned()
+            } else {
+                h.groups.join(", ")
+            }
+        );
         let width = h.vars.keys().map(String::len).max().unwrap_or(0);
         for (k, v) in &h.vars {
-            let value = if v.secret { REDACTED.to_owned() } else { serde_json::to_string(&v.value).unwrap_or_default() };
+            let value = if v.secret {
+                REDACTED.to_owned()
+            } else {
+                serde_json::to_string(&v.value).unwrap_or_default()
+            };
             let _ = writeln!(s, "  {k:<width$} = {value}  # {}", v.origin);
         }
         let _ = writeln!(s);
@@ -100,12 +142,21 @@ fn text(hosts: &BTreeMap<String, ShownHost>, redactor: &Redactor) -> String {
     redactor.redact(&s)
 }
 
-fn import(path: &std::path::Path, dir: Option<&std::path::Path>, out: &Output) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+fn import(
+    path: &std::path::Path,
+    dir: Option<&std::path::Path>,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut diags = Diagnostics::new();
     let file = SourceName(path.display().to_string());
     let Some(imported) = ini::import(&file, &text, &mut diags) else {
-        out.eprint(&render::diagnostics_text(&diags, out.stderr_color(), &Redactor::new()));
+        out.eprint(&render::diagnostics_text(
+            &diags,
+            out.stderr_color(),
+            &Redactor::new(),
+        ));
         return Ok(1);
     };
     for note in &imported.notes {
@@ -119,7 +170,8 @@ fn import(path: &std::path::Path, dir: Option<&std::path::Path>, out: &Output) -
                 anyhow::bail!("{} already exists: not overwriting it", target.display());
             }
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(&target, &imported.hosts_yml).with_context(|| format!("writing {}", target.display()))?;
+            std::fs::write(&target, &imported.hosts_yml)
+                .with_context(|| format!("writing {}", target.display()))?;
             out.eprint(&format!("wrote {}\n", target.display()));
         }
     }

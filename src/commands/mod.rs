@@ -37,7 +37,10 @@ fn inventory_dir(global: &Global) -> anyhow::Result<PathBuf> {
         [] => anyhow::bail!("no inventory: pass -i <dir> (a folder holding hosts.yml)"),
         many => anyhow::bail!(
             "several inventories ({}): choose one with -i",
-            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -57,9 +60,20 @@ fn inventories(root: &Path) -> Vec<PathBuf> {
 }
 
 /// Loads the project for `inventory`; diagnostics are collected, not printed.
-fn load_project(global: &Global, inventory: &Path, secrets: SecretsMode, diags: &mut Diagnostics) -> anyhow::Result<Option<Project>> {
+fn load_project(
+    global: &Global,
+    inventory: &Path,
+    secrets: SecretsMode,
+    diags: &mut Diagnostics,
+) -> anyhow::Result<Option<Project>> {
     let keyring = Keyring::from_env().context("loading the age key")?;
     let extra_vars = vars::parse_extra(&global.extra_vars).map_err(anyhow::Error::msg)?;
-    let opts = LoadOptions { root: global.project.clone(), inventory: inventory.to_path_buf(), extra_vars, secrets, keyring };
+    let opts = LoadOptions {
+        root: global.project.clone(),
+        inventory: inventory.to_path_buf(),
+        extra_vars,
+        secrets,
+        keyring,
+    };
     Ok(project::load(opts, diags))
 }

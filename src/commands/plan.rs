@@ -15,8 +15,17 @@ use crate::output::Output;
 
 /// Finds a playbook given as a path or as a name under playbooks/.
 pub fn playbook_path(root: &Path, given: &Path) -> PathBuf {
-    let candidates = [given.to_path_buf(), root.join(given), root.join("playbooks").join(given), root.join("playbooks").join(given).with_extension("yml")];
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| root.join(given))
+    let candidates = [
+        given.to_path_buf(),
+        root.join(given),
+        root.join("playbooks").join(given),
+        root.join("playbooks").join(given).with_extension("yml"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| root.join(given))
 }
 
 pub fn run(global: &Global, args: &PlanArgs, out: &Output) -> anyhow::Result<u8> {
@@ -24,11 +33,14 @@ pub fn run(global: &Global, args: &PlanArgs, out: &Output) -> anyhow::Result<u8>
     let mut diags = Diagnostics::new();
     let project = super::load_project(global, &inv, SecretsMode::Required, &mut diags)?;
     let path = playbook_path(&global.project, &args.playbook);
-    let (Some(project), book) = (project, playbook::load(&global.project, &path, &mut diags)) else {
+    let (Some(project), book) = (project, playbook::load(&global.project, &path, &mut diags))
+    else {
         return report(&diags, out);
     };
     out.use_redactor(&project.redactor);
-    let Some(book) = book else { return report_with(&diags, out, &project.redactor) };
+    let Some(book) = book else {
+        return report_with(&diags, out, &project.redactor);
+    };
     let limit = match &args.limit {
         Some(p) => Some(project.inventory.select(p).map_err(anyhow::Error::msg)?),
         None => None,
@@ -38,13 +50,27 @@ pub fn run(global: &Global, args: &PlanArgs, out: &Output) -> anyhow::Result<u8>
         return report_with(&diags, out, &project.redactor);
     }
     let Some(dir) = &args.observed else {
-        anyhow::bail!("observing live hosts is not available yet: pass --observed <dir> with a recorded snapshot (<dir>/<host>.json per host)");
+        anyhow::bail!(
+            "observing live hosts is not available yet: pass --observed <dir> with a recorded snapshot (<dir>/<host>.json per host)"
+        );
     };
     let hosts: Vec<String> = desired.hosts.keys().cloned().collect();
-    let observed = observed::load_snapshot(dir, &hosts).map_err(anyhow::Error::msg).context("reading the observed snapshot")?;
-    let plan = plan::diff(&desired, &observed, &book.source.0, &project.inventory.name, &project.redactor);
+    let observed = observed::load_snapshot(dir, &hosts)
+        .map_err(anyhow::Error::msg)
+        .context("reading the observed snapshot")?;
+    let plan = plan::diff(
+        &desired,
+        &observed,
+        &book.source.0,
+        &project.inventory.name,
+        &project.redactor,
+    );
     if !diags.is_empty() {
-        out.eprint(&render::diagnostics_text(&diags, out.stderr_color(), &project.redactor));
+        out.eprint(&render::diagnostics_text(
+            &diags,
+            out.stderr_color(),
+            &project.redactor,
+        ));
     }
     let json = render::plan_json(&plan, &project.redactor);
     if let Some(file) = &args.out {
@@ -62,12 +88,23 @@ fn report(diags: &Diagnostics, out: &Output) -> anyhow::Result<u8> {
     report_with(diags, out, &hoist_core::secret::Redactor::new())
 }
 
-fn report_with(diags: &Diagnostics, out: &Output, redactor: &hoist_core::secret::Redactor) -> anyhow::Result<u8> {
+fn report_with(
+    diags: &Diagnostics,
+    out: &Output,
+    redactor: &hoist_core::secret::Redactor,
+) -> anyhow::Result<u8> {
     if out.json {
         out.print(&render::diagnostics_json(diags, redactor));
     } else {
-        out.eprint(&render::diagnostics_text(diags, out.stderr_color(), redactor));
-        out.eprint(&format!("{} error(s): nothing was planned\n", diags.error_count()));
+        out.eprint(&render::diagnostics_text(
+            diags,
+            out.stderr_color(),
+            redactor,
+        ));
+        out.eprint(&format!(
+            "{} error(s): nothing was planned\n",
+            diags.error_count()
+        ));
     }
     Ok(1)
 }

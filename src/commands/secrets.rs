@@ -19,14 +19,16 @@ pub fn run(cmd: SecretsCommand, out: &Output) -> anyhow::Result<u8> {
         SecretsCommand::Encrypt { file, recipient } => {
             let recipients = recipients(&recipient)?;
             let text = read(&file)?;
-            let enc = vault::encrypt_document(&name(&file), &text, &recipients, &|_| None).map_err(anyhow::Error::msg)?;
+            let enc = vault::encrypt_document(&name(&file), &text, &recipients, &|_| None)
+                .map_err(anyhow::Error::msg)?;
             write_atomic(&file, &enc)?;
             out.eprint(&format!("encrypted {}\n", file.display()));
         }
         SecretsCommand::Decrypt { file, out: target } => {
             let keyring = Keyring::from_env()?.ok_or(VaultError::NoKey)?;
             let text = read(&file)?;
-            let (plain, _) = vault::decrypt_document(&name(&file), &text, &keyring).map_err(anyhow::Error::msg)?;
+            let (plain, _) = vault::decrypt_document(&name(&file), &text, &keyring)
+                .map_err(anyhow::Error::msg)?;
             let target = target.unwrap_or_else(|| file.clone());
             write_atomic(&target, &plain)?;
             out.eprint(&format!("decrypted into {}\n", target.display()));
@@ -40,7 +42,11 @@ pub fn run(cmd: SecretsCommand, out: &Output) -> anyhow::Result<u8> {
             let content = format!("# public key: {public}\n{secret}\n");
             write_private(&path, &content)?;
             out.print(&format!("{public}\n"));
-            out.eprint(&format!("wrote the private key to {} (keep it out of the repository; point {} at it)\n", path.display(), vault::KEY_FILE_ENV));
+            out.eprint(&format!(
+                "wrote the private key to {} (keep it out of the repository; point {} at it)\n",
+                path.display(),
+                vault::KEY_FILE_ENV
+            ));
         }
     }
     Ok(0)
@@ -65,29 +71,53 @@ fn recipients(given: &[String]) -> anyhow::Result<Vec<age::x25519::Recipient>> {
 
 fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
     let keyring = Keyring::from_env()?.ok_or(VaultError::NoKey)?;
-    let recipients = if given.is_empty() { keyring.recipients() } else { vault::parse_recipients(given)? };
+    let recipients = if given.is_empty() {
+        keyring.recipients()
+    } else {
+        vault::parse_recipients(given)?
+    };
     let original = read(file)?;
-    let (plain, pairs) = vault::decrypt_document(&name(file), &original, &keyring).map_err(anyhow::Error::msg)?;
+    let (plain, pairs) =
+        vault::decrypt_document(&name(file), &original, &keyring).map_err(anyhow::Error::msg)?;
     // A private file outside the repository, removed when dropped.
-    let mut tmp = tempfile::Builder::new().prefix("hoist-secrets-").suffix(".yml").tempfile().context("creating a temporary file")?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix("hoist-secrets-")
+        .suffix(".yml")
+        .tempfile()
+        .context("creating a temporary file")?;
     tmp.write_all(plain.as_bytes())?;
     tmp.flush()?;
-    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).unwrap_or_else(|_| "vi".into());
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
     loop {
         let mut words = shlex::split(&editor).unwrap_or_default();
         if words.is_empty() {
             bail!("$EDITOR is empty");
         }
         let program = words.remove(0);
-        let status = std::process::Command::new(&program).args(&words).arg(tmp.path()).status().with_context(|| format!("running the editor {program:?}"))?;
+        let status = std::process::Command::new(&program)
+            .args(&words)
+            .arg(tmp.path())
+            .status()
+            .with_context(|| format!("running the editor {program:?}"))?;
         if !status.success() {
-            bail!("the editor exited with {status}: {} left unchanged", file.display());
+            bail!(
+                "the editor exited with {status}: {} left unchanged",
+                file.display()
+            );
         }
         let edited = std::fs::read_to_string(tmp.path())?;
         let mut diags = Diagnostics::new();
         if yaml::parse(&name(file), &edited, &mut diags).is_some() && !diags.has_errors() {
-            let keep = |p: &str| pairs.iter().find(|(plain, _)| plain == p).map(|(_, c)| c.clone());
-            let enc = vault::encrypt_document(&name(file), &edited, &recipients, &keep).map_err(anyhow::Error::msg)?;
+            let keep = |p: &str| {
+                pairs
+                    .iter()
+                    .find(|(plain, _)| plain == p)
+                    .map(|(_, c)| c.clone())
+            };
+            let enc = vault::encrypt_document(&name(file), &edited, &recipients, &keep)
+                .map_err(anyhow::Error::msg)?;
             if enc == original {
                 out.eprint(&format!("no change to {}\n", file.display()));
             } else {
@@ -96,7 +126,11 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        let problem = diags.sorted().first().map(ToString::to_string).unwrap_or_default();
+        let problem = diags
+            .sorted()
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         out.eprint(&format!("the edited file is not valid YAML: {problem}\n"));
         if !std::io::stdin().is_terminal() {
             bail!("{} left unchanged", file.display());
@@ -112,20 +146,31 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
 
 /// Replaces `path` with `content` atomically, keeping its permissions.
 fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(content.as_bytes())?;
     tmp.as_file().sync_all()?;
     if let Ok(meta) = std::fs::metadata(path) {
         std::fs::set_permissions(tmp.path(), meta.permissions())?;
     }
-    tmp.persist(path).map_err(|e| e.error).with_context(|| format!("replacing {}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }
 
 fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(content.as_bytes())?;
     Ok(())
 }

@@ -45,8 +45,14 @@ impl Run {
 /// An `env` entry with an empty value removes that variable.
 pub fn hoist_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hoist"));
-    cmd.current_dir(dir).args(args).env_remove("HOIST_AGE_KEY").env_remove("HOIST_AGE_KEY_FILE").env_remove("HOIST_LOG").env("NO_COLOR", "1");
-    cmd.env_remove("HOIST_PROJECT").env_remove("HOIST_INVENTORY");
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("HOIST_AGE_KEY")
+        .env_remove("HOIST_AGE_KEY_FILE")
+        .env_remove("HOIST_LOG")
+        .env("NO_COLOR", "1");
+    cmd.env_remove("HOIST_PROJECT")
+        .env_remove("HOIST_INVENTORY");
     cmd.env("HOIST_AGE_KEY_FILE", test_key());
     for (k, v) in env {
         if v.is_empty() {
@@ -75,7 +81,13 @@ pub fn load(root: &Path, inventory: &str) -> (Project, Diagnostics) {
         inventory: PathBuf::from(inventory),
         extra_vars: Vec::new(),
         secrets: SecretsMode::Required,
-        keyring: Some(hoist_core::vault::Keyring::parse(&std::fs::read_to_string(test_key()).expect("key"), "test key").expect("key")),
+        keyring: Some(
+            hoist_core::vault::Keyring::parse(
+                &std::fs::read_to_string(test_key()).expect("key"),
+                "test key",
+            )
+            .expect("key"),
+        ),
     };
     let p = project::load(opts, &mut diags).expect("project loads");
     (p, diags)

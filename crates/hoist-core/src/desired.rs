@@ -96,7 +96,12 @@ pub struct VolumeSpec {
 #[serde(rename_all = "snake_case", tag = "from")]
 pub enum ImageSource {
     /// Built from the repository and streamed to the host.
-    Build { context: String, dockerfile: String, args: BTreeMap<String, String>, context_hash: String },
+    Build {
+        context: String,
+        dockerfile: String,
+        args: BTreeMap<String, String>,
+        context_hash: String,
+    },
     /// Pulled by the host from its registry.
     Pull,
 }
@@ -178,29 +183,72 @@ pub struct ActionSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionKind {
     Wait(Wait),
-    Exec { container: String, command: Vec<String>, user: Option<String> },
+    Exec {
+        container: String,
+        command: Vec<String>,
+        user: Option<String>,
+    },
     Validate(Vec<String>),
 }
 
 impl ActionSpec {
-    pub fn from_action(play: &str, name: Option<String>, action: &Action, container: Option<String>) -> Option<ActionSpec> {
+    pub fn from_action(
+        play: &str,
+        name: Option<String>,
+        action: &Action,
+        container: Option<String>,
+    ) -> Option<ActionSpec> {
         let (describe, kind) = match action {
             Action::Wait(w) => {
                 let d = match w {
-                    Wait::Service { stack, service, condition, timeout_s } => format!("wait for {stack}/{service} {condition} (timeout {timeout_s}s)"),
-                    Wait::Url { url, status, timeout_s } => format!("wait for {url} to answer {status} (timeout {timeout_s}s)"),
-                    Wait::Port { port, timeout_s } => format!("wait for port {port} (timeout {timeout_s}s)"),
+                    Wait::Service {
+                        stack,
+                        service,
+                        condition,
+                        timeout_s,
+                    } => format!("wait for {stack}/{service} {condition} (timeout {timeout_s}s)"),
+                    Wait::Url {
+                        url,
+                        status,
+                        timeout_s,
+                    } => format!("wait for {url} to answer {status} (timeout {timeout_s}s)"),
+                    Wait::Port { port, timeout_s } => {
+                        format!("wait for port {port} (timeout {timeout_s}s)")
+                    }
                 };
                 (d, ActionKind::Wait(w.clone()))
             }
-            Action::Exec { stack, service, command, user } => {
+            Action::Exec {
+                stack,
+                service,
+                command,
+                user,
+            } => {
                 let c = container.unwrap_or_else(|| format!("{stack}/{service}"));
-                (format!("exec in {c}: {}", shlex::try_join(command.iter().map(String::as_str)).unwrap_or_default()), ActionKind::Exec { container: c, command: command.clone(), user: user.clone() })
+                (
+                    format!(
+                        "exec in {c}: {}",
+                        shlex::try_join(command.iter().map(String::as_str)).unwrap_or_default()
+                    ),
+                    ActionKind::Exec {
+                        container: c,
+                        command: command.clone(),
+                        user: user.clone(),
+                    },
+                )
             }
-            Action::Validate { checks } => (format!("validate {}", checks.join(", ")), ActionKind::Validate(checks.clone())),
+            Action::Validate { checks } => (
+                format!("validate {}", checks.join(", ")),
+                ActionKind::Validate(checks.clone()),
+            ),
             _ => return None,
         };
-        Some(ActionSpec { play: play.to_owned(), name, describe, action: Some(kind) })
+        Some(ActionSpec {
+            play: play.to_owned(),
+            name,
+            describe,
+            action: Some(kind),
+        })
     }
 }
 
@@ -209,7 +257,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Converts a stack mount into its engine form.
-pub fn mount_spec(source: &MountSource, volume_names: &BTreeMap<String, String>, target: &str, read_only: bool) -> MountSpec {
+pub fn mount_spec(
+    source: &MountSource,
+    volume_names: &BTreeMap<String, String>,
+    target: &str,
+    read_only: bool,
+) -> MountSpec {
     match source {
         MountSource::Volume(v) => MountSpec {
             kind: "volume".into(),
@@ -217,6 +270,11 @@ pub fn mount_spec(source: &MountSource, volume_names: &BTreeMap<String, String>,
             target: target.to_owned(),
             read_only,
         },
-        MountSource::Bind(p) => MountSpec { kind: "bind".into(), source: p.clone(), target: target.to_owned(), read_only },
+        MountSource::Bind(p) => MountSpec {
+            kind: "bind".into(),
+            source: p.clone(),
+            target: target.to_owned(),
+            read_only,
+        },
     }
 }

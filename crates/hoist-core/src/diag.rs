@@ -131,7 +131,14 @@ impl Diagnostics {
     }
 
     /// Reports an error at `loc` in `file` about `field`.
-    pub fn error(&mut self, file: &SourceName, loc: Loc, field: &str, kind: Kind, message: impl Into<String>) {
+    pub fn error(
+        &mut self,
+        file: &SourceName,
+        loc: Loc,
+        field: &str,
+        kind: Kind,
+        message: impl Into<String>,
+    ) {
         self.push(Diagnostic {
             severity: Severity::Error,
             file: file.0.clone(),
@@ -143,7 +150,14 @@ impl Diagnostics {
         });
     }
 
-    pub fn warning(&mut self, file: &SourceName, loc: Loc, field: &str, kind: Kind, message: impl Into<String>) {
+    pub fn warning(
+        &mut self,
+        file: &SourceName,
+        loc: Loc,
+        field: &str,
+        kind: Kind,
+        message: impl Into<String>,
+    ) {
         self.push(Diagnostic {
             severity: Severity::Warning,
             file: file.0.clone(),
@@ -160,7 +174,10 @@ impl Diagnostics {
     }
 
     pub fn error_count(&self) -> usize {
-        self.items.iter().filter(|d| d.severity == Severity::Error).count()
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,7 +194,8 @@ impl Diagnostics {
     pub fn sorted(&self) -> Vec<Diagnostic> {
         let mut items = self.items.clone();
         items.sort_by(|a, b| {
-            (&a.file, a.line, a.column, &a.field, &a.message).cmp(&(&b.file, b.line, b.column, &b.field, &b.message))
+            (&a.file, a.line, a.column, &a.field, &a.message)
+                .cmp(&(&b.file, b.line, b.column, &b.field, &b.message))
         });
         items
     }
@@ -190,7 +208,10 @@ pub struct SourceName(pub String);
 impl SourceName {
     /// Names `path` relative to `root` when it lies inside it, as written otherwise.
     pub fn new(root: &Path, path: &Path) -> SourceName {
-        let shown: PathBuf = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf());
+        let shown: PathBuf = path
+            .strip_prefix(root)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| path.to_path_buf());
         SourceName(shown.to_string_lossy().replace('\\', "/"))
     }
 

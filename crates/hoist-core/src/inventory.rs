@@ -29,7 +29,14 @@ pub struct Connection {
 
 impl Default for Connection {
     fn default() -> Connection {
-        Connection { user: "root".into(), port: 22, identity_file: None, known_hosts_file: None, jump: None, r#become: false }
+        Connection {
+            user: "root".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts_file: None,
+            jump: None,
+            r#become: false,
+        }
     }
 }
 
@@ -73,8 +80,11 @@ impl Inventory {
 
     /// Group name -> host names, with `all`.
     pub fn group_members(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> =
-            self.groups.iter().map(|(n, g)| (n.clone(), g.hosts.clone())).collect();
+        let mut out: BTreeMap<String, Vec<String>> = self
+            .groups
+            .iter()
+            .map(|(n, g)| (n.clone(), g.hosts.clone()))
+            .collect();
         out.insert("all".into(), self.hosts.keys().cloned().collect());
         out
     }
@@ -82,7 +92,9 @@ impl Inventory {
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
         && !name.starts_with(['-', '.'])
 }
 
@@ -117,26 +129,62 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
         for (name, loc, body) in ctx.entries(n, "hosts") {
             let path = yaml::join("hosts", &name);
             if !valid_name(&name) {
-                ctx.error(loc, &path, Kind::InvalidValue, "host names use letters, digits, '-', '_' and '.'");
+                ctx.error(
+                    loc,
+                    &path,
+                    Kind::InvalidValue,
+                    "host names use letters, digits, '-', '_' and '.'",
+                );
                 continue;
             }
-            let Some(mut f) = ctx.fields(body, &path) else { continue };
+            let Some(mut f) = ctx.fields(body, &path) else {
+                continue;
+            };
             let address = f.string(&mut ctx, "address");
             if address.is_none() && !f.has("address") {
-                ctx.error(loc, &path, Kind::MissingKey, "missing required key `address`");
+                ctx.error(
+                    loc,
+                    &path,
+                    Kind::MissingKey,
+                    "missing required key `address`",
+                );
             }
             let mut conn = defaults.clone();
-            for key in ["user", "port", "identity_file", "known_hosts_file", "jump", "become"] {
+            for key in [
+                "user",
+                "port",
+                "identity_file",
+                "known_hosts_file",
+                "jump",
+                "become",
+            ] {
                 if let Some(v) = f.get(key) {
                     apply_connection_key(&mut ctx, &mut conn, key, v, &yaml::join(&path, key), dir);
                 }
             }
             if let Some(v) = f.get("vars") {
-                host_vars.entry(name.clone()).or_default().push(VarFile::from_node(&mut ctx, v, &yaml::join(&path, "vars"), false));
+                host_vars
+                    .entry(name.clone())
+                    .or_default()
+                    .push(VarFile::from_node(
+                        &mut ctx,
+                        v,
+                        &yaml::join(&path, "vars"),
+                        false,
+                    ));
             }
             f.finish(&mut ctx, false);
             let address = address.unwrap_or_default();
-            hosts.insert(name.clone(), Host { name, address, connection: conn, groups: Vec::new(), loc });
+            hosts.insert(
+                name.clone(),
+                Host {
+                    name,
+                    address,
+                    connection: conn,
+                    groups: Vec::new(),
+                    loc,
+                },
+            );
         }
     }
 
@@ -146,19 +194,33 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
         for (name, loc, body) in ctx.entries(n, "groups") {
             let path = yaml::join("groups", &name);
             if !valid_name(&name) || name == "all" {
-                ctx.error(loc, &path, Kind::InvalidValue, "group names use letters, digits, '-', '_' and '.', and `all` is implicit");
+                ctx.error(
+                    loc,
+                    &path,
+                    Kind::InvalidValue,
+                    "group names use letters, digits, '-', '_' and '.', and `all` is implicit",
+                );
                 continue;
             }
             if hosts.contains_key(&name) {
-                ctx.error(loc, &path, Kind::Duplicate, format!("`{name}` is both a host and a group"));
+                ctx.error(
+                    loc,
+                    &path,
+                    Kind::Duplicate,
+                    format!("`{name}` is both a host and a group"),
+                );
             }
-            let Some(mut f) = ctx.fields(body, &path) else { continue };
+            let Some(mut f) = ctx.fields(body, &path) else {
+                continue;
+            };
             let mut members = Vec::new();
             if let Some(list) = f.get("hosts") {
                 let list_path = yaml::join(&path, "hosts");
                 for (i, item) in ctx.seq(list, &list_path).iter().enumerate() {
                     let item_path = yaml::index(&list_path, i);
-                    let Some(h) = ctx.string(item, &item_path) else { continue };
+                    let Some(h) = ctx.string(item, &item_path) else {
+                        continue;
+                    };
                     match hosts.get_mut(&h) {
                         Some(host) => {
                             if !host.groups.contains(&name) {
@@ -166,16 +228,35 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
                                 members.push(h);
                             }
                         }
-                        None => ctx.error(item.loc, &item_path, Kind::UnknownReference, format!("no host named `{h}` in `hosts`")),
+                        None => ctx.error(
+                            item.loc,
+                            &item_path,
+                            Kind::UnknownReference,
+                            format!("no host named `{h}` in `hosts`"),
+                        ),
                     }
                 }
             }
             if let Some(v) = f.get("vars") {
-                group_vars.entry(name.clone()).or_default().push(VarFile::from_node(&mut ctx, v, &yaml::join(&path, "vars"), false));
+                group_vars
+                    .entry(name.clone())
+                    .or_default()
+                    .push(VarFile::from_node(
+                        &mut ctx,
+                        v,
+                        &yaml::join(&path, "vars"),
+                        false,
+                    ));
             }
             f.finish(&mut ctx, false);
             members.sort();
-            groups.insert(name.clone(), Group { name, hosts: members });
+            groups.insert(
+                name.clone(),
+                Group {
+                    name,
+                    hosts: members,
+                },
+            );
         }
     }
     for host in hosts.values_mut() {
@@ -192,11 +273,21 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
     // group_vars/ and host_vars/: files or folders named after a group or host.
     for (folder, is_group) in [("group_vars", true), ("host_vars", false)] {
         for (name, files) in crate::vars::load_folder(root, &dir.join(folder), diags) {
-            let known = if is_group { name == "all" || groups.contains_key(&name) } else { hosts.contains_key(&name) };
+            let known = if is_group {
+                name == "all" || groups.contains_key(&name)
+            } else {
+                hosts.contains_key(&name)
+            };
             if !known {
                 let what = if is_group { "group" } else { "host" };
                 for f in &files {
-                    diags.error(&f.source, Loc::UNKNOWN, "", Kind::UnknownReference, format!("no {what} named `{name}` in the inventory"));
+                    diags.error(
+                        &f.source,
+                        Loc::UNKNOWN,
+                        "",
+                        Kind::UnknownReference,
+                        format!("no {what} named `{name}` in the inventory"),
+                    );
                 }
                 continue;
             }
@@ -209,14 +300,41 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
         }
     }
 
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "inventory".into());
-    Some(Inventory { name, dir: dir.to_path_buf(), file, hosts, groups, all_vars, group_vars, host_vars })
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "inventory".into());
+    Some(Inventory {
+        name,
+        dir: dir.to_path_buf(),
+        file,
+        hosts,
+        groups,
+        all_vars,
+        group_vars,
+        host_vars,
+    })
 }
 
-fn connection(ctx: &mut Ctx<'_>, node: &yaml::Node, path: &str, base: &Connection, dir: &Path) -> Connection {
+fn connection(
+    ctx: &mut Ctx<'_>,
+    node: &yaml::Node,
+    path: &str,
+    base: &Connection,
+    dir: &Path,
+) -> Connection {
     let mut conn = base.clone();
-    let Some(mut f) = ctx.fields(node, path) else { return conn };
-    for key in ["user", "port", "identity_file", "known_hosts_file", "jump", "become"] {
+    let Some(mut f) = ctx.fields(node, path) else {
+        return conn;
+    };
+    for key in [
+        "user",
+        "port",
+        "identity_file",
+        "known_hosts_file",
+        "jump",
+        "become",
+    ] {
         if let Some(v) = f.get(key) {
             apply_connection_key(ctx, &mut conn, key, v, &yaml::join(path, key), dir);
         }
@@ -225,7 +343,14 @@ fn connection(ctx: &mut Ctx<'_>, node: &yaml::Node, path: &str, base: &Connectio
     conn
 }
 
-fn apply_connection_key(ctx: &mut Ctx<'_>, conn: &mut Connection, key: &str, v: &yaml::Node, path: &str, dir: &Path) {
+fn apply_connection_key(
+    ctx: &mut Ctx<'_>,
+    conn: &mut Connection,
+    key: &str,
+    v: &yaml::Node,
+    path: &str,
+    dir: &Path,
+) {
     match key {
         "user" => {
             if let Some(s) = ctx.string(v, path) {
@@ -236,12 +361,19 @@ fn apply_connection_key(ctx: &mut Ctx<'_>, conn: &mut Connection, key: &str, v: 
             if let Some(p) = ctx.u64(v, path) {
                 match u16::try_from(p) {
                     Ok(p) if p > 0 => conn.port = p,
-                    _ => ctx.error(v.loc, path, Kind::InvalidValue, format!("{p} is not a TCP port")),
+                    _ => ctx.error(
+                        v.loc,
+                        path,
+                        Kind::InvalidValue,
+                        format!("{p} is not a TCP port"),
+                    ),
                 }
             }
         }
         "identity_file" => conn.identity_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
-        "known_hosts_file" => conn.known_hosts_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
+        "known_hosts_file" => {
+            conn.known_hosts_file = ctx.string(v, path).map(|s| resolve_path(dir, &s))
+        }
         "jump" => conn.jump = ctx.string(v, path),
         "become" => {
             if let Some(b) = ctx.bool(v, path) {
@@ -254,13 +386,17 @@ fn apply_connection_key(ctx: &mut Ctx<'_>, conn: &mut Connection, key: &str, v: 
 
 /// Paths in an inventory are relative to its folder; `~/` is the user's home.
 fn resolve_path(dir: &Path, s: &str) -> PathBuf {
-    if let Some(rest) = s.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
+    if let Some(rest) = s.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
     }
     let p = Path::new(s);
-    if p.is_absolute() { p.to_path_buf() } else { normalize(&dir.join(p)) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        normalize(&dir.join(p))
+    }
 }
 
 /// Removes `.` and `..` components without touching the file system.
@@ -282,5 +418,8 @@ pub fn normalize(path: &Path) -> PathBuf {
 
 /// Names of every group, for messages.
 pub fn names(set: &BTreeSet<String>) -> String {
-    set.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    set.iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,18 +6,18 @@
 //! a [`plan::Plan`], which [`render`] shows as text or JSON. Nothing here does network IO, spawns a
 //! process or needs an async runtime: a test over `cargo tree` keeps it that way.
 
-pub mod diag;
-pub mod scram;
-pub mod secret;
-pub mod template;
-pub mod vault;
-pub mod yaml;
 pub mod desired;
+pub mod diag;
 pub mod inventory;
-pub mod playbook;
-pub mod project;
-pub mod stack;
-pub mod vars;
 pub mod observed;
 pub mod plan;
+pub mod playbook;
+pub mod project;
 pub mod render;
+pub mod scram;
+pub mod secret;
+pub mod stack;
+pub mod template;
+pub mod vars;
+pub mod vault;
+pub mod yaml;

@@ -40,15 +40,30 @@ pub enum Action {
     /// Install or check the Docker engine; `daemon` is written to daemon.json.
     Engine { daemon: serde_json::Value },
     /// Put a file: a rendered template (relative to templates/) or a repository file.
-    File { template: Option<String>, src: Option<String>, dest: String, mode: u32, owner: Option<String>, group: Option<String> },
+    File {
+        template: Option<String>,
+        src: Option<String>,
+        dest: String,
+        mode: u32,
+        owner: Option<String>,
+        group: Option<String>,
+    },
     /// Deploy a stack on the play's hosts.
-    Stack { stack: String, profiles: Vec<String> },
+    Stack {
+        stack: String,
+        profiles: Vec<String>,
+    },
     /// Only deliver the images of a stack.
     Images { stack: String },
     /// Wait for a service condition, a URL or a TCP port.
     Wait(Wait),
     /// Run a command in a service's container.
-    Exec { stack: String, service: String, command: Vec<String>, user: Option<String> },
+    Exec {
+        stack: String,
+        service: String,
+        command: Vec<String>,
+        user: Option<String>,
+    },
     /// Run validation checks.
     Validate { checks: Vec<String> },
 }
@@ -56,15 +71,29 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "on")]
 pub enum Wait {
-    Service { stack: String, service: String, condition: String, timeout_s: u64 },
-    Url { url: String, status: u16, timeout_s: u64 },
-    Port { port: u16, timeout_s: u64 },
+    Service {
+        stack: String,
+        service: String,
+        condition: String,
+        timeout_s: u64,
+    },
+    Url {
+        url: String,
+        status: u16,
+        timeout_s: u64,
+    },
+    Port {
+        port: u16,
+        timeout_s: u64,
+    },
 }
 
 /// The checks `validate` knows.
 pub const CHECKS: &[&str] = &["replication", "backups", "object_store", "roles", "api"];
 
-const ACTIONS: &[&str] = &["engine", "file", "stack", "images", "wait", "exec", "validate"];
+const ACTIONS: &[&str] = &[
+    "engine", "file", "stack", "images", "wait", "exec", "validate",
+];
 
 impl Action {
     pub fn keyword(&self) -> &'static str {
@@ -85,7 +114,11 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playboo
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            let what = if e.kind() == std::io::ErrorKind::NotFound { "no such playbook".to_owned() } else { format!("cannot read: {e}") };
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "no such playbook".to_owned()
+            } else {
+                format!("cannot read: {e}")
+            };
             diags.error(&source, Loc::UNKNOWN, "", Kind::Io, what);
             return None;
         }
@@ -94,14 +127,26 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playboo
     let mut ctx = Ctx::new(source.clone(), diags);
     let mut plays = Vec::new();
     if !matches!(node.value, Value::Seq(_)) {
-        ctx.error(node.loc, "", Kind::WrongType, format!("a playbook is a list of plays, found {}", node.type_name()));
+        ctx.error(
+            node.loc,
+            "",
+            Kind::WrongType,
+            format!("a playbook is a list of plays, found {}", node.type_name()),
+        );
         return None;
     }
     for (i, item) in ctx.seq(&node, "").iter().enumerate() {
         let path = format!("[{i}]");
-        let Some(mut f) = ctx.fields(item, &path) else { continue };
-        let name = f.string(&mut ctx, "name").unwrap_or_else(|| format!("play {}", i + 1));
-        let hosts = f.require(&mut ctx, "hosts").and_then(|h| ctx.string(h, &yaml::join(&path, "hosts"))).unwrap_or_default();
+        let Some(mut f) = ctx.fields(item, &path) else {
+            continue;
+        };
+        let name = f
+            .string(&mut ctx, "name")
+            .unwrap_or_else(|| format!("play {}", i + 1));
+        let hosts = f
+            .require(&mut ctx, "hosts")
+            .and_then(|h| ctx.string(h, &yaml::join(&path, "hosts")))
+            .unwrap_or_default();
         let mut steps = Vec::new();
         if let Some(s) = f.require(&mut ctx, "steps") {
             let sp = yaml::join(&path, "steps");
@@ -112,7 +157,12 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playboo
             }
         }
         f.finish(&mut ctx, true);
-        plays.push(Play { name, hosts, loc: item.loc, steps });
+        plays.push(Play {
+            name,
+            hosts,
+            loc: item.loc,
+            steps,
+        });
     }
     Some(Playbook { source, plays })
 }
@@ -125,7 +175,10 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
         let msg = if present.is_empty() {
             format!("a step needs one action: {}", ACTIONS.join(", "))
         } else {
-            format!("a step has exactly one action, found {}", present.join(" and "))
+            format!(
+                "a step has exactly one action, found {}",
+                present.join(" and ")
+            )
         };
         ctx.error(node.loc, path, Kind::InvalidValue, msg);
         for a in present {
@@ -145,7 +198,12 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
                     if matches!(d.value, Value::Map(_)) {
                         daemon = d.to_json();
                     } else {
-                        ctx.error(d.loc, &yaml::join(&p, "daemon"), Kind::WrongType, "expected a map (the content of daemon.json)");
+                        ctx.error(
+                            d.loc,
+                            &yaml::join(&p, "daemon"),
+                            Kind::WrongType,
+                            "expected a map (the content of daemon.json)",
+                        );
                     }
                 }
                 ef.finish(ctx, true);
@@ -156,27 +214,49 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
         "stack" => match &body.value {
             Value::Map(_) => {
                 let mut sf = ctx.fields(body, &p)?;
-                let stack = sf.require(ctx, "name").and_then(|n| ctx.string(n, &yaml::join(&p, "name")));
-                let profiles = sf.get("profiles").map(|n| ctx.string_list(n, &yaml::join(&p, "profiles"))).unwrap_or_default();
+                let stack = sf
+                    .require(ctx, "name")
+                    .and_then(|n| ctx.string(n, &yaml::join(&p, "name")));
+                let profiles = sf
+                    .get("profiles")
+                    .map(|n| ctx.string_list(n, &yaml::join(&p, "profiles")))
+                    .unwrap_or_default();
                 sf.finish(ctx, true);
                 stack.map(|stack| Action::Stack { stack, profiles })
             }
-            _ => ctx.string(body, &p).map(|stack| Action::Stack { stack, profiles: Vec::new() }),
+            _ => ctx.string(body, &p).map(|stack| Action::Stack {
+                stack,
+                profiles: Vec::new(),
+            }),
         },
         "images" => ctx.string(body, &p).map(|stack| Action::Images { stack }),
         "wait" => wait_step(ctx, body, &p).map(Action::Wait),
         "exec" => {
             let mut ef = ctx.fields(body, &p)?;
-            let stack = ef.require(ctx, "stack").and_then(|n| ctx.string(n, &yaml::join(&p, "stack")));
-            let service = ef.require(ctx, "service").and_then(|n| ctx.string(n, &yaml::join(&p, "service")));
+            let stack = ef
+                .require(ctx, "stack")
+                .and_then(|n| ctx.string(n, &yaml::join(&p, "stack")));
+            let service = ef
+                .require(ctx, "service")
+                .and_then(|n| ctx.string(n, &yaml::join(&p, "service")));
             let command = ef.require(ctx, "command").map(|n| match &n.value {
                 Value::Seq(_) => ctx.string_list(n, &yaml::join(&p, "command")),
-                _ => ctx.string(n, &yaml::join(&p, "command")).map(|s| vec!["sh".into(), "-c".into(), s]).unwrap_or_default(),
+                _ => ctx
+                    .string(n, &yaml::join(&p, "command"))
+                    .map(|s| vec!["sh".into(), "-c".into(), s])
+                    .unwrap_or_default(),
             });
             let user = ef.string(ctx, "user");
             ef.finish(ctx, true);
             match (stack, service, command) {
-                (Some(stack), Some(service), Some(command)) if !command.is_empty() => Some(Action::Exec { stack, service, command, user }),
+                (Some(stack), Some(service), Some(command)) if !command.is_empty() => {
+                    Some(Action::Exec {
+                        stack,
+                        service,
+                        command,
+                        user,
+                    })
+                }
                 _ => None,
             }
         }
@@ -184,7 +264,12 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
             let checks = ctx.strings(body, &p);
             for c in &checks {
                 if !CHECKS.contains(&c.as_str()) {
-                    ctx.error(body.loc, &p, Kind::InvalidValue, format!("unknown check `{c}` (known: {})", CHECKS.join(", ")));
+                    ctx.error(
+                        body.loc,
+                        &p,
+                        Kind::InvalidValue,
+                        format!("unknown check `{c}` (known: {})", CHECKS.join(", ")),
+                    );
                 }
             }
             Some(Action::Validate { checks })
@@ -192,21 +277,32 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
         _ => None,
     };
     f.finish(ctx, true);
-    action.map(|action| Step { name, action, loc: node.loc })
+    action.map(|action| Step {
+        name,
+        action,
+        loc: node.loc,
+    })
 }
 
 fn file_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Action> {
     let mut f = ctx.fields(body, p)?;
     let template = f.string(ctx, "template");
     let src = f.string(ctx, "src");
-    let dest = f.require(ctx, "dest").and_then(|n| ctx.string(n, &yaml::join(p, "dest")));
+    let dest = f
+        .require(ctx, "dest")
+        .and_then(|n| ctx.string(n, &yaml::join(p, "dest")));
     let mut mode = 0o644;
     if let Some(m) = f.get("mode") {
         let mp = yaml::join(p, "mode");
         if let Some(s) = ctx.string(m, &mp) {
             match u32::from_str_radix(&s, 8) {
                 Ok(v) if v <= 0o7777 => mode = v,
-                _ => ctx.error(m.loc, &mp, Kind::InvalidValue, format!("{s:?} is not an octal file mode (write it quoted, like \"0600\")")),
+                _ => ctx.error(
+                    m.loc,
+                    &mp,
+                    Kind::InvalidValue,
+                    format!("{s:?} is not an octal file mode (write it quoted, like \"0600\")"),
+                ),
             }
         }
     }
@@ -214,14 +310,31 @@ fn file_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Action> {
     let group = f.string(ctx, "group");
     f.finish(ctx, true);
     if template.is_some() == src.is_some() {
-        ctx.error(body.loc, p, Kind::InvalidValue, "a file step needs exactly one of `template` and `src`");
+        ctx.error(
+            body.loc,
+            p,
+            Kind::InvalidValue,
+            "a file step needs exactly one of `template` and `src`",
+        );
         return None;
     }
     let dest = dest?;
     if !dest.starts_with('/') && !dest.starts_with("{{") {
-        ctx.error(body.loc, &yaml::join(p, "dest"), Kind::InvalidValue, format!("{dest:?} must be an absolute path"));
+        ctx.error(
+            body.loc,
+            &yaml::join(p, "dest"),
+            Kind::InvalidValue,
+            format!("{dest:?} must be an absolute path"),
+        );
     }
-    Some(Action::File { template, src, dest, mode, owner, group })
+    Some(Action::File {
+        template,
+        src,
+        dest,
+        mode,
+        owner,
+        group,
+    })
 }
 
 fn wait_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Wait> {
@@ -233,7 +346,12 @@ fn wait_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Wait> {
             match crate::stack::parse_duration(&s) {
                 Some(ns) => ns / 1_000_000_000,
                 None => {
-                    ctx.error(t.loc, &tp, Kind::InvalidValue, format!("{s:?} is not a duration (like 30s, 2m)"));
+                    ctx.error(
+                        t.loc,
+                        &tp,
+                        Kind::InvalidValue,
+                        format!("{s:?} is not a duration (like 30s, 2m)"),
+                    );
                     60
                 }
             }
@@ -242,21 +360,46 @@ fn wait_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Wait> {
     };
     let wait = if f.has("url") {
         let url = f.string(ctx, "url")?;
-        let status = f.get("status").and_then(|s| ctx.u64(s, &yaml::join(p, "status"))).unwrap_or(200) as u16;
-        Some(Wait::Url { url, status, timeout_s })
+        let status = f
+            .get("status")
+            .and_then(|s| ctx.u64(s, &yaml::join(p, "status")))
+            .unwrap_or(200) as u16;
+        Some(Wait::Url {
+            url,
+            status,
+            timeout_s,
+        })
     } else if f.has("port") {
         let n = f.get("port")?;
-        let port = ctx.u64(n, &yaml::join(p, "port")).and_then(|v| u16::try_from(v).ok())?;
+        let port = ctx
+            .u64(n, &yaml::join(p, "port"))
+            .and_then(|v| u16::try_from(v).ok())?;
         Some(Wait::Port { port, timeout_s })
     } else {
-        let stack = f.require(ctx, "stack").and_then(|n| ctx.string(n, &yaml::join(p, "stack")));
-        let service = f.require(ctx, "service").and_then(|n| ctx.string(n, &yaml::join(p, "service")));
-        let condition = f.string(ctx, "condition").unwrap_or_else(|| "running".into());
+        let stack = f
+            .require(ctx, "stack")
+            .and_then(|n| ctx.string(n, &yaml::join(p, "stack")));
+        let service = f
+            .require(ctx, "service")
+            .and_then(|n| ctx.string(n, &yaml::join(p, "service")));
+        let condition = f
+            .string(ctx, "condition")
+            .unwrap_or_else(|| "running".into());
         if !service_condition(&condition) {
-            ctx.error(body.loc, &yaml::join(p, "condition"), Kind::InvalidValue, format!("{condition:?} is not a condition (running, healthy, completed)"));
+            ctx.error(
+                body.loc,
+                &yaml::join(p, "condition"),
+                Kind::InvalidValue,
+                format!("{condition:?} is not a condition (running, healthy, completed)"),
+            );
         }
         match (stack, service) {
-            (Some(stack), Some(service)) => Some(Wait::Service { stack, service, condition, timeout_s }),
+            (Some(stack), Some(service)) => Some(Wait::Service {
+                stack,
+                service,
+                condition,
+                timeout_s,
+            }),
             _ => None,
         }
     };

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use minijinja::Environment;
 
-use crate::desired::{self, ActionSpec, ContainerSpec, Desired, EngineSpec, FileSpec, HostDesired, ImageSource, ImageSpec, NetworkSpec, VolumeSpec};
+use crate::desired::{
+    self, ActionSpec, ContainerSpec, Desired, EngineSpec, FileSpec, HostDesired, ImageSource,
+    ImageSpec, NetworkSpec, VolumeSpec,
+};
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::inventory::{self, Inventory, normalize};
 use crate::playbook::{self, Action, Playbook, Wait};
@@ -42,10 +45,16 @@ pub struct Project {
 /// Loads the project for one inventory. Problems go to `diags`; `None` only when nothing usable remains.
 pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
     let root = opts.root.clone();
-    let inv_dir = if opts.inventory.is_absolute() { opts.inventory.clone() } else { root.join(&opts.inventory) };
+    let inv_dir = if opts.inventory.is_absolute() {
+        opts.inventory.clone()
+    } else {
+        root.join(&opts.inventory)
+    };
     let mut inventory = inventory::load(&root, &normalize(&inv_dir), diags)?;
-    let mut defaults: Vec<VarFile> =
-        vars::yaml_files(&root.join("vars")).iter().filter_map(|p| VarFile::load(&root, p, diags)).collect();
+    let mut defaults: Vec<VarFile> = vars::yaml_files(&root.join("vars"))
+        .iter()
+        .filter_map(|p| VarFile::load(&root, p, diags))
+        .collect();
 
     let redactor = Redactor::new();
     {
@@ -53,34 +62,80 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
         all.extend(inventory.all_vars.iter_mut());
         all.extend(inventory.group_vars.values_mut().flatten());
         all.extend(inventory.host_vars.values_mut().flatten());
-        vars::unseal(&mut all, opts.keyring.as_ref(), opts.secrets, &redactor, diags);
+        vars::unseal(
+            &mut all,
+            opts.keyring.as_ref(),
+            opts.secrets,
+            &redactor,
+            diags,
+        );
     }
     let env = template::environment(Some(&template::templates_dir(&root)), &redactor);
     let vars: BTreeMap<String, HostVars> = inventory
         .hosts
         .values()
-        .map(|h| (h.name.clone(), vars::resolve(&inventory, h, &defaults, &opts.extra_vars, &env, &redactor, diags)))
+        .map(|h| {
+            (
+                h.name.clone(),
+                vars::resolve(
+                    &inventory,
+                    h,
+                    &defaults,
+                    &opts.extra_vars,
+                    &env,
+                    &redactor,
+                    diags,
+                ),
+            )
+        })
         .collect();
 
     let mut stacks = BTreeMap::new();
     for path in vars::yaml_files(&root.join("stacks")) {
         if let Some(s) = stack::load(&root, &path, diags) {
-            if !s.hosts.is_empty() {
-                if let Err(e) = inventory.select(&s.hosts) {
-                    diags.error(&s.source, s.hosts_loc, "x-hoist.hosts", Kind::UnknownReference, e);
-                }
+            if !s.hosts.is_empty()
+                && let Err(e) = inventory.select(&s.hosts)
+            {
+                diags.error(
+                    &s.source,
+                    s.hosts_loc,
+                    "x-hoist.hosts",
+                    Kind::UnknownReference,
+                    e,
+                );
             }
             stacks.insert(s.name.clone(), s);
         }
     }
-    Some(Project { root, inventory, defaults, stacks, env, redactor, vars })
+    Some(Project {
+        root,
+        inventory,
+        defaults,
+        stacks,
+        env,
+        redactor,
+        vars,
+    })
 }
 
 impl Project {
     /// Lowers a stack for a host.
-    pub fn lower(&self, stack: &StackFile, host: &str, profiles: &[String], diags: &mut Diagnostics) -> Option<Stack> {
+    pub fn lower(
+        &self,
+        stack: &StackFile,
+        host: &str,
+        profiles: &[String],
+        diags: &mut Diagnostics,
+    ) -> Option<Stack> {
         let vars = self.vars.get(host)?;
-        let lc = LowerCtx { root: &self.root, env: &self.env, vars, host, redactor: &self.redactor, profiles };
+        let lc = LowerCtx {
+            root: &self.root,
+            env: &self.env,
+            vars,
+            host,
+            redactor: &self.redactor,
+            profiles,
+        };
         stack::lower(stack, &lc, diags)
     }
 
@@ -90,16 +145,34 @@ impl Project {
     }
 
     /// Renders a template file of `templates/` for a host.
-    pub fn render_template(&self, name: &str, host: &str, origin: &SourceName, loc: Loc, field: &str, diags: &mut Diagnostics) -> Option<String> {
+    pub fn render_template(
+        &self,
+        name: &str,
+        host: &str,
+        origin: &SourceName,
+        loc: Loc,
+        field: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<String> {
         let vars = self.vars.get(host)?;
         if !template::templates_dir(&self.root).join(name).is_file() {
-            diags.error(origin, loc, field, Kind::UnknownReference, format!("no template templates/{name}"));
+            diags.error(
+                origin,
+                loc,
+                field,
+                Kind::UnknownReference,
+                format!("no template templates/{name}"),
+            );
             return None;
         }
         match template::render_file(&self.env, name, &vars.context()) {
             Ok(s) => Some(s),
             Err(e) => {
-                let o = template::Origin { file: SourceName(format!("templates/{name}")), line_offset: 0, field: String::new() };
+                let o = template::Origin {
+                    file: SourceName(format!("templates/{name}")),
+                    line_offset: 0,
+                    field: String::new(),
+                };
                 template::report(&e, &o, diags);
                 None
             }
@@ -107,7 +180,15 @@ impl Project {
     }
 
     /// Renders a playbook string field (`dest: "{{ apm_dir }}/x"`) for a host.
-    fn render_field(&self, s: &str, host: &str, origin: &SourceName, loc: Loc, field: &str, diags: &mut Diagnostics) -> Option<String> {
+    fn render_field(
+        &self,
+        s: &str,
+        host: &str,
+        origin: &SourceName,
+        loc: Loc,
+        field: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<String> {
         if !template::is_template(s) {
             return Some(s.to_owned());
         }
@@ -115,7 +196,11 @@ impl Project {
         match template::render_str(&self.env, s, &vars.context()) {
             Ok(r) => Some(r),
             Err(e) => {
-                let o = template::Origin { file: origin.clone(), line_offset: loc.line, field: field.to_owned() };
+                let o = template::Origin {
+                    file: origin.clone(),
+                    line_offset: loc.line,
+                    field: field.to_owned(),
+                };
                 template::report(&e, &o, diags);
                 None
             }
@@ -123,7 +208,12 @@ impl Project {
     }
 
     /// The desired state of every host the playbook touches.
-    pub fn desired(&self, book: &Playbook, limit: Option<&[String]>, diags: &mut Diagnostics) -> Desired {
+    pub fn desired(
+        &self,
+        book: &Playbook,
+        limit: Option<&[String]>,
+        diags: &mut Diagnostics,
+    ) -> Desired {
         let mut out = Desired::default();
         let mut lowered: BTreeMap<(String, String, Vec<String>), Option<Stack>> = BTreeMap::new();
         for play in &book.plays {
@@ -135,8 +225,19 @@ impl Project {
                 }
             };
             for host in hosts.iter().filter(|h| limit.is_none_or(|l| l.contains(h))) {
-                let address = self.inventory.hosts.get(host).map(|h| h.address.clone()).unwrap_or_default();
-                let hd = out.hosts.entry(host.clone()).or_insert_with(|| HostDesired { address, ..HostDesired::default() });
+                let address = self
+                    .inventory
+                    .hosts
+                    .get(host)
+                    .map(|h| h.address.clone())
+                    .unwrap_or_default();
+                let hd = out
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(|| HostDesired {
+                        address,
+                        ..HostDesired::default()
+                    });
                 for step in &play.steps {
                     self.apply_step(book, &play.name, step, host, hd, &mut lowered, diags);
                 }
@@ -166,17 +267,35 @@ impl Project {
                 }
                 hd.engine = Some(EngineSpec { daemon: config });
             }
-            Action::File { template, src: file_src, dest, mode, owner, group } => {
-                let Some(dest) = self.render_field(dest, host, src, step.loc, "file.dest", diags) else { return };
+            Action::File {
+                template,
+                src: file_src,
+                dest,
+                mode,
+                owner,
+                group,
+            } => {
+                let Some(dest) = self.render_field(dest, host, src, step.loc, "file.dest", diags)
+                else {
+                    return;
+                };
                 let (content, origin) = match (template, file_src) {
-                    (Some(t), _) => match self.render_template(t, host, src, step.loc, "file.template", diags) {
-                        Some(c) => (c, format!("templates/{t}")),
-                        None => return,
-                    },
+                    (Some(t), _) => {
+                        match self.render_template(t, host, src, step.loc, "file.template", diags) {
+                            Some(c) => (c, format!("templates/{t}")),
+                            None => return,
+                        }
+                    }
                     (None, Some(s)) => match std::fs::read_to_string(self.root.join(s)) {
                         Ok(c) => (c, s.clone()),
                         Err(e) => {
-                            diags.error(src, step.loc, "file.src", Kind::UnknownReference, format!("cannot read {s}: {e}"));
+                            diags.error(
+                                src,
+                                step.loc,
+                                "file.src",
+                                Kind::UnknownReference,
+                                format!("cannot read {s}: {e}"),
+                            );
                             return;
                         }
                     },
@@ -199,7 +318,13 @@ impl Project {
                     _ => (Vec::new(), true),
                 };
                 let Some(file) = self.stacks.get(stack) else {
-                    diags.error(src, step.loc, field, Kind::UnknownReference, format!("no stack `{stack}` (stacks/{stack}.yml)"));
+                    diags.error(
+                        src,
+                        step.loc,
+                        field,
+                        Kind::UnknownReference,
+                        format!("no stack `{stack}` (stacks/{stack}.yml)"),
+                    );
                     return;
                 };
                 match self.inventory.select(&file.hosts) {
@@ -211,28 +336,61 @@ impl Project {
                     Ok(_) => {}
                 }
                 let key = (stack.clone(), host.to_owned(), profiles.clone());
-                let lowered_stack = lowered.entry(key).or_insert_with(|| self.lower(file, host, &profiles, diags));
-                let Some(st) = lowered_stack.clone() else { return };
+                let lowered_stack = lowered
+                    .entry(key)
+                    .or_insert_with(|| self.lower(file, host, &profiles, diags));
+                let Some(st) = lowered_stack.clone() else {
+                    return;
+                };
                 self.add_stack(hd, &st, only_images, src, step.loc, host, diags);
             }
             Action::Wait(w) => {
                 if let Wait::Service { stack, service, .. } = w {
                     self.check_service(src, step.loc, field, stack, service, diags);
                 }
-                hd.actions.extend(ActionSpec::from_action(play, step.name.clone(), &step.action, None));
+                hd.actions.extend(ActionSpec::from_action(
+                    play,
+                    step.name.clone(),
+                    &step.action,
+                    None,
+                ));
             }
             Action::Exec { stack, service, .. } => {
                 let container = self.check_service(src, step.loc, field, stack, service, diags);
-                hd.actions.extend(ActionSpec::from_action(play, step.name.clone(), &step.action, container));
+                hd.actions.extend(ActionSpec::from_action(
+                    play,
+                    step.name.clone(),
+                    &step.action,
+                    container,
+                ));
             }
-            Action::Validate { .. } => hd.actions.extend(ActionSpec::from_action(play, step.name.clone(), &step.action, None)),
+            Action::Validate { .. } => hd.actions.extend(ActionSpec::from_action(
+                play,
+                step.name.clone(),
+                &step.action,
+                None,
+            )),
         }
     }
 
     /// Checks that `stack` has `service`; returns its container name.
-    fn check_service(&self, src: &SourceName, loc: Loc, field: &str, stack: &str, service: &str, diags: &mut Diagnostics) -> Option<String> {
+    fn check_service(
+        &self,
+        src: &SourceName,
+        loc: Loc,
+        field: &str,
+        stack: &str,
+        service: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<String> {
         let Some(file) = self.stacks.get(stack) else {
-            diags.error(src, loc, field, Kind::UnknownReference, format!("no stack `{stack}`"));
+            diags.error(
+                src,
+                loc,
+                field,
+                Kind::UnknownReference,
+                format!("no stack `{stack}`"),
+            );
             return None;
         };
         let services = match &file.node.value {
@@ -243,24 +401,53 @@ impl Project {
             _ => None,
         };
         let found = match services.as_ref().map(|s| &s.value) {
-            Some(crate::yaml::Value::Map(entries)) => entries.iter().find(|(k, _)| k.scalar_text().as_deref() == Some(service)).map(|(_, v)| v.clone()),
+            Some(crate::yaml::Value::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some(service))
+                .map(|(_, v)| v.clone()),
             _ => None,
         };
         let Some(body) = found else {
-            diags.error(src, loc, field, Kind::UnknownReference, format!("stack `{stack}` has no service `{service}`"));
+            diags.error(
+                src,
+                loc,
+                field,
+                Kind::UnknownReference,
+                format!("stack `{stack}` has no service `{service}`"),
+            );
             return None;
         };
         let explicit = match &body.value {
-            crate::yaml::Value::Map(e) => e.iter().find(|(k, _)| k.scalar_text().as_deref() == Some("container_name")).and_then(|(_, v)| v.scalar_text()),
+            crate::yaml::Value::Map(e) => e
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some("container_name"))
+                .and_then(|(_, v)| v.scalar_text()),
             _ => None,
         };
         Some(explicit.unwrap_or_else(|| container_name(&file.project, service)))
     }
 
-    fn add_file(&self, hd: &mut HostDesired, spec: FileSpec, src: &SourceName, loc: Loc, host: &str, diags: &mut Diagnostics) {
+    fn add_file(
+        &self,
+        hd: &mut HostDesired,
+        spec: FileSpec,
+        src: &SourceName,
+        loc: Loc,
+        host: &str,
+        diags: &mut Diagnostics,
+    ) {
         match hd.files.get(&spec.path) {
             Some(existing) if existing.content != spec.content || existing.mode != spec.mode => {
-                diags.error(src, loc, "", Kind::Duplicate, format!("{} is placed twice on host {host} with different content or mode", spec.path));
+                diags.error(
+                    src,
+                    loc,
+                    "",
+                    Kind::Duplicate,
+                    format!(
+                        "{} is placed twice on host {host} with different content or mode",
+                        spec.path
+                    ),
+                );
             }
             _ => {
                 hd.files.insert(spec.path.clone(), spec);
@@ -269,7 +456,16 @@ impl Project {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_stack(&self, hd: &mut HostDesired, st: &Stack, only_images: bool, src: &SourceName, loc: Loc, host: &str, diags: &mut Diagnostics) {
+    fn add_stack(
+        &self,
+        hd: &mut HostDesired,
+        st: &Stack,
+        only_images: bool,
+        src: &SourceName,
+        loc: Loc,
+        host: &str,
+        diags: &mut Diagnostics,
+    ) {
         for (name, svc) in &st.services {
             let spec = match &svc.build {
                 Some(b) => ImageSpec {
@@ -278,10 +474,17 @@ impl Project {
                         context: b.context.clone(),
                         dockerfile: b.dockerfile.clone(),
                         args: b.args.clone(),
-                        context_hash: context_hash(&self.root.join(&b.context), &b.dockerfile, &b.args),
+                        context_hash: context_hash(
+                            &self.root.join(&b.context),
+                            &b.dockerfile,
+                            &b.args,
+                        ),
                     },
                 },
-                None => ImageSpec { reference: svc.image.clone(), source: ImageSource::Pull },
+                None => ImageSpec {
+                    reference: svc.image.clone(),
+                    source: ImageSource::Pull,
+                },
             };
             match hd.images.get(&spec.reference) {
                 Some(existing) if existing != &spec => diags.error(
@@ -289,7 +492,10 @@ impl Project {
                     loc,
                     &format!("services.{name}.image"),
                     Kind::Duplicate,
-                    format!("image {} is built two different ways on host {host}", spec.reference),
+                    format!(
+                        "image {} is built two different ways on host {host}",
+                        spec.reference
+                    ),
                 ),
                 _ => {
                     hd.images.insert(spec.reference.clone(), spec);
@@ -303,7 +509,12 @@ impl Project {
         for net in st.networks.values() {
             hd.networks.insert(
                 net.name.clone(),
-                NetworkSpec { name: net.name.clone(), driver: net.driver.clone().unwrap_or_else(|| "bridge".into()), project: st.project.clone(), external: net.external },
+                NetworkSpec {
+                    name: net.name.clone(),
+                    driver: net.driver.clone().unwrap_or_else(|| "bridge".into()),
+                    project: st.project.clone(),
+                    external: net.external,
+                },
             );
         }
         let mut volume_names = BTreeMap::new();
@@ -311,13 +522,25 @@ impl Project {
             volume_names.insert(key.clone(), vol.name.clone());
             hd.volumes.insert(
                 vol.name.clone(),
-                VolumeSpec { name: vol.name.clone(), driver: vol.driver.clone().unwrap_or_else(|| "local".into()), project: st.project.clone(), external: vol.external },
+                VolumeSpec {
+                    name: vol.name.clone(),
+                    driver: vol.driver.clone().unwrap_or_else(|| "local".into()),
+                    project: st.project.clone(),
+                    external: vol.external,
+                },
             );
         }
         let names: BTreeMap<&String, String> = st
             .services
             .iter()
-            .map(|(n, s)| (n, s.container_name.clone().unwrap_or_else(|| container_name(&st.project, n))))
+            .map(|(n, s)| {
+                (
+                    n,
+                    s.container_name
+                        .clone()
+                        .unwrap_or_else(|| container_name(&st.project, n)),
+                )
+            })
             .collect();
         let order = stack::start_order(&st.services).unwrap_or_default();
         for name in order {
@@ -345,12 +568,20 @@ impl Project {
                 entrypoint: svc.entrypoint.clone(),
                 env: svc.environment.clone(),
                 ports: svc.ports.clone(),
-                mounts: svc.mounts.iter().map(|m| desired::mount_spec(&m.source, &volume_names, &m.target, m.read_only)).collect(),
+                mounts: svc
+                    .mounts
+                    .iter()
+                    .map(|m| desired::mount_spec(&m.source, &volume_names, &m.target, m.read_only))
+                    .collect(),
                 networks: svc
                     .networks
                     .iter()
                     .map(|(n, aliases)| {
-                        let engine_name = st.networks.get(n).map(|d| d.name.clone()).unwrap_or_else(|| n.clone());
+                        let engine_name = st
+                            .networks
+                            .get(n)
+                            .map(|d| d.name.clone())
+                            .unwrap_or_else(|| n.clone());
                         let mut a = aliases.clone();
                         a.push(name.clone());
                         a.sort();
@@ -366,7 +597,11 @@ impl Project {
                 working_dir: svc.working_dir.clone(),
                 hostname: svc.hostname.clone(),
                 stop_grace_period_s: svc.stop_grace_period_s,
-                depends_on: svc.depends_on.iter().filter_map(|(d, c)| names.get(d).map(|n| (n.clone(), c.kind))).collect(),
+                depends_on: svc
+                    .depends_on
+                    .iter()
+                    .filter_map(|(d, c)| names.get(d).map(|n| (n.clone(), c.kind)))
+                    .collect(),
                 mounted_files: mounted,
                 config_hash: String::new(),
             };
@@ -436,7 +671,11 @@ pub fn check(project: &Project, diags: &mut Diagnostics) {
     names.sort();
     for name in names.into_iter().filter(|n| n.ends_with(".j2")) {
         if let Err(e) = project.env.get_template(&name) {
-            let o = template::Origin { file: SourceName(format!("templates/{name}")), line_offset: 0, field: String::new() };
+            let o = template::Origin {
+                file: SourceName(format!("templates/{name}")),
+                line_offset: 0,
+                field: String::new(),
+            };
             template::report(&e, &o, diags);
         }
     }

@@ -28,7 +28,14 @@ impl Palette {
     pub fn new(color: bool) -> Palette {
         if !color {
             let none = Style::new();
-            return Palette { add: none, change: none, delete: none, dim: none, bold: none, warn: none };
+            return Palette {
+                add: none,
+                change: none,
+                delete: none,
+                dim: none,
+                bold: none,
+                warn: none,
+            };
         }
         Palette {
             add: AnsiColor::Green.on_default(),
@@ -47,7 +54,9 @@ impl Palette {
 
 fn symbol(action: ChangeAction) -> &'static str {
     match action {
-        ChangeAction::Create | ChangeAction::Install | ChangeAction::Build | ChangeAction::Pull => "+",
+        ChangeAction::Create | ChangeAction::Install | ChangeAction::Build | ChangeAction::Pull => {
+            "+"
+        }
         ChangeAction::Update | ChangeAction::Configure | ChangeAction::Start => "~",
         ChangeAction::Recreate => "-/+",
         ChangeAction::Delete => "-",
@@ -58,14 +67,24 @@ fn symbol(action: ChangeAction) -> &'static str {
 pub fn plan_text(plan: &Plan, color: bool, redactor: &Redactor) -> String {
     let p = Palette::new(color);
     let mut out = String::new();
-    let _ = writeln!(out, "{} {} on inventory {}", p.paint(p.bold, "plan:"), plan.playbook, plan.inventory);
+    let _ = writeln!(
+        out,
+        "{} {} on inventory {}",
+        p.paint(p.bold, "plan:"),
+        plan.playbook,
+        plan.inventory
+    );
     for host in &plan.hosts {
         host_text(&mut out, host, &p);
     }
     let s = &plan.summary;
     let _ = writeln!(out);
     if !plan.has_changes() {
-        let _ = writeln!(out, "No changes: {} host(s) match the playbook ({} action(s) would still run).", s.hosts, s.actions);
+        let _ = writeln!(
+            out,
+            "No changes: {} host(s) match the playbook ({} action(s) would still run).",
+            s.hosts, s.actions
+        );
     } else {
         let _ = writeln!(
             out,
@@ -97,7 +116,11 @@ fn host_text(out: &mut String, host: &HostPlan, p: &Palette) {
     if !host.actions.is_empty() {
         let _ = writeln!(out, "  actions run on apply:");
         for a in &host.actions {
-            let label = a.name.as_deref().map(|n| format!("{n}: ")).unwrap_or_default();
+            let label = a
+                .name
+                .as_deref()
+                .map(|n| format!("{n}: "))
+                .unwrap_or_default();
             let _ = writeln!(out, "    {} {label}{}", p.paint(p.dim, ">"), a.describe);
         }
     }
@@ -106,10 +129,17 @@ fn host_text(out: &mut String, host: &HostPlan, p: &Palette) {
 fn change_text(out: &mut String, c: &Change, p: &Palette) {
     let style = match c.action {
         ChangeAction::Delete => p.delete,
-        ChangeAction::Recreate | ChangeAction::Update | ChangeAction::Configure | ChangeAction::Start => p.change,
+        ChangeAction::Recreate
+        | ChangeAction::Update
+        | ChangeAction::Configure
+        | ChangeAction::Start => p.change,
         _ => p.add,
     };
-    let unknown = if c.unknown { format!(" {}", p.paint(p.warn, "(known after apply)")) } else { String::new() };
+    let unknown = if c.unknown {
+        format!(" {}", p.paint(p.warn, "(known after apply)"))
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
         "  {} {} {} {}{unknown}",
@@ -156,7 +186,11 @@ pub fn diagnostics_text(diags: &Diagnostics, color: bool, redactor: &Redactor) -
     let p = Palette::new(color);
     let mut out = String::new();
     for d in diags.sorted() {
-        let style = if d.severity == Severity::Error { p.delete } else { p.warn };
+        let style = if d.severity == Severity::Error {
+            p.delete
+        } else {
+            p.warn
+        };
         let text = d.to_string();
         let (head, rest) = text.split_once(':').unwrap_or((&text, ""));
         let _ = writeln!(out, "{}:{rest}", p.paint(style, head));
@@ -177,6 +211,12 @@ struct CheckReport {
 pub fn diagnostics_json(diags: &Diagnostics, redactor: &Redactor) -> String {
     let all = diags.sorted();
     let errors = all.iter().filter(|d| d.severity == Severity::Error).count();
-    let report = CheckReport { schema: CHECK_SCHEMA, ok: errors == 0, errors, warnings: all.len() - errors, diagnostics: all };
+    let report = CheckReport {
+        schema: CHECK_SCHEMA,
+        ok: errors == 0,
+        errors,
+        warnings: all.len() - errors,
+        diagnostics: all,
+    };
     json(&report, redactor)
 }

@@ -70,7 +70,9 @@ impl Redactor {
 
     /// Registers a secret value (and its lines, so a multi-line secret is masked in line diffs too).
     pub fn add(&self, value: &str) {
-        let Ok(mut values) = self.values.write() else { return };
+        let Ok(mut values) = self.values.write() else {
+            return;
+        };
         if value.trim().is_empty() {
             return;
         }
@@ -84,23 +86,36 @@ impl Redactor {
 
     /// Whether `value` is exactly a known secret.
     pub fn is_secret(&self, value: &str) -> bool {
-        self.values.read().map(|v| v.contains(value)).unwrap_or(false)
+        self.values
+            .read()
+            .map(|v| v.contains(value))
+            .unwrap_or(false)
     }
 
     /// Whether `text` contains a known secret.
     pub fn contains_secret(&self, text: &str) -> bool {
-        let Ok(values) = self.values.read() else { return false };
-        values.iter().any(|s| s.len() >= MIN_MASKED_LEN && text.contains(s.as_str())) || values.contains(text)
+        let Ok(values) = self.values.read() else {
+            return false;
+        };
+        values
+            .iter()
+            .any(|s| s.len() >= MIN_MASKED_LEN && text.contains(s.as_str()))
+            || values.contains(text)
     }
 
     /// `text` with every known secret replaced by [`REDACTED`]; longest secrets first, so a secret that
     /// contains another is masked whole.
     pub fn redact(&self, text: &str) -> String {
-        let Ok(values) = self.values.read() else { return text.to_owned() };
+        let Ok(values) = self.values.read() else {
+            return text.to_owned();
+        };
         if values.contains(text) {
             return REDACTED.to_owned();
         }
-        let mut ordered: Vec<&String> = values.iter().filter(|s| s.len() >= MIN_MASKED_LEN).collect();
+        let mut ordered: Vec<&String> = values
+            .iter()
+            .filter(|s| s.len() >= MIN_MASKED_LEN)
+            .collect();
         ordered.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let mut out = text.to_owned();
         for secret in ordered {
@@ -117,7 +132,8 @@ impl Redactor {
             serde_json::Value::String(s) => *s = self.redact(s),
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
             serde_json::Value::Object(map) => {
-                let entries: Vec<(String, serde_json::Value)> = std::mem::take(map).into_iter().collect();
+                let entries: Vec<(String, serde_json::Value)> =
+                    std::mem::take(map).into_iter().collect();
                 for (k, mut v) in entries {
                     self.redact_json(&mut v);
                     map.insert(self.redact(&k), v);
@@ -136,7 +152,10 @@ mod tests {
     fn secret_never_prints() {
         let s = Secret::new("hunter2-poison".to_owned());
         assert_eq!(format!("{s} {s:?}"), "(sensitive) (sensitive)");
-        assert_eq!(serde_json::to_string(&s).unwrap_or_default(), "\"(sensitive)\"");
+        assert_eq!(
+            serde_json::to_string(&s).unwrap_or_default(),
+            "\"(sensitive)\""
+        );
     }
 
     #[test]
@@ -144,7 +163,10 @@ mod tests {
         let r = Redactor::new();
         r.add("pass");
         r.add("password123");
-        assert_eq!(r.redact("a=password123 b=pass"), "a=(sensitive) b=(sensitive)");
+        assert_eq!(
+            r.redact("a=password123 b=pass"),
+            "a=(sensitive) b=(sensitive)"
+        );
         assert_eq!(r.redact("ok"), "ok");
     }
 }

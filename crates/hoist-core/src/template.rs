@@ -27,11 +27,15 @@ pub fn environment(templates_dir: Option<&Path>, redactor: &Redactor) -> Environ
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Ansible's defaults: a block tag eats its newline, and a file keeps its final newline.
-    if let Ok(syntax) = SyntaxConfig::builder().trim_blocks(true).keep_trailing_newline(true).build() {
+    if let Ok(syntax) = SyntaxConfig::builder()
+        .trim_blocks(true)
+        .keep_trailing_newline(true)
+        .build()
+    {
         env.set_syntax(syntax);
     }
     if let Some(dir) = templates_dir {
-        env.set_loader(minijinja::path_loader(dir.to_path_buf()));
+        env.set_loader(minijinja::path_loader(dir));
     }
     add_filters(&mut env, redactor);
     env
@@ -44,7 +48,11 @@ fn add_filters(env: &mut Environment<'static>, redactor: &Redactor) {
     env.add_filter("to_nice_yaml", to_yaml);
     let r = redactor.clone();
     env.add_filter("b64encode", move |s: String| {
-        derived(&r, &s, base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
+        derived(
+            &r,
+            &s,
+            base64::engine::general_purpose::STANDARD.encode(s.as_bytes()),
+        )
     });
     let r = redactor.clone();
     env.add_filter("b64decode", move |s: String| -> Result<String, Error> {
@@ -56,55 +64,96 @@ fn add_filters(env: &mut Environment<'static>, redactor: &Redactor) {
         Ok(derived(&r, &s, text))
     });
     let r = redactor.clone();
-    env.add_filter("regex_replace", move |s: String, pattern: String, replacement: String| -> Result<String, Error> {
-        let re = regex::Regex::new(&pattern)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("regex_replace: bad pattern: {e}")))?;
-        // Ansible (Python) writes group references as \1; the regex crate as ${1}.
-        let replacement = backrefs(&replacement);
-        Ok(derived(&r, &s, re.replace_all(&s, replacement.as_str()).into_owned()))
-    });
-    env.add_filter("regex_search", |s: String, pattern: String| -> Result<Value, Error> {
-        let re = regex::Regex::new(&pattern)
-            .map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("regex_search: bad pattern: {e}")))?;
-        Ok(re.find(&s).map(|m| Value::from(m.as_str())).unwrap_or(Value::from(())))
-    });
+    env.add_filter(
+        "regex_replace",
+        move |s: String, pattern: String, replacement: String| -> Result<String, Error> {
+            let re = regex::Regex::new(&pattern).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("regex_replace: bad pattern: {e}"),
+                )
+            })?;
+            // Ansible (Python) writes group references as \1; the regex crate as ${1}.
+            let replacement = backrefs(&replacement);
+            Ok(derived(
+                &r,
+                &s,
+                re.replace_all(&s, replacement.as_str()).into_owned(),
+            ))
+        },
+    );
+    env.add_filter(
+        "regex_search",
+        |s: String, pattern: String| -> Result<Value, Error> {
+            let re = regex::Regex::new(&pattern).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("regex_search: bad pattern: {e}"),
+                )
+            })?;
+            Ok(re
+                .find(&s)
+                .map(|m| Value::from(m.as_str()))
+                .unwrap_or(Value::from(())))
+        },
+    );
     let r = redactor.clone();
     env.add_filter("quote", move |s: String| derived(&r, &s, shell_quote(&s)));
     let r = redactor.clone();
-    env.add_filter("password_hash", move |s: String, scheme: String, kwargs: Kwargs| -> Result<String, Error> {
-        if scheme != "scram-sha-256" {
-            return Err(Error::new(
-                ErrorKind::InvalidOperation,
-                format!("password_hash: unsupported scheme {scheme:?} (supported: scram-sha-256)"),
-            ));
-        }
-        let salt: Option<String> = kwargs.get("salt")?;
-        kwargs.assert_all_used()?;
-        let hash = scram::scram_sha_256(&s, salt.as_deref());
-        r.add(&hash);
-        Ok(hash)
-    });
+    env.add_filter(
+        "password_hash",
+        move |s: String, scheme: String, kwargs: Kwargs| -> Result<String, Error> {
+            if scheme != "scram-sha-256" {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!(
+                        "password_hash: unsupported scheme {scheme:?} (supported: scram-sha-256)"
+                    ),
+                ));
+            }
+            let salt: Option<String> = kwargs.get("salt")?;
+            kwargs.assert_all_used()?;
+            let hash = scram::scram_sha_256(&s, salt.as_deref());
+            r.add(&hash);
+            Ok(hash)
+        },
+    );
     env.add_filter("basename", |s: String| {
-        Path::new(&s).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        Path::new(&s)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
     env.add_filter("dirname", |s: String| {
-        Path::new(&s).parent().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        Path::new(&s)
+            .parent()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     });
     env.add_filter("mandatory", |v: Value| -> Result<Value, Error> {
         if v.is_undefined() {
-            Err(Error::new(ErrorKind::UndefinedError, "mandatory value is undefined"))
+            Err(Error::new(
+                ErrorKind::UndefinedError,
+                "mandatory value is undefined",
+            ))
         } else {
             Ok(v)
         }
     });
-    env.add_filter("ternary", |v: Value, yes: Value, no: Value| if v.is_true() { yes } else { no });
+    env.add_filter(
+        "ternary",
+        |v: Value, yes: Value, no: Value| if v.is_true() { yes } else { no },
+    );
     env.add_filter("combine", |a: Value, b: Value| -> Result<Value, Error> {
         let mut out = serde_json::Map::new();
         for v in [a, b] {
             if let serde_json::Value::Object(m) = json_of(&v)? {
                 out.extend(m);
             } else {
-                return Err(Error::new(ErrorKind::InvalidOperation, "combine: both sides must be maps"));
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "combine: both sides must be maps",
+                ));
             }
         }
         Ok(to_value(serde_json::Value::Object(out)))
@@ -120,18 +169,28 @@ fn derived(redactor: &Redactor, input: &str, output: String) -> String {
 }
 
 fn json_of(v: &Value) -> Result<serde_json::Value, Error> {
-    serde_json::to_value(v).map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("not serializable: {e}")))
+    serde_json::to_value(v).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("not serializable: {e}"),
+        )
+    })
 }
 
 fn to_json(v: &Value, pretty: bool) -> Result<String, Error> {
     let json = json_of(v)?;
-    let text = if pretty { serde_json::to_string_pretty(&json) } else { serde_json::to_string(&json) };
+    let text = if pretty {
+        serde_json::to_string_pretty(&json)
+    } else {
+        serde_json::to_string(&json)
+    };
     text.map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))
 }
 
 fn to_yaml(v: Value) -> Result<String, Error> {
     let json = json_of(&v)?;
-    let text = serde_saphyr::to_string(&json).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let text = serde_saphyr::to_string(&json)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(text.trim_end_matches('\n').to_owned())
 }
 
@@ -142,7 +201,10 @@ fn backrefs(replacement: &str) -> String {
 
 /// Quotes a word for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./-_".contains(&b))
+    {
         return s.to_owned();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
@@ -180,12 +242,19 @@ pub fn describe(err: &Error) -> (Kind, String) {
     match err.kind() {
         ErrorKind::UndefinedError => {
             let what = detail.unwrap_or_else(|| "a value is undefined".to_owned());
-            (Kind::UndefinedVariable, format!("undefined variable: {what}"))
+            (
+                Kind::UndefinedVariable,
+                format!("undefined variable: {what}"),
+            )
         }
-        ErrorKind::TemplateNotFound => {
-            (Kind::UnknownReference, format!("template not found: {}", detail.unwrap_or_default()))
-        }
-        ErrorKind::SyntaxError => (Kind::Template, format!("template syntax error: {}", detail.unwrap_or_default())),
+        ErrorKind::TemplateNotFound => (
+            Kind::UnknownReference,
+            format!("template not found: {}", detail.unwrap_or_default()),
+        ),
+        ErrorKind::SyntaxError => (
+            Kind::Template,
+            format!("template syntax error: {}", detail.unwrap_or_default()),
+        ),
         other => {
             let text = detail.unwrap_or_else(|| other.to_string());
             (Kind::Template, format!("{other}: {text}"))
@@ -233,7 +302,7 @@ mod tests {
 
     #[test]
     fn undefined_names_the_variable() {
-        let err = render("port {{ db_port }}", serde_json::json!({})).err().expect("error");
+        let err = render("port {{ db_port }}", serde_json::json!({})).expect_err("error");
         let (kind, message) = describe(&err);
         assert_eq!(kind, Kind::UndefinedVariable);
         assert!(message.contains("db_port"), "{message}");
@@ -244,8 +313,12 @@ mod tests {
         let r = Redactor::new();
         r.add("s3cr3t-value");
         let env = environment(None, &r);
-        let out = render_str(&env, "{{ p | b64encode }}", &to_value(serde_json::json!({"p": "s3cr3t-value"})))
-            .unwrap_or_default();
+        let out = render_str(
+            &env,
+            "{{ p | b64encode }}",
+            &to_value(serde_json::json!({"p": "s3cr3t-value"})),
+        )
+        .unwrap_or_default();
         assert!(r.is_secret(&out));
     }
 }

@@ -49,12 +49,27 @@ impl VarFile {
         let mut values = IndexMap::new();
         for (name, loc, value) in ctx.entries(node, path) {
             if !valid_var_name(&name) {
-                ctx.error(loc, &yaml::join(path, &name), Kind::InvalidValue, "variable names use letters, digits and `_`, and do not start with a digit");
+                ctx.error(
+                    loc,
+                    &yaml::join(path, &name),
+                    Kind::InvalidValue,
+                    "variable names use letters, digits and `_`, and do not start with a digit",
+                );
                 continue;
             }
-            values.insert(name, VarValue { value: value.to_json(), loc });
+            values.insert(
+                name,
+                VarValue {
+                    value: value.to_json(),
+                    loc,
+                },
+            );
         }
-        VarFile { source: ctx.file.clone(), values, secret }
+        VarFile {
+            source: ctx.file.clone(),
+            values,
+            secret,
+        }
     }
 
     /// Loads a variables file; `secrets.yml` files hold secret values.
@@ -63,7 +78,13 @@ impl VarFile {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                diags.error(&source, Loc::UNKNOWN, "", Kind::Io, format!("cannot read: {e}"));
+                diags.error(
+                    &source,
+                    Loc::UNKNOWN,
+                    "",
+                    Kind::Io,
+                    format!("cannot read: {e}"),
+                );
                 return None;
             }
         };
@@ -76,11 +97,17 @@ impl VarFile {
 
 /// `secrets.yml` (and `secrets.yaml`) files hold secrets.
 pub fn is_secrets_file(path: &Path) -> bool {
-    matches!(path.file_name().and_then(|n| n.to_str()), Some("secrets.yml" | "secrets.yaml"))
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("secrets.yml" | "secrets.yaml")
+    )
 }
 
 fn is_yaml(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    )
 }
 
 /// YAML files of a folder, sorted by name.
@@ -97,20 +124,35 @@ pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Loads `group_vars/` or `host_vars/`: `<name>.yml` files and `<name>/` folders, keyed by name.
-pub fn load_folder(root: &Path, dir: &Path, diags: &mut Diagnostics) -> BTreeMap<String, Vec<VarFile>> {
+pub fn load_folder(
+    root: &Path,
+    dir: &Path,
+    diags: &mut Diagnostics,
+) -> BTreeMap<String, Vec<VarFile>> {
     let mut out: BTreeMap<String, Vec<VarFile>> = BTreeMap::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             for file in yaml_files(&path) {
                 if let Some(vf) = VarFile::load(root, &file, diags) {
                     out.entry(name.clone()).or_default().push(vf);
                 }
             }
         } else if is_yaml(&path) {
-            let name = path.file_stem().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if let Some(vf) = VarFile::load(root, &path, diags) {
                 out.entry(name).or_default().push(vf);
             }
@@ -129,7 +171,13 @@ pub enum SecretsMode {
 }
 
 /// Decrypts every encrypted value in place and registers every secret with the redactor.
-pub fn unseal(files: &mut [&mut VarFile], keyring: Option<&Keyring>, mode: SecretsMode, redactor: &Redactor, diags: &mut Diagnostics) {
+pub fn unseal(
+    files: &mut [&mut VarFile],
+    keyring: Option<&Keyring>,
+    mode: SecretsMode,
+    redactor: &Redactor,
+    diags: &mut Diagnostics,
+) {
     for file in files.iter_mut() {
         let mut missing_key = false;
         let source = file.source.clone();
@@ -143,7 +191,13 @@ pub fn unseal(files: &mut [&mut VarFile], keyring: Option<&Keyring>, mode: Secre
                                 redactor.add(&plain);
                                 *s = plain;
                             }
-                            Err(e) => diags.error(&source, var.loc, name, Kind::Secret, format!("cannot decrypt: {e}")),
+                            Err(e) => diags.error(
+                                &source,
+                                var.loc,
+                                name,
+                                Kind::Secret,
+                                format!("cannot decrypt: {e}"),
+                            ),
                         },
                         None => {
                             missing_key = true;
@@ -156,9 +210,14 @@ pub fn unseal(files: &mut [&mut VarFile], keyring: Option<&Keyring>, mode: Secre
             });
         }
         if missing_key {
-            let message = format!("encrypted values not decrypted: {}", vault::VaultError::NoKey);
+            let message = format!(
+                "encrypted values not decrypted: {}",
+                vault::VaultError::NoKey
+            );
             match mode {
-                SecretsMode::Required => diags.error(&source, Loc::UNKNOWN, "", Kind::Secret, message),
+                SecretsMode::Required => {
+                    diags.error(&source, Loc::UNKNOWN, "", Kind::Secret, message)
+                }
                 SecretsMode::Optional => {}
             }
         }
@@ -215,10 +274,16 @@ fn builtins(inv: &Inventory, host: &Host) -> BTreeMap<String, Json> {
         })
         .collect();
     BTreeMap::from([
-        ("inventory_hostname".to_owned(), Json::from(host.name.clone())),
+        (
+            "inventory_hostname".to_owned(),
+            Json::from(host.name.clone()),
+        ),
         ("hoist_address".to_owned(), Json::from(host.address.clone())),
         ("group_names".to_owned(), Json::from(host.groups.clone())),
-        ("groups".to_owned(), serde_json::to_value(inv.group_members()).unwrap_or_default()),
+        (
+            "groups".to_owned(),
+            serde_json::to_value(inv.group_members()).unwrap_or_default(),
+        ),
         ("hostvars".to_owned(), Json::Object(hostvars)),
     ])
 }
@@ -265,7 +330,12 @@ pub fn resolve(
 
     // Render templated values until nothing changes; what still changes after many passes loops.
     const MAX_PASSES: usize = 12;
-    let mut pending: BTreeSet<String> = out.values.iter().filter(|(_, v)| has_template(v)).map(|(k, _)| k.clone()).collect();
+    let mut pending: BTreeSet<String> = out
+        .values
+        .iter()
+        .filter(|(_, v)| has_template(v))
+        .map(|(k, _)| k.clone())
+        .collect();
     for _ in 0..MAX_PASSES {
         if pending.is_empty() {
             break;
@@ -275,19 +345,22 @@ pub fn resolve(
         for name in &pending {
             let mut value = out.values[name].clone();
             let mut failed = false;
-            render_strings(&mut value, &mut |s: &str| match template::render_str(env, s, &ctx) {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    let origin = template::Origin {
-                        file: out.origins[name].clone(),
-                        line_offset: locs.get(name).map(|l| l.line).unwrap_or(0),
-                        field: name.clone(),
-                    };
-                    template::report(&e, &origin, diags);
-                    failed = true;
-                    None
-                }
-            });
+            render_strings(
+                &mut value,
+                &mut |s: &str| match template::render_str(env, s, &ctx) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        let origin = template::Origin {
+                            file: out.origins[name].clone(),
+                            line_offset: locs.get(name).map(|l| l.line).unwrap_or(0),
+                            field: name.clone(),
+                        };
+                        template::report(&e, &origin, diags);
+                        failed = true;
+                        None
+                    }
+                },
+            );
             if failed {
                 out.values.insert(name.clone(), Json::Null);
                 continue;
@@ -305,7 +378,13 @@ pub fn resolve(
     for name in pending {
         let origin = out.origins[&name].clone();
         let loc = locs.get(&name).copied().unwrap_or_default();
-        diags.error(&origin, loc, &name, Kind::Cycle, "the value keeps referring to itself through other variables");
+        diags.error(
+            &origin,
+            loc,
+            &name,
+            Kind::Cycle,
+            "the value keeps referring to itself through other variables",
+        );
     }
     out
 }
@@ -337,7 +416,9 @@ pub fn parse_extra(args: &[String]) -> Result<Vec<(String, String)>, String> {
     args.iter()
         .map(|a| match a.split_once('=') {
             Some((k, v)) if valid_var_name(k.trim()) => Ok((k.trim().to_owned(), v.to_owned())),
-            _ => Err(format!("-e expects name=value with a valid variable name, got {a:?}")),
+            _ => Err(format!(
+                "-e expects name=value with a valid variable name, got {a:?}"
+            )),
         })
         .collect()
 }

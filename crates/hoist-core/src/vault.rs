@@ -26,10 +26,15 @@ const SUFFIX: &str = "]";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
-    #[error("no age key: set {KEY_ENV} to an AGE-SECRET-KEY-1... identity or {KEY_FILE_ENV} to a file holding one")]
+    #[error(
+        "no age key: set {KEY_ENV} to an AGE-SECRET-KEY-1... identity or {KEY_FILE_ENV} to a file holding one"
+    )]
     NoKey,
     #[error("reading the age key file {path}: {source}")]
-    KeyFile { path: PathBuf, source: std::io::Error },
+    KeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the age key in {origin} is not a valid X25519 identity (AGE-SECRET-KEY-1...)")]
     BadKey { origin: String },
     #[error("not a valid age recipient: {0:?} (expected age1...)")]
@@ -49,21 +54,26 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring").field("identities", &self.identities.len()).finish()
+        f.debug_struct("Keyring")
+            .field("identities", &self.identities.len())
+            .finish()
     }
 }
 
 impl Keyring {
     /// Reads the key from the environment; `Ok(None)` when none is configured.
     pub fn from_env() -> Result<Option<Keyring>, VaultError> {
-        if let Ok(text) = std::env::var(KEY_ENV) {
-            if !text.trim().is_empty() {
-                return Keyring::parse(&text, KEY_ENV).map(Some);
-            }
+        if let Ok(text) = std::env::var(KEY_ENV)
+            && !text.trim().is_empty()
+        {
+            return Keyring::parse(&text, KEY_ENV).map(Some);
         }
         if let Ok(path) = std::env::var(KEY_FILE_ENV) {
             let path = PathBuf::from(path);
-            let text = std::fs::read_to_string(&path).map_err(|source| VaultError::KeyFile { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(&path).map_err(|source| VaultError::KeyFile {
+                path: path.clone(),
+                source,
+            })?;
             return Keyring::parse(&text, &path.display().to_string()).map(Some);
         }
         Ok(None)
@@ -75,10 +85,16 @@ impl Keyring {
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| x25519::Identity::from_str(l).map_err(|_| VaultError::BadKey { origin: origin.to_owned() }))
+            .map(|l| {
+                x25519::Identity::from_str(l).map_err(|_| VaultError::BadKey {
+                    origin: origin.to_owned(),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         if identities.is_empty() {
-            return Err(VaultError::BadKey { origin: origin.to_owned() });
+            return Err(VaultError::BadKey {
+                origin: origin.to_owned(),
+            });
         }
         Ok(Keyring { identities })
     }
@@ -93,7 +109,10 @@ impl Keyring {
 
     /// The recipients matching these identities: what `encrypt` uses when no recipient is given.
     pub fn recipients(&self) -> Vec<x25519::Recipient> {
-        self.identities.iter().map(x25519::Identity::to_public).collect()
+        self.identities
+            .iter()
+            .map(x25519::Identity::to_public)
+            .collect()
     }
 
     pub fn decrypt(&self, value: &str) -> Result<String, VaultError> {
@@ -103,12 +122,15 @@ impl Keyring {
             .and_then(|v| v.strip_suffix(SUFFIX))
             .and_then(|b64| STANDARD.decode(b64).ok())
             .ok_or(VaultError::Malformed)?;
-        let decryptor = age::Decryptor::new_buffered(&data[..]).map_err(|_| VaultError::Malformed)?;
+        let decryptor =
+            age::Decryptor::new_buffered(&data[..]).map_err(|_| VaultError::Malformed)?;
         let mut reader = decryptor
             .decrypt(self.identities.iter().map(|i| i as &dyn age::Identity))
             .map_err(|_| VaultError::WrongKey)?;
         let mut out = Vec::new();
-        reader.read_to_end(&mut out).map_err(|_| VaultError::WrongKey)?;
+        reader
+            .read_to_end(&mut out)
+            .map_err(|_| VaultError::WrongKey)?;
         String::from_utf8(out).map_err(|_| VaultError::Malformed)
     }
 }
@@ -117,7 +139,12 @@ use age::secrecy::ExposeSecret as _;
 
 /// Parses `age1...` recipients.
 pub fn parse_recipients(items: &[String]) -> Result<Vec<x25519::Recipient>, VaultError> {
-    items.iter().map(|r| x25519::Recipient::from_str(r.trim()).map_err(|_| VaultError::BadRecipient(r.clone()))).collect()
+    items
+        .iter()
+        .map(|r| {
+            x25519::Recipient::from_str(r.trim()).map_err(|_| VaultError::BadRecipient(r.clone()))
+        })
+        .collect()
 }
 
 /// Whether a string is an encrypted value.
@@ -128,12 +155,19 @@ pub fn is_encrypted(value: &str) -> bool {
 
 /// Encrypts one value for `recipients`.
 pub fn encrypt(plain: &str, recipients: &[x25519::Recipient]) -> Result<String, VaultError> {
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    let encryptor =
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+            .map_err(|e| VaultError::Encrypt(e.to_string()))?;
     let mut out = Vec::new();
-    let mut writer = encryptor.wrap_output(&mut out).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-    writer.write_all(plain.as_bytes()).map_err(|e| VaultError::Encrypt(e.to_string()))?;
-    writer.finish().map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    writer
+        .write_all(plain.as_bytes())
+        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
+    writer
+        .finish()
+        .map_err(|e| VaultError::Encrypt(e.to_string()))?;
     Ok(format!("{PREFIX}{}{SUFFIX}", STANDARD.encode(out)))
 }
 
@@ -170,10 +204,14 @@ pub fn encrypt_document(
             continue;
         }
         let Some(original) = text.get(range.clone()) else {
-            return Err(format!("{file}: cannot locate a value in the source; write it on one line"));
+            return Err(format!(
+                "{file}: cannot locate a value in the source; write it on one line"
+            ));
         };
         if original.starts_with('|') || original.starts_with('>') {
-            return Err(format!("{file}: block scalars (| or >) cannot be encrypted in place; write the value quoted on one line"));
+            return Err(format!(
+                "{file}: block scalars (| or >) cannot be encrypted in place; write the value quoted on one line"
+            ));
         }
         let cipher = match keep(&plain) {
             Some(c) => c,
@@ -186,7 +224,11 @@ pub fn encrypt_document(
 
 /// Rewrites a YAML vars file with every encrypted value decrypted (double-quoted, JSON escaping).
 /// Also returns the plaintext -> ciphertext pairs, so a re-encryption can keep unchanged values.
-pub fn decrypt_document(file: &SourceName, text: &str, keyring: &Keyring) -> Result<(String, Vec<(String, String)>), String> {
+pub fn decrypt_document(
+    file: &SourceName,
+    text: &str,
+    keyring: &Keyring,
+) -> Result<(String, Vec<(String, String)>), String> {
     let mut diags = Diagnostics::new();
     let node = yaml::parse(file, text, &mut diags).ok_or_else(|| render_first(&diags))?;
     let mut found = Vec::new();
@@ -197,7 +239,9 @@ pub fn decrypt_document(file: &SourceName, text: &str, keyring: &Keyring) -> Res
         if !is_encrypted(&value) {
             continue;
         }
-        let plain = keyring.decrypt(&value).map_err(|e| format!("{file}: {e}"))?;
+        let plain = keyring
+            .decrypt(&value)
+            .map_err(|e| format!("{file}: {e}"))?;
         let quoted = serde_json::to_string(&plain).map_err(|e| e.to_string())?;
         out.replace_range(range, &quoted);
         pairs.push((plain, value));
@@ -206,7 +250,11 @@ pub fn decrypt_document(file: &SourceName, text: &str, keyring: &Keyring) -> Res
 }
 
 fn render_first(diags: &Diagnostics) -> String {
-    diags.sorted().first().map(ToString::to_string).unwrap_or_else(|| "invalid YAML".to_owned())
+    diags
+        .sorted()
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "invalid YAML".to_owned())
 }
 
 #[cfg(test)]
@@ -221,14 +269,26 @@ mod tests {
         let text = "# dev secrets\ndb_password: hunter2-poison # inline\nnested:\n  token: 'abc def'\nport: 5432\n";
         let enc = encrypt_document(&file, text, &keyring.recipients(), &|_| None).expect("encrypt");
         assert!(!enc.contains("hunter2-poison"), "{enc}");
-        assert!(enc.starts_with("# dev secrets\ndb_password: \"ENC[AGE,"), "{enc}");
-        assert!(enc.contains(" # inline\nnested:\n  token: \"ENC[AGE,"), "{enc}");
+        assert!(
+            enc.starts_with("# dev secrets\ndb_password: \"ENC[AGE,"),
+            "{enc}"
+        );
+        assert!(
+            enc.contains(" # inline\nnested:\n  token: \"ENC[AGE,"),
+            "{enc}"
+        );
         let (dec, pairs) = decrypt_document(&file, &enc, &keyring).expect("decrypt");
-        assert_eq!(dec, "# dev secrets\ndb_password: \"hunter2-poison\" # inline\nnested:\n  token: \"abc def\"\nport: \"5432\"\n");
+        assert_eq!(
+            dec,
+            "# dev secrets\ndb_password: \"hunter2-poison\" # inline\nnested:\n  token: \"abc def\"\nport: \"5432\"\n"
+        );
         assert_eq!(pairs.len(), 3);
         // Re-encrypting with the old pairs keeps every ciphertext.
         let again = encrypt_document(&file, &dec, &keyring.recipients(), &|p| {
-            pairs.iter().find(|(plain, _)| plain == p).map(|(_, c)| c.clone())
+            pairs
+                .iter()
+                .find(|(plain, _)| plain == p)
+                .map(|(_, c)| c.clone())
         })
         .expect("encrypt");
         assert_eq!(again, enc);

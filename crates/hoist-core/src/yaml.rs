@@ -70,7 +70,9 @@ impl Node {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Str(s) => serde_json::Value::String(s.clone()),
-            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
             Value::Map(entries) => serde_json::Value::Object(
                 entries
                     .iter()
@@ -90,7 +92,11 @@ impl<'de> Deserialize<'de> for Node {
             (Some(start), Some(len)) => Some(start as usize..(start + len) as usize),
             _ => None,
         };
-        Ok(Node { value: spanned.value, loc: Loc::new(at.line() as u32, at.column() as u32), bytes })
+        Ok(Node {
+            value: spanned.value,
+            loc: Loc::new(at.line() as u32, at.column() as u32),
+            bytes,
+        })
     }
 }
 
@@ -115,7 +121,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         Ok(Value::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(i64::try_from(v).map(Value::Int).unwrap_or(Value::Float(v as f64)))
+        Ok(i64::try_from(v)
+            .map(Value::Int)
+            .unwrap_or(Value::Float(v as f64)))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
         Ok(Value::Float(v))
@@ -160,7 +168,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
 /// Parses `text` (the content of `file`) into a located tree; a syntax error becomes a diagnostic.
 pub fn parse(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<Node> {
     if text.trim().is_empty() {
-        return Some(Node { value: Value::Null, loc: Loc::new(1, 1), bytes: None });
+        return Some(Node {
+            value: Value::Null,
+            loc: Loc::new(1, 1),
+            bytes: None,
+        });
     }
     // YAML 1.2 scalars: `no`, `on` and `y` stay strings (compose's `restart: no`), and `0644` stays the
     // text the user wrote rather than becoming 644.
@@ -171,7 +183,10 @@ pub fn parse(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<N
     match serde_saphyr::from_str_with_options::<Node>(text, options) {
         Ok(node) => Some(node),
         Err(err) => {
-            let loc = err.location().map(|l| Loc::new(l.line() as u32, l.column() as u32)).unwrap_or_default();
+            let loc = err
+                .location()
+                .map(|l| Loc::new(l.line() as u32, l.column() as u32))
+                .unwrap_or_default();
             let message = first_line(&err.without_snippet().to_string());
             diags.error(file, loc, "", Kind::Syntax, message);
             None
@@ -190,7 +205,11 @@ fn first_line(message: &str) -> String {
 
 /// Appends `key` to a dotted field path.
 pub fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Appends a list index to a field path.
@@ -220,7 +239,12 @@ impl<'d> Ctx<'d> {
 
     fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {
         let found = node.type_name();
-        self.error(node.loc, path, Kind::WrongType, format!("expected {expected}, found {found}"));
+        self.error(
+            node.loc,
+            path,
+            Kind::WrongType,
+            format!("expected {expected}, found {found}"),
+        );
     }
 
     /// Reads a map's fields; `null` reads as an empty map. Reports anything else.
@@ -282,9 +306,11 @@ impl<'d> Ctx<'d> {
     /// Reads a string or a list of strings.
     pub fn strings(&mut self, node: &Node, path: &str) -> Vec<String> {
         match &node.value {
-            Value::Seq(items) => {
-                items.iter().enumerate().filter_map(|(i, item)| self.string(item, &index(path, i))).collect()
-            }
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| self.string(item, &index(path, i)))
+                .collect(),
             Value::Null => Vec::new(),
             _ => self.string(node, path).into_iter().collect(),
         }
@@ -292,7 +318,11 @@ impl<'d> Ctx<'d> {
 
     /// Reads a list of strings (a single string is a wrong type).
     pub fn string_list(&mut self, node: &Node, path: &str) -> Vec<String> {
-        self.seq(node, path).iter().enumerate().filter_map(|(i, item)| self.string(item, &index(path, i))).collect()
+        self.seq(node, path)
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| self.string(item, &index(path, i)))
+            .collect()
     }
 
     pub fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
@@ -313,7 +343,12 @@ impl<'d> Ctx<'d> {
             _ => None,
         };
         if parsed.is_none() {
-            self.error(node.loc, path, Kind::InvalidValue, format!("expected a non-negative integer, found {}", describe(node)));
+            self.error(
+                node.loc,
+                path,
+                Kind::InvalidValue,
+                format!("expected a non-negative integer, found {}", describe(node)),
+            );
         }
         parsed
     }
@@ -338,19 +373,28 @@ pub struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     fn new(node: &'n Node, entries: &'n [(Node, Node)], path: &str) -> Fields<'n> {
-        Fields { node, entries, used: vec![false; entries.len()], path: path.to_owned() }
+        Fields {
+            node,
+            entries,
+            used: vec![false; entries.len()],
+            path: path.to_owned(),
+        }
     }
 
     /// The value of `key`, if present; marks it as understood.
     pub fn get(&mut self, key: &str) -> Option<&'n Node> {
         let entries = self.entries;
-        let i = entries.iter().position(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))?;
+        let i = entries
+            .iter()
+            .position(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))?;
         self.used[i] = true;
         Some(&entries[i].1)
     }
 
     pub fn has(&self, key: &str) -> bool {
-        self.entries.iter().any(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+        self.entries
+            .iter()
+            .any(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
     }
 
     /// The field path of `key` inside this map.
@@ -363,7 +407,12 @@ impl<'n> Fields<'n> {
         let found = self.get(key);
         if found.is_none() {
             let loc = self.node.loc;
-            ctx.error(loc, &self.path, Kind::MissingKey, format!("missing required key `{key}`"));
+            ctx.error(
+                loc,
+                &self.path,
+                Kind::MissingKey,
+                format!("missing required key `{key}`"),
+            );
         }
         found
     }
@@ -389,13 +438,23 @@ impl<'n> Fields<'n> {
             if allow_extensions && name.starts_with("x-") {
                 continue;
             }
-            ctx.error(key.loc, &join(&self.path, &name), Kind::UnknownKey, format!("unknown key `{name}`"));
+            ctx.error(
+                key.loc,
+                &join(&self.path, &name),
+                Kind::UnknownKey,
+                format!("unknown key `{name}`"),
+            );
         }
     }
 
     /// The keys not yet consumed, for callers that treat the rest as free-form.
     pub fn remaining(&self) -> Vec<(&'n Node, &'n Node)> {
-        self.entries.iter().zip(&self.used).filter(|(_, used)| !**used).map(|((k, v), _)| (k, v)).collect()
+        self.entries
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, used)| !**used)
+            .map(|((k, v), _)| (k, v))
+            .collect()
     }
 }
 
@@ -413,7 +472,9 @@ mod tests {
     #[test]
     fn positions_and_merge_keys() {
         let node = parse_ok("base: &b\n  a: 1\n  b: x\nsvc:\n  <<: *b\n  b: y\n");
-        let Value::Map(top) = &node.value else { panic!("map") };
+        let Value::Map(top) = &node.value else {
+            panic!("map")
+        };
         let svc = &top[1].1;
         assert_eq!(svc.to_json(), serde_json::json!({"a": 1, "b": "y"}));
         assert_eq!(top[1].0.loc.line, 4);
@@ -422,7 +483,11 @@ mod tests {
     #[test]
     fn syntax_error_is_located() {
         let mut diags = Diagnostics::new();
-        parse(&SourceName("bad.yml".into()), "a: [1, 2\nb: 3\n", &mut diags);
+        parse(
+            &SourceName("bad.yml".into()),
+            "a: [1, 2\nb: 3\n",
+            &mut diags,
+        );
         let all = diags.sorted();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].kind, Kind::Syntax);

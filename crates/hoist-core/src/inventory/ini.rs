@@ -28,7 +28,11 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
-const DROPPED: &[&str] = &["ansible_python_interpreter", "ansible_connection", "ansible_shell_type"];
+const DROPPED: &[&str] = &[
+    "ansible_python_interpreter",
+    "ansible_connection",
+    "ansible_shell_type",
+];
 
 /// Converts the INI text of `file`; problems are reported with their line.
 pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<Imported> {
@@ -48,7 +52,13 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
         if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             let (name, kind) = header.split_once(':').unwrap_or((header, ""));
             if !matches!(kind, "" | "vars" | "children") {
-                diags.error(file, Loc::new(line_no, 1), "", Kind::Syntax, format!("unknown section kind `:{kind}`"));
+                diags.error(
+                    file,
+                    Loc::new(line_no, 1),
+                    "",
+                    Kind::Syntax,
+                    format!("unknown section kind `:{kind}`"),
+                );
             }
             section = (name.to_owned(), kind.to_owned());
             if name != "all" {
@@ -66,13 +76,27 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
         match section.1.as_str() {
             "vars" => {
                 let Some((k, v)) = line.split_once('=') else {
-                    diags.error(file, Loc::new(line_no, 1), "", Kind::Syntax, "expected `name=value`");
+                    diags.error(
+                        file,
+                        Loc::new(line_no, 1),
+                        "",
+                        Kind::Syntax,
+                        "expected `name=value`",
+                    );
                     continue;
                 };
-                let target = if section.0 == "all" { &mut all_vars } else { &mut groups.entry(section.0.clone()).or_default().vars };
+                let target = if section.0 == "all" {
+                    &mut all_vars
+                } else {
+                    &mut groups.entry(section.0.clone()).or_default().vars
+                };
                 target.insert(k.trim().to_owned(), unquote(v.trim()));
             }
-            "children" => groups.entry(section.0.clone()).or_default().children.push(words[0].clone()),
+            "children" => groups
+                .entry(section.0.clone())
+                .or_default()
+                .children
+                .push(words[0].clone()),
             _ => {
                 let name = words[0].clone();
                 let host = hosts.entry(name.clone()).or_insert_with(|| {
@@ -84,7 +108,13 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
                         Some((k, v)) => {
                             host.vars.insert(k.to_owned(), v.to_owned());
                         }
-                        None => diags.error(file, Loc::new(line_no, 1), "", Kind::Syntax, format!("expected `name=value`, found `{word}`")),
+                        None => diags.error(
+                            file,
+                            Loc::new(line_no, 1),
+                            "",
+                            Kind::Syntax,
+                            format!("expected `name=value`, found `{word}`"),
+                        ),
                     }
                 }
                 if section.0 != "all" {
@@ -105,10 +135,16 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
     let mut members: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for name in &names {
         let mut seen = BTreeSet::new();
-        collect(&groups, name, &mut seen, members.entry(name.clone()).or_default());
+        collect(
+            &groups,
+            name,
+            &mut seen,
+            members.entry(name.clone()).or_default(),
+        );
     }
     let mut notes = Vec::new();
-    let mut out = String::from("# Imported from an Ansible INI inventory by `hoist inventory import`.\n");
+    let mut out =
+        String::from("# Imported from an Ansible INI inventory by `hoist inventory import`.\n");
 
     let conn_vars = |vars: &BTreeMap<String, String>, notes: &mut Vec<String>, scope: &str| {
         let mut conn = Vec::new();
@@ -120,9 +156,13 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
                 "ansible_port" | "ansible_ssh_port" => conn.push(("port", v.clone())),
                 "ansible_ssh_private_key_file" => conn.push(("identity_file", v.clone())),
                 "ansible_become" => conn.push(("become", v.to_lowercase())),
-                k if DROPPED.contains(&k) => notes.push(format!("{scope}: dropped `{k}` (not used by hoist)")),
+                k if DROPPED.contains(&k) => {
+                    notes.push(format!("{scope}: dropped `{k}` (not used by hoist)"))
+                }
                 k if k.starts_with("ansible_") => {
-                    notes.push(format!("{scope}: kept `{k}` as a plain variable; hoist does not interpret it"));
+                    notes.push(format!(
+                        "{scope}: kept `{k}` as a plain variable; hoist does not interpret it"
+                    ));
                     rest.push((k.to_owned(), v.clone()));
                 }
                 _ => rest.push((k.to_owned(), v.clone())),
@@ -139,12 +179,19 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
             out.push_str(&format!("    address: {}\n", scalar(name)));
         }
         for (k, v) in conn {
-            let v = if k == "port" || k == "become" { v } else { scalar(&v) };
+            let v = if k == "port" || k == "become" {
+                v
+            } else {
+                scalar(&v)
+            };
             out.push_str(&format!("    {k}: {v}\n"));
         }
         write_vars(&mut out, "    ", &rest);
     }
-    let real_groups: Vec<&String> = names.iter().filter(|n| *n != "ungrouped" || !members[*n].is_empty()).collect();
+    let real_groups: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != "ungrouped" || !members[*n].is_empty())
+        .collect();
     if !real_groups.is_empty() {
         out.push_str("groups:\n");
         for name in real_groups {
@@ -161,7 +208,11 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
     if !conn.is_empty() {
         out.push_str("connection:\n");
         for (k, v) in conn.into_iter().filter(|(k, _)| *k != "address") {
-            let v = if k == "port" || k == "become" { v } else { scalar(&v) };
+            let v = if k == "port" || k == "become" {
+                v
+            } else {
+                scalar(&v)
+            };
             out.push_str(&format!("  {k}: {v}\n"));
         }
     }
@@ -171,7 +222,10 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
             out.push_str(&format!("  {k}: {}\n", scalar(v)));
         }
     }
-    Some(Imported { hosts_yml: out, notes })
+    Some(Imported {
+        hosts_yml: out,
+        notes,
+    })
 }
 
 fn write_vars(out: &mut String, indent: &str, vars: &[(String, String)]) {
@@ -184,7 +238,12 @@ fn write_vars(out: &mut String, indent: &str, vars: &[(String, String)]) {
     }
 }
 
-fn collect(groups: &BTreeMap<String, IniGroup>, name: &str, seen: &mut BTreeSet<String>, into: &mut BTreeSet<String>) {
+fn collect(
+    groups: &BTreeMap<String, IniGroup>,
+    name: &str,
+    seen: &mut BTreeSet<String>,
+    into: &mut BTreeSet<String>,
+) {
     if !seen.insert(name.to_owned()) {
         return;
     }
@@ -199,10 +258,15 @@ fn collect(groups: &BTreeMap<String, IniGroup>, name: &str, seen: &mut BTreeSet<
 /// A YAML scalar for `v`: plain when safe, JSON-quoted otherwise (JSON strings are valid YAML).
 fn scalar(v: &str) -> String {
     let plain = !v.is_empty()
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "._/-@".contains(c))
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-@".contains(c))
         && !matches!(v, "true" | "false" | "null" | "yes" | "no" | "on" | "off")
         && v.parse::<f64>().is_err();
-    if plain { v.to_owned() } else { serde_json::to_string(v).unwrap_or_default() }
+    if plain {
+        v.to_owned()
+    } else {
+        serde_json::to_string(v).unwrap_or_default()
+    }
 }
 
 fn unquote(v: &str) -> String {

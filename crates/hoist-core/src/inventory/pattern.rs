@@ -12,7 +12,11 @@ pub fn select(inv: &Inventory, pattern: &str) -> Result<Vec<String>, String> {
     let mut union: BTreeSet<String> = BTreeSet::new();
     let mut intersect: Vec<BTreeSet<String>> = Vec::new();
     let mut exclude: BTreeSet<String> = BTreeSet::new();
-    let terms: Vec<&str> = pattern.split([':', ',']).map(str::trim).filter(|t| !t.is_empty()).collect();
+    let terms: Vec<&str> = pattern
+        .split([':', ','])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
     if terms.is_empty() {
         return Err("empty host pattern".into());
     }
@@ -45,12 +49,26 @@ fn term_hosts(inv: &Inventory, term: &str) -> Result<BTreeSet<String>, String> {
         return Ok(BTreeSet::from([term.to_owned()]));
     }
     if term.contains(['*', '?', '[']) {
-        let glob = Glob::new(term).map_err(|e| format!("bad host pattern `{term}`: {e}"))?.compile_matcher();
-        let mut out: BTreeSet<String> = inv.hosts.keys().filter(|h| glob.is_match(h.as_str())).cloned().collect();
-        for g in inv.groups.values().filter(|g| glob.is_match(g.name.as_str())) {
+        let glob = Glob::new(term)
+            .map_err(|e| format!("bad host pattern `{term}`: {e}"))?
+            .compile_matcher();
+        let mut out: BTreeSet<String> = inv
+            .hosts
+            .keys()
+            .filter(|h| glob.is_match(h.as_str()))
+            .cloned()
+            .collect();
+        for g in inv
+            .groups
+            .values()
+            .filter(|g| glob.is_match(g.name.as_str()))
+        {
             out.extend(g.hosts.iter().cloned());
         }
         return Ok(out);
     }
-    Err(format!("`{term}` is neither a host nor a group of inventory `{}`", inv.name))
+    Err(format!(
+        "`{term}` is neither a host nor a group of inventory `{}`",
+        inv.name
+    ))
 }

@@ -21,86 +21,178 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
     let d = &have.image_defaults;
 
     if normalize_image(&want.image) != normalize_image(&have.image) {
-        out.push(Reason::new("image", format!("{} -> {}", have.image, want.image)));
+        out.push(Reason::new(
+            "image",
+            format!("{} -> {}", have.image, want.image),
+        ));
     }
     let want_cmd = want.command.clone().or_else(|| d.cmd.clone());
     if want_cmd.unwrap_or_default() != have.cmd.clone().unwrap_or_default() {
-        out.push(Reason::new("command", format!("{} -> {}", words(&have.cmd), words(&want.command.clone().or_else(|| d.cmd.clone())))));
+        out.push(Reason::new(
+            "command",
+            format!(
+                "{} -> {}",
+                words(&have.cmd),
+                words(&want.command.clone().or_else(|| d.cmd.clone()))
+            ),
+        ));
     }
     let want_ep = want.entrypoint.clone().or_else(|| d.entrypoint.clone());
     if want_ep.clone().unwrap_or_default() != have.entrypoint.clone().unwrap_or_default() {
-        out.push(Reason::new("entrypoint", format!("{} -> {}", words(&have.entrypoint), words(&want_ep))));
+        out.push(Reason::new(
+            "entrypoint",
+            format!("{} -> {}", words(&have.entrypoint), words(&want_ep)),
+        ));
     }
     out.extend(env_reasons(want, have));
 
     let have_ports = normalize_ports(&have.ports);
     if have_ports != want.ports {
-        out.push(Reason::new("ports", format!("{} -> {}", ports(&have_ports), ports(&want.ports))));
+        out.push(Reason::new(
+            "ports",
+            format!("{} -> {}", ports(&have_ports), ports(&want.ports)),
+        ));
     }
     let mut have_mounts: Vec<MountSpec> = have
         .mounts
         .iter()
-        .map(|m| MountSpec { kind: m.kind.clone(), source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
+        .map(|m| MountSpec {
+            kind: m.kind.clone(),
+            source: m.source.clone(),
+            target: m.target.clone(),
+            read_only: m.read_only,
+        })
         .collect();
     have_mounts.sort_by(|a, b| a.target.cmp(&b.target));
     let mut want_mounts = want.mounts.clone();
     want_mounts.sort_by(|a, b| a.target.cmp(&b.target));
     if have_mounts != want_mounts {
-        out.push(Reason::new("mounts", format!("{} -> {}", mounts(&have_mounts), mounts(&want_mounts))));
+        out.push(Reason::new(
+            "mounts",
+            format!("{} -> {}", mounts(&have_mounts), mounts(&want_mounts)),
+        ));
     }
     let have_nets: BTreeMap<String, BTreeSet<String>> = have
         .networks
         .iter()
-        .map(|(n, a)| (n.clone(), a.iter().filter(|a| !engine_alias(a, &want.name)).cloned().collect()))
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                a.iter()
+                    .filter(|a| !engine_alias(a, &want.name))
+                    .cloned()
+                    .collect(),
+            )
+        })
         .collect();
-    let want_nets: BTreeMap<String, BTreeSet<String>> =
-        want.networks.iter().map(|(n, a)| (n.clone(), a.iter().filter(|a| !engine_alias(a, &want.name)).cloned().collect())).collect();
+    let want_nets: BTreeMap<String, BTreeSet<String>> = want
+        .networks
+        .iter()
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                a.iter()
+                    .filter(|a| !engine_alias(a, &want.name))
+                    .cloned()
+                    .collect(),
+            )
+        })
+        .collect();
     if have_nets != want_nets {
-        out.push(Reason::new("networks", format!("{} -> {}", nets(&have_nets), nets(&want_nets))));
+        out.push(Reason::new(
+            "networks",
+            format!("{} -> {}", nets(&have_nets), nets(&want_nets)),
+        ));
     }
-    let want_health = want.healthcheck.clone().or_else(|| d.healthcheck.clone()).map(normalize_health);
+    let want_health = want
+        .healthcheck
+        .clone()
+        .or_else(|| d.healthcheck.clone())
+        .map(normalize_health);
     let have_health = have.healthcheck.clone().map(normalize_health);
     if want_health != have_health {
-        out.push(Reason::new("healthcheck", format!("{} -> {}", health(&have_health), health(&want_health))));
+        out.push(Reason::new(
+            "healthcheck",
+            format!("{} -> {}", health(&have_health), health(&want_health)),
+        ));
     }
-    let have_restart = if have.restart.is_empty() { "no" } else { have.restart.as_str() };
+    let have_restart = if have.restart.is_empty() {
+        "no"
+    } else {
+        have.restart.as_str()
+    };
     if have_restart != want.restart {
-        out.push(Reason::new("restart", format!("{have_restart} -> {}", want.restart)));
+        out.push(Reason::new(
+            "restart",
+            format!("{have_restart} -> {}", want.restart),
+        ));
     }
     let mut have_hosts = have.extra_hosts.clone();
     have_hosts.sort();
     if have_hosts != want.extra_hosts {
-        out.push(Reason::new("extra_hosts", format!("{} -> {}", have_hosts.join(","), want.extra_hosts.join(","))));
+        out.push(Reason::new(
+            "extra_hosts",
+            format!("{} -> {}", have_hosts.join(","), want.extra_hosts.join(",")),
+        ));
     }
     let want_user = want.user.clone().unwrap_or_else(|| d.user.clone());
     if want_user != have.user {
-        out.push(Reason::new("user", format!("{:?} -> {:?}", have.user, want_user)));
+        out.push(Reason::new(
+            "user",
+            format!("{:?} -> {:?}", have.user, want_user),
+        ));
     }
-    let want_wd = want.working_dir.clone().unwrap_or_else(|| d.working_dir.clone());
+    let want_wd = want
+        .working_dir
+        .clone()
+        .unwrap_or_else(|| d.working_dir.clone());
     if want_wd != have.working_dir && !(want_wd.is_empty() && have.working_dir == "/") {
-        out.push(Reason::new("working_dir", format!("{:?} -> {:?}", have.working_dir, want_wd)));
+        out.push(Reason::new(
+            "working_dir",
+            format!("{:?} -> {:?}", have.working_dir, want_wd),
+        ));
     }
-    if let Some(h) = &want.hostname {
-        if h != &have.hostname {
-            out.push(Reason::new("hostname", format!("{:?} -> {h:?}", have.hostname)));
-        }
+    if let Some(h) = &want.hostname
+        && h != &have.hostname
+    {
+        out.push(Reason::new(
+            "hostname",
+            format!("{:?} -> {h:?}", have.hostname),
+        ));
     }
     let want_stop = want.stop_grace_period_s.unwrap_or(DEFAULT_STOP_TIMEOUT_S);
     let have_stop = have.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_S);
     if want_stop != have_stop {
-        out.push(Reason::new("stop_grace_period", format!("{have_stop}s -> {want_stop}s")));
+        out.push(Reason::new(
+            "stop_grace_period",
+            format!("{have_stop}s -> {want_stop}s"),
+        ));
     }
     // Labels: the image's own labels are merged in by the engine; hoist's are compared through the hash.
     let have_labels: BTreeMap<&String, &String> = have
         .labels
         .iter()
-        .filter(|(k, v)| !k.starts_with("io.hoist.") && (want.labels.contains_key(*k) || d.labels.get(*k) != Some(*v)))
+        .filter(|(k, v)| {
+            !k.starts_with("io.hoist.")
+                && (want.labels.contains_key(*k) || d.labels.get(*k) != Some(*v))
+        })
         .collect();
     let want_labels: BTreeMap<&String, &String> = want.labels.iter().collect();
     if have_labels != want_labels {
-        let keys: BTreeSet<&String> = have_labels.keys().chain(want_labels.keys()).copied().collect();
-        let changed: Vec<String> = keys.into_iter().filter(|k| have_labels.get(k) != want_labels.get(k)).map(|k| k.to_string()).collect();
-        out.push(Reason::new("labels", format!("{} changed", changed.join(", "))));
+        let keys: BTreeSet<&String> = have_labels
+            .keys()
+            .chain(want_labels.keys())
+            .copied()
+            .collect();
+        let changed: Vec<String> = keys
+            .into_iter()
+            .filter(|k| have_labels.get(k) != want_labels.get(k))
+            .map(|k| k.to_string())
+            .collect();
+        out.push(Reason::new(
+            "labels",
+            format!("{} changed", changed.join(", ")),
+        ));
     }
     let _ = labels::CONFIG_HASH;
     out
@@ -109,7 +201,13 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
 /// Environment differences by key; values are never shown.
 fn env_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason> {
     let parse = |list: &[String]| -> BTreeMap<String, String> {
-        list.iter().map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap_or((e.clone(), String::new()))).collect()
+        list.iter()
+            .map(|e| {
+                e.split_once('=')
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .unwrap_or((e.clone(), String::new()))
+            })
+            .collect()
     };
     let defaults = parse(&have.image_defaults.env);
     let mut have_env = parse(&have.env);
@@ -121,7 +219,9 @@ fn env_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason> {
         match (have_env.get(k), want.env.get(k)) {
             (None, Some(_)) => out.push(Reason::new(format!("env {k}"), "added")),
             (Some(_), None) => out.push(Reason::new(format!("env {k}"), "removed")),
-            (Some(a), Some(b)) if a != b => out.push(Reason::new(format!("env {k}"), "value changed")),
+            (Some(a), Some(b)) if a != b => {
+                out.push(Reason::new(format!("env {k}"), "value changed"))
+            }
             _ => {}
         }
     }
@@ -133,9 +233,21 @@ fn normalize_ports(ports: &[Port]) -> Vec<Port> {
     let mut out: Vec<Port> = ports
         .iter()
         .map(|p| {
-            let host_ip = if matches!(p.host_ip.as_str(), "0.0.0.0" | "::" | "[::]") { String::new() } else { p.host_ip.clone() };
-            let protocol = if p.protocol.is_empty() { "tcp".into() } else { p.protocol.clone() };
-            Port { host_ip, protocol, ..p.clone() }
+            let host_ip = if matches!(p.host_ip.as_str(), "0.0.0.0" | "::" | "[::]") {
+                String::new()
+            } else {
+                p.host_ip.clone()
+            };
+            let protocol = if p.protocol.is_empty() {
+                "tcp".into()
+            } else {
+                p.protocol.clone()
+            };
+            Port {
+                host_ip,
+                protocol,
+                ..p.clone()
+            }
         })
         .collect();
     out.sort();
@@ -170,7 +282,11 @@ fn ports(p: &[Port]) -> String {
     }
     p.iter()
         .map(|p| {
-            let ip = if p.host_ip.is_empty() { String::new() } else { format!("{}:", p.host_ip) };
+            let ip = if p.host_ip.is_empty() {
+                String::new()
+            } else {
+                format!("{}:", p.host_ip)
+            };
             let published = p.published.map(|n| format!("{n}:")).unwrap_or_default();
             format!("{ip}{published}{}/{}", p.target, p.protocol)
         })
@@ -182,7 +298,17 @@ fn mounts(m: &[MountSpec]) -> String {
     if m.is_empty() {
         return "(none)".into();
     }
-    m.iter().map(|m| format!("{}:{}{}", m.source, m.target, if m.read_only { ":ro" } else { "" })).collect::<Vec<_>>().join(", ")
+    m.iter()
+        .map(|m| {
+            format!(
+                "{}:{}{}",
+                m.source,
+                m.target,
+                if m.read_only { ":ro" } else { "" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn nets(n: &BTreeMap<String, BTreeSet<String>>) -> String {

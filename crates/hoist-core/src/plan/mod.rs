@@ -123,7 +123,10 @@ pub struct Reason {
 
 impl Reason {
     fn new(field: impl Into<String>, detail: impl Into<String>) -> Reason {
-        Reason { field: field.into(), detail: detail.into() }
+        Reason {
+            field: field.into(),
+            detail: detail.into(),
+        }
     }
 }
 
@@ -155,12 +158,20 @@ pub struct PlannedAction {
 impl Plan {
     /// Whether applying would change anything (deletions included).
     pub fn has_changes(&self) -> bool {
-        self.hosts.iter().any(|h| !h.changes.is_empty() || !h.deletions.is_empty())
+        self.hosts
+            .iter()
+            .any(|h| !h.changes.is_empty() || !h.deletions.is_empty())
     }
 }
 
 /// Compares desired and observed state. Hosts missing from `observed` are planned as fully unknown.
-pub fn diff(desired: &Desired, observed: &Observed, playbook: &str, inventory: &str, redactor: &Redactor) -> Plan {
+pub fn diff(
+    desired: &Desired,
+    observed: &Observed,
+    playbook: &str,
+    inventory: &str,
+    redactor: &Redactor,
+) -> Plan {
     let mut hosts = Vec::new();
     for (name, want) in &desired.hosts {
         let empty = HostObserved::default();
@@ -170,18 +181,26 @@ pub fn diff(desired: &Desired, observed: &Observed, playbook: &str, inventory: &
         };
         let mut hp = diff_host(name, want, have, redactor);
         if !reachable {
-            hp.notes.insert(0, "no observed state for this host: everything is planned as if it were bare".into());
+            hp.notes.insert(
+                0,
+                "no observed state for this host: everything is planned as if it were bare".into(),
+            );
         }
         hosts.push(hp);
     }
-    let mut summary = Summary { hosts: hosts.len(), ..Summary::default() };
+    let mut summary = Summary {
+        hosts: hosts.len(),
+        ..Summary::default()
+    };
     for h in &hosts {
         for c in &h.changes {
             if c.unknown {
                 summary.unknown += 1;
             }
             match c.action {
-                ChangeAction::Update | ChangeAction::Configure | ChangeAction::Start => summary.update += 1,
+                ChangeAction::Update | ChangeAction::Configure | ChangeAction::Start => {
+                    summary.update += 1
+                }
                 ChangeAction::Recreate => summary.recreate += 1,
                 _ => summary.create += 1,
             }
@@ -189,7 +208,13 @@ pub fn diff(desired: &Desired, observed: &Observed, playbook: &str, inventory: &
         summary.delete += h.deletions.len();
         summary.actions += h.actions.len();
     }
-    Plan { schema: SCHEMA.into(), playbook: playbook.into(), inventory: inventory.into(), hosts, summary }
+    Plan {
+        schema: SCHEMA.into(),
+        playbook: playbook.into(),
+        inventory: inventory.into(),
+        hosts,
+        summary,
+    }
 }
 
 fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Redactor) -> HostPlan {
@@ -201,22 +226,55 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
     if let Some(engine) = &want.engine {
         match &have.engine {
             None => {
-                changes.push(change(ResourceKind::Engine, "docker", ChangeAction::Install, vec![Reason::new("engine", "state unknown")], true));
+                changes.push(change(
+                    ResourceKind::Engine,
+                    "docker",
+                    ChangeAction::Install,
+                    vec![Reason::new("engine", "state unknown")],
+                    true,
+                ));
                 docker_unknown = true;
             }
             Some(e) if !e.installed => {
-                changes.push(change(ResourceKind::Engine, "docker", ChangeAction::Install, vec![Reason::new("installed", "no -> yes")], false));
+                changes.push(change(
+                    ResourceKind::Engine,
+                    "docker",
+                    ChangeAction::Install,
+                    vec![Reason::new("installed", "no -> yes")],
+                    false,
+                ));
                 docker_unknown = true;
             }
             Some(e) => {
-                let daemon_want = serde_json::to_string_pretty(&engine.daemon).unwrap_or_default() + "\n";
-                let daemon_have = e.daemon.as_ref().map(|d| serde_json::to_string_pretty(d).unwrap_or_default() + "\n");
+                let daemon_want =
+                    serde_json::to_string_pretty(&engine.daemon).unwrap_or_default() + "\n";
+                let daemon_have = e
+                    .daemon
+                    .as_ref()
+                    .map(|d| serde_json::to_string_pretty(d).unwrap_or_default() + "\n");
                 if e.daemon.as_ref() != Some(&engine.daemon) {
-                    let mut c = change(ResourceKind::Engine, "docker", ChangeAction::Configure, vec![Reason::new("daemon.json", "content differs")], false);
-                    c.diff = Some(unified("/etc/docker/daemon.json", daemon_have.as_deref().unwrap_or(""), &daemon_want, redactor));
+                    let mut c = change(
+                        ResourceKind::Engine,
+                        "docker",
+                        ChangeAction::Configure,
+                        vec![Reason::new("daemon.json", "content differs")],
+                        false,
+                    );
+                    c.diff = Some(unified(
+                        "/etc/docker/daemon.json",
+                        daemon_have.as_deref().unwrap_or(""),
+                        &daemon_want,
+                        redactor,
+                    ));
                     changes.push(c);
                 } else if !e.running {
-                    changes.push(change(ResourceKind::Engine, "docker", ChangeAction::Start, vec![Reason::new("running", "no -> yes")], false));
+                    changes.push(change(
+                        ResourceKind::Engine,
+                        "docker",
+                        ChangeAction::Start,
+                        vec![Reason::new("running", "no -> yes")],
+                        false,
+                    ));
                 }
             }
         }
@@ -235,28 +293,75 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
     let docker = have.docker.as_ref().unwrap_or(&empty);
     let mut rebuilt = Vec::new();
     for img in want.images.values() {
-        let present = docker.images.iter().find(|i| i.tags.iter().any(|t| same_image(t, &img.reference)));
+        let present = docker
+            .images
+            .iter()
+            .find(|i| i.tags.iter().any(|t| same_image(t, &img.reference)));
         let c = match (&img.source, present) {
-            (ImageSource::Build { context, context_hash, .. }, None) => {
-                Some(change_hashed(ResourceKind::Image, &img.reference, ChangeAction::Build, vec![Reason::new("image", format!("not on host (built from {context})"))], docker_unknown, context_hash))
-            }
-            (ImageSource::Build { context, context_hash, .. }, Some(p)) if p.labels.get(labels::CONTEXT_HASH) != Some(context_hash) => {
+            (
+                ImageSource::Build {
+                    context,
+                    context_hash,
+                    ..
+                },
+                None,
+            ) => Some(change_hashed(
+                ResourceKind::Image,
+                &img.reference,
+                ChangeAction::Build,
+                vec![Reason::new(
+                    "image",
+                    format!("not on host (built from {context})"),
+                )],
+                docker_unknown,
+                context_hash,
+            )),
+            (
+                ImageSource::Build {
+                    context,
+                    context_hash,
+                    ..
+                },
+                Some(p),
+            ) if p.labels.get(labels::CONTEXT_HASH) != Some(context_hash) => {
                 rebuilt.push(img.reference.clone());
-                Some(change_hashed(ResourceKind::Image, &img.reference, ChangeAction::Build, vec![Reason::new("build context", format!("{context} changed"))], docker_unknown, context_hash))
+                Some(change_hashed(
+                    ResourceKind::Image,
+                    &img.reference,
+                    ChangeAction::Build,
+                    vec![Reason::new("build context", format!("{context} changed"))],
+                    docker_unknown,
+                    context_hash,
+                ))
             }
-            (ImageSource::Pull, None) => Some(change(ResourceKind::Image, &img.reference, ChangeAction::Pull, vec![Reason::new("image", "not on host")], docker_unknown)),
+            (ImageSource::Pull, None) => Some(change(
+                ResourceKind::Image,
+                &img.reference,
+                ChangeAction::Pull,
+                vec![Reason::new("image", "not on host")],
+                docker_unknown,
+            )),
             _ => None,
         };
         changes.extend(c);
     }
     for net in want.networks.values().filter(|n| !n.external) {
         match docker.networks.get(&net.name) {
-            None => changes.push(change(ResourceKind::Network, &net.name, ChangeAction::Create, vec![], docker_unknown)),
+            None => changes.push(change(
+                ResourceKind::Network,
+                &net.name,
+                ChangeAction::Create,
+                vec![],
+                docker_unknown,
+            )),
             Some(o) if !o.driver.is_empty() && o.driver != net.driver => changes.push(change(
                 ResourceKind::Network,
                 &net.name,
                 ChangeAction::Recreate,
-                vec![Reason::new("driver", format!("{} -> {}", o.driver, net.driver))],
+                vec![Reason::new(
+                    "driver",
+                    format!("{} -> {}", o.driver, net.driver),
+                )],
                 docker_unknown,
             )),
             Some(_) => {}
@@ -264,11 +369,21 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
     }
     for vol in want.volumes.values().filter(|v| !v.external) {
         if !docker.volumes.contains_key(&vol.name) {
-            changes.push(change(ResourceKind::Volume, &vol.name, ChangeAction::Create, vec![], docker_unknown));
+            changes.push(change(
+                ResourceKind::Volume,
+                &vol.name,
+                ChangeAction::Create,
+                vec![],
+                docker_unknown,
+            ));
         }
     }
 
-    let changed_files: Vec<String> = changes.iter().filter(|c| c.kind == ResourceKind::File).map(|c| c.name.clone()).collect();
+    let changed_files: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind == ResourceKind::File)
+        .map(|c| c.name.clone())
+        .collect();
     let completion_deps: Vec<&str> = want
         .containers
         .iter()
@@ -278,27 +393,70 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
         .collect();
     for spec in &want.containers {
         let c = match docker.containers.get(&spec.name) {
-            None => Some(change_hashed(ResourceKind::Container, &spec.name, ChangeAction::Create, vec![], docker_unknown, &spec.config_hash)),
+            None => Some(change_hashed(
+                ResourceKind::Container,
+                &spec.name,
+                ChangeAction::Create,
+                vec![],
+                docker_unknown,
+                &spec.config_hash,
+            )),
             Some(o) => {
                 let mut reasons = container::explain(spec, o);
-                for f in spec.mounted_files.keys().filter(|f| changed_files.contains(f)) {
+                for f in spec
+                    .mounted_files
+                    .keys()
+                    .filter(|f| changed_files.contains(f))
+                {
                     reasons.push(Reason::new("mounted file", format!("{f} content changed")));
                 }
                 if rebuilt.contains(&spec.image) {
                     reasons.push(Reason::new("image", format!("{} is rebuilt", spec.image)));
-                } else if let Some(current) = docker.images.iter().find(|i| i.tags.iter().any(|t| same_image(t, &spec.image))) {
-                    if !o.image_id.is_empty() && current.id != o.image_id {
-                        reasons.push(Reason::new("image", format!("{} now points to a newer image", spec.image)));
-                    }
+                } else if let Some(current) = docker
+                    .images
+                    .iter()
+                    .find(|i| i.tags.iter().any(|t| same_image(t, &spec.image)))
+                    && !o.image_id.is_empty()
+                    && current.id != o.image_id
+                {
+                    reasons.push(Reason::new(
+                        "image",
+                        format!("{} now points to a newer image", spec.image),
+                    ));
                 }
-                if reasons.is_empty() && o.labels.get(labels::CONFIG_HASH) != Some(&spec.config_hash) {
-                    reasons.push(Reason::new("config-hash", "not created by hoist from this spec"));
+                if reasons.is_empty()
+                    && o.labels.get(labels::CONFIG_HASH) != Some(&spec.config_hash)
+                {
+                    reasons.push(Reason::new(
+                        "config-hash",
+                        "not created by hoist from this spec",
+                    ));
                 }
                 if !reasons.is_empty() {
-                    Some(change_hashed(ResourceKind::Container, &spec.name, ChangeAction::Recreate, reasons, docker_unknown, &spec.config_hash))
-                } else if o.state != "running" && !(completion_deps.contains(&spec.name.as_str()) && o.exit_code == Some(0)) {
-                    let state = if o.state.is_empty() { "stopped" } else { o.state.as_str() };
-                    Some(change_hashed(ResourceKind::Container, &spec.name, ChangeAction::Start, vec![Reason::new("state", format!("{state} -> running"))], docker_unknown, &spec.config_hash))
+                    Some(change_hashed(
+                        ResourceKind::Container,
+                        &spec.name,
+                        ChangeAction::Recreate,
+                        reasons,
+                        docker_unknown,
+                        &spec.config_hash,
+                    ))
+                } else if o.state != "running"
+                    && !(completion_deps.contains(&spec.name.as_str()) && o.exit_code == Some(0))
+                {
+                    let state = if o.state.is_empty() {
+                        "stopped"
+                    } else {
+                        o.state.as_str()
+                    };
+                    Some(change_hashed(
+                        ResourceKind::Container,
+                        &spec.name,
+                        ChangeAction::Start,
+                        vec![Reason::new("state", format!("{state} -> running"))],
+                        docker_unknown,
+                        &spec.config_hash,
+                    ))
                 } else {
                     None
                 }
@@ -308,7 +466,15 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
     }
 
     let deletions = deletions(want, docker);
-    let actions = want.actions.iter().map(|a| PlannedAction { play: a.play.clone(), name: a.name.clone(), describe: a.describe.clone() }).collect();
+    let actions = want
+        .actions
+        .iter()
+        .map(|a| PlannedAction {
+            play: a.play.clone(),
+            name: a.name.clone(),
+            describe: a.describe.clone(),
+        })
+        .collect();
     HostPlan {
         host: name.to_owned(),
         address: want.address.clone(),
@@ -323,39 +489,94 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
 /// What hoist owns on the host (labelled with one of its projects) that the playbook no longer wants.
 fn deletions(want: &HostDesired, docker: &DockerState) -> Vec<Change> {
     let mut out = Vec::new();
-    let owned = |l: &BTreeMap<String, String>| l.get(labels::PROJECT).is_some_and(|p| want.projects.contains(p));
+    let owned = |l: &BTreeMap<String, String>| {
+        l.get(labels::PROJECT)
+            .is_some_and(|p| want.projects.contains(p))
+    };
     let wanted: Vec<&str> = want.containers.iter().map(|c| c.name.as_str()).collect();
     for (name, c) in &docker.containers {
         if owned(&c.labels) && !wanted.contains(&name.as_str()) {
-            out.push(change(ResourceKind::Container, name, ChangeAction::Delete, vec![Reason::new("service", "no longer in the stack")], false));
+            out.push(change(
+                ResourceKind::Container,
+                name,
+                ChangeAction::Delete,
+                vec![Reason::new("service", "no longer in the stack")],
+                false,
+            ));
         }
     }
     for (name, v) in &docker.volumes {
         if owned(&v.labels) && !want.volumes.contains_key(name) {
-            out.push(change(ResourceKind::Volume, name, ChangeAction::Delete, vec![Reason::new("volume", "no longer in the stack (its data is lost)")], false));
+            out.push(change(
+                ResourceKind::Volume,
+                name,
+                ChangeAction::Delete,
+                vec![Reason::new(
+                    "volume",
+                    "no longer in the stack (its data is lost)",
+                )],
+                false,
+            ));
         }
     }
     for (name, n) in &docker.networks {
         if owned(&n.labels) && !want.networks.contains_key(name) {
-            out.push(change(ResourceKind::Network, name, ChangeAction::Delete, vec![Reason::new("network", "no longer in the stack")], false));
+            out.push(change(
+                ResourceKind::Network,
+                name,
+                ChangeAction::Delete,
+                vec![Reason::new("network", "no longer in the stack")],
+                false,
+            ));
         }
     }
     out
 }
 
-fn change(kind: ResourceKind, name: &str, action: ChangeAction, reasons: Vec<Reason>, unknown: bool) -> Change {
-    Change { kind, name: name.to_owned(), action, reasons, diff: None, unknown, desired_hash: String::new() }
+fn change(
+    kind: ResourceKind,
+    name: &str,
+    action: ChangeAction,
+    reasons: Vec<Reason>,
+    unknown: bool,
+) -> Change {
+    Change {
+        kind,
+        name: name.to_owned(),
+        action,
+        reasons,
+        diff: None,
+        unknown,
+        desired_hash: String::new(),
+    }
 }
 
-fn change_hashed(kind: ResourceKind, name: &str, action: ChangeAction, reasons: Vec<Reason>, unknown: bool, hash: &str) -> Change {
-    Change { desired_hash: hash.to_owned(), ..change(kind, name, action, reasons, unknown) }
+fn change_hashed(
+    kind: ResourceKind,
+    name: &str,
+    action: ChangeAction,
+    reasons: Vec<Reason>,
+    unknown: bool,
+    hash: &str,
+) -> Change {
+    Change {
+        desired_hash: hash.to_owned(),
+        ..change(kind, name, action, reasons, unknown)
+    }
 }
 
 fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) -> Option<Change> {
     let want_hash = file.sha256();
     let mode = format!("{:04o}", file.mode);
     let Some(have) = have else {
-        let mut c = change_hashed(ResourceKind::File, &file.path, ChangeAction::Create, vec![Reason::new("mode", mode)], false, &want_hash);
+        let mut c = change_hashed(
+            ResourceKind::File,
+            &file.path,
+            ChangeAction::Create,
+            vec![Reason::new("mode", mode)],
+            false,
+            &want_hash,
+        );
         c.diff = Some(masked_diff(file, None, redactor));
         return Some(c);
     };
@@ -372,32 +593,53 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
                     diff = Some(d);
                 }
             }
-            None => reasons.push(Reason::new("content", format!("sha256 {} -> {}", short(&have.sha256), short(&want_hash)))),
+            None => reasons.push(Reason::new(
+                "content",
+                format!("sha256 {} -> {}", short(&have.sha256), short(&want_hash)),
+            )),
         }
     }
     if normalize_mode(&have.mode) != mode {
-        reasons.push(Reason::new("mode", format!("{} -> {mode}", normalize_mode(&have.mode))));
+        reasons.push(Reason::new(
+            "mode",
+            format!("{} -> {mode}", normalize_mode(&have.mode)),
+        ));
     }
-    if let Some(owner) = &file.owner {
-        if have.owner.as_ref().is_some_and(|o| o != owner) {
-            reasons.push(Reason::new("owner", format!("{} -> {owner}", have.owner.clone().unwrap_or_default())));
-        }
+    if let Some(owner) = &file.owner
+        && have.owner.as_ref().is_some_and(|o| o != owner)
+    {
+        reasons.push(Reason::new(
+            "owner",
+            format!("{} -> {owner}", have.owner.clone().unwrap_or_default()),
+        ));
     }
-    if let Some(group) = &file.group {
-        if have.group.as_ref().is_some_and(|g| g != group) {
-            reasons.push(Reason::new("group", format!("{} -> {group}", have.group.clone().unwrap_or_default())));
-        }
+    if let Some(group) = &file.group
+        && have.group.as_ref().is_some_and(|g| g != group)
+    {
+        reasons.push(Reason::new(
+            "group",
+            format!("{} -> {group}", have.group.clone().unwrap_or_default()),
+        ));
     }
     if reasons.is_empty() {
         return None;
     }
-    let mut c = change_hashed(ResourceKind::File, &file.path, ChangeAction::Update, reasons, false, &want_hash);
+    let mut c = change_hashed(
+        ResourceKind::File,
+        &file.path,
+        ChangeAction::Update,
+        reasons,
+        false,
+        &want_hash,
+    );
     c.diff = diff;
     Some(c)
 }
 
 fn normalize_mode(m: &str) -> String {
-    u32::from_str_radix(m.trim_start_matches("0o"), 8).map(|v| format!("{v:04o}")).unwrap_or_else(|_| m.to_owned())
+    u32::from_str_radix(m.trim_start_matches("0o"), 8)
+        .map(|v| format!("{v:04o}"))
+        .unwrap_or_else(|_| m.to_owned())
 }
 
 fn short(hash: &str) -> &str {
@@ -433,7 +675,11 @@ pub fn normalize_image(r: &str) -> String {
     let r = r.strip_prefix("docker.io/").unwrap_or(r);
     let r = r.strip_prefix("library/").unwrap_or(r);
     let last = r.rsplit('/').next().unwrap_or(r);
-    if last.contains(':') || last.contains('@') { r.to_owned() } else { format!("{r}:latest") }
+    if last.contains(':') || last.contains('@') {
+        r.to_owned()
+    } else {
+        format!("{r}:latest")
+    }
 }
 
 /// A stable hash of an observed host state.

@@ -20,9 +20,13 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
             out.push_str(&expand(&r[..end], lookup)?);
             rest = &r[end + 1..];
         } else {
-            let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            let len = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
             if len == 0 {
-                return Err(format!("`$` must be followed by a name, `{{` or `$` in {input:?} (write `$$` for a literal `$`)"));
+                return Err(format!(
+                    "`$` must be followed by a name, `{{` or `$` in {input:?} (write `$$` for a literal `$`)"
+                ));
             }
             let name = &rest[..len];
             out.push_str(&lookup(name).ok_or_else(|| format!("variable `{name}` is not set"))?);
@@ -48,7 +52,9 @@ fn closing_brace(s: &str) -> Option<usize> {
 }
 
 fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let len = expr.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(expr.len());
+    let len = expr
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(expr.len());
     let (name, op) = expr.split_at(len);
     if name.is_empty() {
         return Err(format!("`${{{expr}}}` does not start with a variable name"));
@@ -58,12 +64,39 @@ fn expand(expr: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
     let nested = |s: &str| interpolate(s, lookup);
     match op {
         "" => value.ok_or_else(|| format!("variable `{name}` is not set")),
-        _ if op.starts_with(":-") => if set_nonempty { Ok(value.unwrap_or_default()) } else { nested(&op[2..]) },
-        _ if op.starts_with('-') => match value { Some(v) => Ok(v), None => nested(&op[1..]) },
-        _ if op.starts_with(":?") => if set_nonempty { Ok(value.unwrap_or_default()) } else { Err(format!("variable `{name}`: {}", &op[2..])) },
+        _ if op.starts_with(":-") => {
+            if set_nonempty {
+                Ok(value.unwrap_or_default())
+            } else {
+                nested(&op[2..])
+            }
+        }
+        _ if op.starts_with('-') => match value {
+            Some(v) => Ok(v),
+            None => nested(&op[1..]),
+        },
+        _ if op.starts_with(":?") => {
+            if set_nonempty {
+                Ok(value.unwrap_or_default())
+            } else {
+                Err(format!("variable `{name}`: {}", &op[2..]))
+            }
+        }
         _ if op.starts_with('?') => value.ok_or_else(|| format!("variable `{name}`: {}", &op[1..])),
-        _ if op.starts_with(":+") => if set_nonempty { nested(&op[2..]) } else { Ok(String::new()) },
-        _ if op.starts_with('+') => if value.is_some() { nested(&op[1..]) } else { Ok(String::new()) },
+        _ if op.starts_with(":+") => {
+            if set_nonempty {
+                nested(&op[2..])
+            } else {
+                Ok(String::new())
+            }
+        }
+        _ if op.starts_with('+') => {
+            if value.is_some() {
+                nested(&op[1..])
+            } else {
+                Ok(String::new())
+            }
+        }
         _ => Err(format!("unsupported expression `${{{expr}}}`")),
     }
 }
@@ -84,9 +117,15 @@ mod tests {
     fn compose_forms() {
         assert_eq!(run("${port}:$port/$$x").as_deref(), Ok("5432:5432/$x"));
         assert_eq!(run("${nope:-${port}}").as_deref(), Ok("5432"));
-        assert_eq!(run("${empty:-d}|${empty-d}|${nope-d}").as_deref(), Ok("d||d"));
+        assert_eq!(
+            run("${empty:-d}|${empty-d}|${nope-d}").as_deref(),
+            Ok("d||d")
+        );
         assert_eq!(run("${port:+on}${nope:+on}").as_deref(), Ok("on"));
-        assert_eq!(run("${nope:?set it}"), Err("variable `nope`: set it".into()));
+        assert_eq!(
+            run("${nope:?set it}"),
+            Err("variable `nope`: set it".into())
+        );
         assert_eq!(run("${nope}"), Err("variable `nope` is not set".into()));
         assert!(run("${port").is_err());
     }

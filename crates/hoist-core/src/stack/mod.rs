@@ -70,7 +70,9 @@ pub struct NetworkDef {
 
 fn valid_project(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
@@ -80,19 +82,35 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFi
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            diags.error(&source, Loc::UNKNOWN, "", Kind::Io, format!("cannot read: {e}"));
+            diags.error(
+                &source,
+                Loc::UNKNOWN,
+                "",
+                Kind::Io,
+                format!("cannot read: {e}"),
+            );
             return None;
         }
     };
     let node = yaml::parse(&source, &text, diags)?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut ctx = Ctx::new(source.clone(), diags);
     let mut top = ctx.fields(&node, "")?;
     let project = match top.get("name") {
         Some(n) => {
             let p = ctx.string(n, "name").unwrap_or_default();
             if !valid_project(&p) {
-                ctx.error(n.loc, "name", Kind::InvalidValue, format!("{p:?} is not a valid project name (lowercase letters, digits, '-' and '_')"));
+                ctx.error(
+                    n.loc,
+                    "name",
+                    Kind::InvalidValue,
+                    format!(
+                        "{p:?} is not a valid project name (lowercase letters, digits, '-' and '_')"
+                    ),
+                );
             }
             p
         }
@@ -109,13 +127,26 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFi
                 f.finish(&mut ctx, false);
             }
         }
-        None => ctx.error(node.loc, "x-hoist", Kind::MissingKey, "missing `x-hoist: {hosts: <group>}`: the hosts this stack is bound to"),
+        None => ctx.error(
+            node.loc,
+            "x-hoist",
+            Kind::MissingKey,
+            "missing `x-hoist: {hosts: <group>}`: the hosts this stack is bound to",
+        ),
     }
     let _ = top.get("services");
     let _ = top.get("volumes");
     let _ = top.get("networks");
     top.finish(&mut ctx, true);
-    Some(StackFile { name: stem, path: path.to_path_buf(), source, node, project, hosts, hosts_loc })
+    Some(StackFile {
+        name: stem,
+        path: path.to_path_buf(),
+        source,
+        node,
+        project,
+        hosts,
+        hosts_loc,
+    })
 }
 
 /// What lowering needs besides the file: the host's variables and the template machinery.
@@ -141,54 +172,93 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     if let Some(v) = top.get("volumes") {
         for (key, _, body) in ctx.entries(v, "volumes") {
             let path = yaml::join("volumes", &key);
-            let (name, driver, external, labels) = resource(&mut ctx, body, &path, &file.project, &key);
-            volumes.insert(key, VolumeDef { name, driver, external, labels });
+            let (name, driver, external, labels) =
+                resource(&mut ctx, body, &path, &file.project, &key);
+            volumes.insert(
+                key,
+                VolumeDef {
+                    name,
+                    driver,
+                    external,
+                    labels,
+                },
+            );
         }
     }
     let mut networks = BTreeMap::new();
     if let Some(v) = top.get("networks") {
         for (key, _, body) in ctx.entries(v, "networks") {
             let path = yaml::join("networks", &key);
-            let (name, driver, external, labels) = resource(&mut ctx, body, &path, &file.project, &key);
-            networks.insert(key, NetworkDef { name, driver, external, labels });
+            let (name, driver, external, labels) =
+                resource(&mut ctx, body, &path, &file.project, &key);
+            networks.insert(
+                key,
+                NetworkDef {
+                    name,
+                    driver,
+                    external,
+                    labels,
+                },
+            );
         }
     }
 
     let mut services = BTreeMap::new();
     let stack_dir = file.path.parent().unwrap_or(Path::new("."));
-    match top.require(&mut ctx, "services") {
-        Some(v) => {
-            for (name, loc, body) in ctx.entries(v, "services") {
-                let path = yaml::join("services", &name);
-                if let Some(svc) = service::decode(&mut ctx, &name, loc, body, &path, file, stack_dir, lc) {
-                    let active = svc.profiles.is_empty() || svc.profiles.iter().any(|p| lc.profiles.contains(p));
-                    if active {
-                        services.insert(name, svc);
-                    }
+    if let Some(v) = top.require(&mut ctx, "services") {
+        for (name, loc, body) in ctx.entries(v, "services") {
+            let path = yaml::join("services", &name);
+            if let Some(svc) =
+                service::decode(&mut ctx, &name, loc, body, &path, file, stack_dir, lc)
+            {
+                let active =
+                    svc.profiles.is_empty() || svc.profiles.iter().any(|p| lc.profiles.contains(p));
+                if active {
+                    services.insert(name, svc);
                 }
             }
         }
-        None => {}
     }
     let _ = top.get("name");
     let _ = top.get("x-hoist");
     top.finish(&mut ctx, true);
 
     // The default network exists when a service uses it (compose's `<project>_default`).
-    if services.values().any(|s| s.networks.contains_key("default")) && !networks.contains_key("default") {
+    if services
+        .values()
+        .any(|s| s.networks.contains_key("default"))
+        && !networks.contains_key("default")
+    {
         networks.insert(
             "default".into(),
-            NetworkDef { name: format!("{}_default", file.project), driver: None, external: false, labels: BTreeMap::new() },
+            NetworkDef {
+                name: format!("{}_default", file.project),
+                driver: None,
+                external: false,
+                labels: BTreeMap::new(),
+            },
         );
     }
     check_references(&mut ctx, &services, &volumes, &networks);
     if ctx.diags.error_count() > errors_before {
         return None;
     }
-    Some(Stack { name: file.name.clone(), project: file.project.clone(), services, volumes, networks })
+    Some(Stack {
+        name: file.name.clone(),
+        project: file.project.clone(),
+        services,
+        volumes,
+        networks,
+    })
 }
 
-fn resource(ctx: &mut Ctx<'_>, body: &Node, path: &str, project: &str, key: &str) -> (String, Option<String>, bool, BTreeMap<String, String>) {
+fn resource(
+    ctx: &mut Ctx<'_>,
+    body: &Node,
+    path: &str,
+    project: &str,
+    key: &str,
+) -> (String, Option<String>, bool, BTreeMap<String, String>) {
     let mut name = format!("{project}_{key}");
     let (mut driver, mut external, mut labels) = (None, false, BTreeMap::new());
     if let Some(mut f) = ctx.fields(body, path) {
@@ -218,26 +288,46 @@ fn check_references(
         let path = yaml::join("services", name);
         for (dep, cond) in &svc.depends_on {
             if !services.contains_key(dep) {
-                ctx.error(cond.loc, &yaml::join(&path, "depends_on"), Kind::UnknownReference, format!("no service named `{dep}` in this stack"));
+                ctx.error(
+                    cond.loc,
+                    &yaml::join(&path, "depends_on"),
+                    Kind::UnknownReference,
+                    format!("no service named `{dep}` in this stack"),
+                );
             }
         }
         for m in &svc.mounts {
-            if let MountSource::Volume(v) = &m.source {
-                if !volumes.contains_key(v) {
-                    ctx.error(m.loc, &yaml::join(&path, "volumes"), Kind::UnknownReference, format!("volume `{v}` is not declared under the top-level `volumes`"));
-                }
+            if let MountSource::Volume(v) = &m.source
+                && !volumes.contains_key(v)
+            {
+                ctx.error(
+                    m.loc,
+                    &yaml::join(&path, "volumes"),
+                    Kind::UnknownReference,
+                    format!("volume `{v}` is not declared under the top-level `volumes`"),
+                );
             }
         }
         for net in svc.networks.keys() {
             if !networks.contains_key(net) {
-                ctx.error(svc.loc, &yaml::join(&path, "networks"), Kind::UnknownReference, format!("network `{net}` is not declared under the top-level `networks`"));
+                ctx.error(
+                    svc.loc,
+                    &yaml::join(&path, "networks"),
+                    Kind::UnknownReference,
+                    format!("network `{net}` is not declared under the top-level `networks`"),
+                );
             }
         }
     }
     // Cycles in depends_on would deadlock the health-gated start order.
     if let Err(cycle) = start_order(services) {
         let loc = services.get(&cycle[0]).map(|s| s.loc).unwrap_or_default();
-        ctx.error(loc, "services", Kind::Cycle, format!("depends_on cycle: {}", cycle.join(" -> ")));
+        ctx.error(
+            loc,
+            "services",
+            Kind::Cycle,
+            format!("depends_on cycle: {}", cycle.join(" -> ")),
+        );
     }
 }
 
@@ -284,34 +374,61 @@ pub fn start_order(services: &BTreeMap<String, Service>) -> Result<Vec<String>, 
 
 /// A copy of the tree with `${...}` expanded in every string (top-level `x-` blocks are skipped: their
 /// content is used through anchors, where it is expanded).
-fn interpolate_tree(file: &StackFile, node: &Node, path: &str, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Node {
+fn interpolate_tree(
+    file: &StackFile,
+    node: &Node,
+    path: &str,
+    lc: &LowerCtx<'_>,
+    diags: &mut Diagnostics,
+) -> Node {
     let value = match &node.value {
         Value::Str(s) if s.contains('$') => {
             let lookup = |name: &str| lc.vars.scalar(name);
             match interpolate::interpolate(s, &lookup) {
                 Ok(v) => Value::Str(v),
                 Err(e) => {
-                    diags.error(&file.source, node.loc, path, Kind::UndefinedVariable, format!("{e} (host {})", lc.host));
+                    diags.error(
+                        &file.source,
+                        node.loc,
+                        path,
+                        Kind::UndefinedVariable,
+                        format!("{e} (host {})", lc.host),
+                    );
                     Value::Str(String::new())
                 }
             }
         }
         Value::Seq(items) => Value::Seq(
-            items.iter().enumerate().map(|(i, n)| interpolate_tree(file, n, &yaml::index(path, i), lc, diags)).collect(),
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| interpolate_tree(file, n, &yaml::index(path, i), lc, diags))
+                .collect(),
         ),
         Value::Map(entries) => Value::Map(
             entries
                 .iter()
-                .filter(|(k, _)| !(path.is_empty() && k.scalar_text().is_some_and(|k| k.starts_with("x-") && k != "x-hoist")))
+                .filter(|(k, _)| {
+                    !(path.is_empty()
+                        && k.scalar_text()
+                            .is_some_and(|k| k.starts_with("x-") && k != "x-hoist"))
+                })
                 .map(|(k, v)| {
                     let key = k.scalar_text().unwrap_or_default();
-                    (k.clone(), interpolate_tree(file, v, &yaml::join(path, &key), lc, diags))
+                    (
+                        k.clone(),
+                        interpolate_tree(file, v, &yaml::join(path, &key), lc, diags),
+                    )
                 })
                 .collect(),
         ),
         other => other.clone(),
     };
-    Node { value, loc: node.loc, bytes: node.bytes.clone() }
+    Node {
+        value,
+        loc: node.loc,
+        bytes: node.bytes.clone(),
+    }
 }
 
 /// Whether `c` is a condition a `wait` step can wait for.

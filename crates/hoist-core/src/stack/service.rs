@@ -113,9 +113,26 @@ pub struct Health {
 }
 
 const SERVICE_KEYS: &[&str] = &[
-    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "networks",
-    "healthcheck", "depends_on", "restart", "labels", "profiles", "extra_hosts", "user", "working_dir",
-    "stop_grace_period", "container_name", "hostname",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "networks",
+    "healthcheck",
+    "depends_on",
+    "restart",
+    "labels",
+    "profiles",
+    "extra_hosts",
+    "user",
+    "working_dir",
+    "stop_grace_period",
+    "container_name",
+    "hostname",
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -185,7 +202,15 @@ pub(super) fn decode(
             }
             "volumes" => {
                 for (i, item) in ctx.seq(v, &p).iter().enumerate() {
-                    volume(ctx, item, &yaml::index(&p, i), &mut svc, file, stack_dir, lc);
+                    volume(
+                        ctx,
+                        item,
+                        &yaml::index(&p, i),
+                        &mut svc,
+                        file,
+                        stack_dir,
+                        lc,
+                    );
                 }
                 svc.mounts.sort_by(|a, b| a.target.cmp(&b.target));
             }
@@ -194,8 +219,12 @@ pub(super) fn decode(
             "depends_on" => svc.depends_on = depends_on(ctx, v, &p),
             "restart" => {
                 let r = ctx.string(v, &p).unwrap_or_default();
-                let ok = matches!(r.as_str(), "no" | "always" | "unless-stopped" | "on-failure")
-                    || r.strip_prefix("on-failure:").is_some_and(|n| n.parse::<u32>().is_ok());
+                let ok = matches!(
+                    r.as_str(),
+                    "no" | "always" | "unless-stopped" | "on-failure"
+                ) || r
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
                 if ok {
                     svc.restart = r;
                 } else {
@@ -207,7 +236,9 @@ pub(super) fn decode(
             "extra_hosts" => svc.extra_hosts = extra_hosts(ctx, v, &p),
             "user" => svc.user = ctx.string(v, &p),
             "working_dir" => svc.working_dir = ctx.string(v, &p),
-            "stop_grace_period" => svc.stop_grace_period_s = duration_field(ctx, v, &p).map(|ns| ns / 1_000_000_000),
+            "stop_grace_period" => {
+                svc.stop_grace_period_s = duration_field(ctx, v, &p).map(|ns| ns / 1_000_000_000)
+            }
             "container_name" => svc.container_name = ctx.string(v, &p),
             "hostname" => svc.hostname = ctx.string(v, &p),
             _ => {}
@@ -219,7 +250,12 @@ pub(super) fn decode(
         match &svc.build {
             // compose's default tag for a built image
             Some(_) => svc.image = format!("{}-{}", file.project, name),
-            None => ctx.error(loc, path, Kind::MissingKey, "a service needs `image` or `build`"),
+            None => ctx.error(
+                loc,
+                path,
+                Kind::MissingKey,
+                "a service needs `image` or `build`",
+            ),
         }
     }
     if svc.networks.is_empty() {
@@ -236,18 +272,38 @@ fn build(ctx: &mut Ctx<'_>, v: &Node, p: &str, stack_dir: &Path, root: &Path) ->
         _ => {
             let mut f = ctx.fields(v, p)?;
             let context = f.string(ctx, "context").unwrap_or_else(|| ".".into());
-            let dockerfile = f.string(ctx, "dockerfile").unwrap_or_else(|| "Dockerfile".into());
-            let args = f.get("args").map(|a| string_map(ctx, a, &yaml::join(p, "args"))).unwrap_or_default();
+            let dockerfile = f
+                .string(ctx, "dockerfile")
+                .unwrap_or_else(|| "Dockerfile".into());
+            let args = f
+                .get("args")
+                .map(|a| string_map(ctx, a, &yaml::join(p, "args")))
+                .unwrap_or_default();
             f.finish(ctx, true);
             (context, dockerfile, args)
         }
     };
     let dir = normalize(&stack_dir.join(&context));
     if !dir.join(&dockerfile).is_file() {
-        ctx.error(v.loc, p, Kind::UnknownReference, format!("no {dockerfile} in build context {context:?} ({})", dir.display()));
+        ctx.error(
+            v.loc,
+            p,
+            Kind::UnknownReference,
+            format!(
+                "no {dockerfile} in build context {context:?} ({})",
+                dir.display()
+            ),
+        );
     }
-    let rel = dir.strip_prefix(normalize(root)).map(|r| r.to_string_lossy().into_owned()).unwrap_or_else(|_| dir.to_string_lossy().into_owned());
-    Some(Build { context: rel, dockerfile, args })
+    let rel = dir
+        .strip_prefix(normalize(root))
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| dir.to_string_lossy().into_owned());
+    Some(Build {
+        context: rel,
+        dockerfile,
+        args,
+    })
 }
 
 /// A command in string form is split like a shell would, without running one (compose's rule).
@@ -275,19 +331,30 @@ pub(super) fn string_map(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<Strin
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
                 let ip = yaml::index(p, i);
-                let Some(s) = ctx.string(item, &ip) else { continue };
+                let Some(s) = ctx.string(item, &ip) else {
+                    continue;
+                };
                 match s.split_once('=') {
                     Some((k, val)) => {
                         out.insert(k.to_owned(), val.to_owned());
                     }
-                    None => ctx.error(item.loc, &ip, Kind::InvalidValue, format!("expected `name=value`, found {s:?}")),
+                    None => ctx.error(
+                        item.loc,
+                        &ip,
+                        Kind::InvalidValue,
+                        format!("expected `name=value`, found {s:?}"),
+                    ),
                 }
             }
         }
         _ => {
             for (k, _, val) in ctx.entries(v, p) {
                 let vp = yaml::join(p, &k);
-                let text = if val.is_null() { Some(String::new()) } else { ctx.string(val, &vp) };
+                let text = if val.is_null() {
+                    Some(String::new())
+                } else {
+                    ctx.string(val, &vp)
+                };
                 if let Some(t) = text {
                     out.insert(k, t);
                 }
@@ -299,14 +366,21 @@ pub(super) fn string_map(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<Strin
 
 /// `environment`: like a string map, but a bare `KEY` (or `KEY:` with no value) takes the variable of
 /// the same name, as compose takes it from the shell.
-fn environment(ctx: &mut Ctx<'_>, v: &Node, p: &str, lc: &LowerCtx<'_>) -> BTreeMap<String, String> {
+fn environment(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    lc: &LowerCtx<'_>,
+) -> BTreeMap<String, String> {
     let mut bare = Vec::new();
     let mut out = BTreeMap::new();
     match &v.value {
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
                 let ip = yaml::index(p, i);
-                let Some(s) = ctx.string(item, &ip) else { continue };
+                let Some(s) = ctx.string(item, &ip) else {
+                    continue;
+                };
                 match s.split_once('=') {
                     Some((k, val)) => {
                         out.insert(k.to_owned(), val.to_owned());
@@ -331,7 +405,15 @@ fn environment(ctx: &mut Ctx<'_>, v: &Node, p: &str, lc: &LowerCtx<'_>) -> BTree
             Some(val) => {
                 out.insert(k, val);
             }
-            None => ctx.error(loc, &vp, Kind::UndefinedVariable, format!("`{k}` has no value and no variable `{k}` is defined (host {})", lc.host)),
+            None => ctx.error(
+                loc,
+                &vp,
+                Kind::UndefinedVariable,
+                format!(
+                    "`{k}` has no value and no variable `{k}` is defined (host {})",
+                    lc.host
+                ),
+            ),
         }
     }
     out
@@ -346,7 +428,9 @@ fn env_files(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Vec<(String, bool)> {
                 Value::Map(_) => {
                     let ip = yaml::index(p, i);
                     let mut f = ctx.fields(item, &ip)?;
-                    let path = f.require(ctx, "path").and_then(|n| ctx.string(n, &yaml::join(&ip, "path")));
+                    let path = f
+                        .require(ctx, "path")
+                        .and_then(|n| ctx.string(n, &yaml::join(&ip, "path")));
                     let required = f.bool(ctx, "required").unwrap_or(true);
                     f.finish(ctx, true);
                     path.map(|s| (s, required))
@@ -354,21 +438,38 @@ fn env_files(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Vec<(String, bool)> {
                 _ => ctx.string(item, &yaml::index(p, i)).map(|s| (s, true)),
             })
             .collect(),
-        _ => ctx.string(v, p).map(|s| vec![(s, true)]).unwrap_or_default(),
+        _ => ctx
+            .string(v, p)
+            .map(|s| vec![(s, true)])
+            .unwrap_or_default(),
     }
 }
 
 /// Reads (rendering `.j2` files) and parses one env file.
-fn env_file(ctx: &mut Ctx<'_>, item: &(String, bool), v: &Node, p: &str, stack_dir: &Path, lc: &LowerCtx<'_>) -> BTreeMap<String, String> {
+fn env_file(
+    ctx: &mut Ctx<'_>,
+    item: &(String, bool),
+    v: &Node,
+    p: &str,
+    stack_dir: &Path,
+    lc: &LowerCtx<'_>,
+) -> BTreeMap<String, String> {
     let (rel, required) = item;
     let path = normalize(&stack_dir.join(rel));
     if !path.is_file() {
         if *required {
-            ctx.error(v.loc, p, Kind::UnknownReference, format!("env file {rel:?} does not exist"));
+            ctx.error(
+                v.loc,
+                p,
+                Kind::UnknownReference,
+                format!("env file {rel:?} does not exist"),
+            );
         }
         return BTreeMap::new();
     }
-    let Some(text) = read_source(ctx, &path, v, p, lc) else { return BTreeMap::new() };
+    let Some(text) = read_source(ctx, &path, v, p, lc) else {
+        return BTreeMap::new();
+    };
     let mut out = BTreeMap::new();
     for (i, item) in dotenvy::from_read_iter(text.as_bytes()).enumerate() {
         match item {
@@ -377,7 +478,12 @@ fn env_file(ctx: &mut Ctx<'_>, item: &(String, bool), v: &Node, p: &str, stack_d
             }
             Err(e) => {
                 let shown = lc.redactor.redact(&e.to_string());
-                ctx.error(v.loc, p, Kind::InvalidValue, format!("{rel}: entry {}: {shown}", i + 1));
+                ctx.error(
+                    v.loc,
+                    p,
+                    Kind::InvalidValue,
+                    format!("{rel}: entry {}: {shown}", i + 1),
+                );
             }
         }
     }
@@ -385,11 +491,22 @@ fn env_file(ctx: &mut Ctx<'_>, item: &(String, bool), v: &Node, p: &str, stack_d
 }
 
 /// The content of a repository file; `.j2` files are rendered for the host first.
-fn read_source(ctx: &mut Ctx<'_>, path: &Path, v: &Node, p: &str, lc: &LowerCtx<'_>) -> Option<String> {
+fn read_source(
+    ctx: &mut Ctx<'_>,
+    path: &Path,
+    v: &Node,
+    p: &str,
+    lc: &LowerCtx<'_>,
+) -> Option<String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            ctx.error(v.loc, p, Kind::Io, format!("cannot read {}: {e}", path.display()));
+            ctx.error(
+                v.loc,
+                p,
+                Kind::Io,
+                format!("cannot read {}: {e}", path.display()),
+            );
             return None;
         }
     };
@@ -399,12 +516,18 @@ fn read_source(ctx: &mut Ctx<'_>, path: &Path, v: &Node, p: &str, lc: &LowerCtx<
     let templates = normalize(&template::templates_dir(lc.root));
     let rendered = match path.strip_prefix(&templates) {
         Ok(name) => template::render_file(lc.env, &name.to_string_lossy(), &lc.vars.context()),
-        Err(_) => lc.env.render_named_str(&path.to_string_lossy(), &text, lc.vars.context()),
+        Err(_) => lc
+            .env
+            .render_named_str(&path.to_string_lossy(), &text, lc.vars.context()),
     };
     match rendered {
         Ok(out) => Some(out),
         Err(e) => {
-            let origin = template::Origin { file: crate::diag::SourceName::new(lc.root, path), line_offset: 0, field: String::new() };
+            let origin = template::Origin {
+                file: crate::diag::SourceName::new(lc.root, path),
+                line_offset: 0,
+                field: String::new(),
+            };
             template::report(&e, &origin, ctx.diags);
             None
         }
@@ -416,7 +539,11 @@ fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
         match s.parse::<u16>() {
             Ok(n) if n > 0 => Some(n),
             _ => {
-                let msg = if s.contains('-') { format!("port ranges are not supported ({s:?})") } else { format!("{s:?} is not a port number") };
+                let msg = if s.contains('-') {
+                    format!("port ranges are not supported ({s:?})")
+                } else {
+                    format!("{s:?} is not a port number")
+                };
                 ctx.error(v.loc, p, Kind::InvalidValue, msg);
                 None
             }
@@ -424,7 +551,9 @@ fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
     };
     if let Value::Map(_) = v.value {
         let mut f = ctx.fields(v, p)?;
-        let target = f.require(ctx, "target").and_then(|n| ctx.string(n, &yaml::join(p, "target")));
+        let target = f
+            .require(ctx, "target")
+            .and_then(|n| ctx.string(n, &yaml::join(p, "target")));
         let published = f.string(ctx, "published");
         let host_ip = f.string(ctx, "host_ip").unwrap_or_default();
         let protocol = f.string(ctx, "protocol").unwrap_or_else(|| "tcp".into());
@@ -432,8 +561,16 @@ fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
         let _ = f.string(ctx, "name");
         f.finish(ctx, true);
         let target = num(ctx, &target?)?;
-        let published = match published { Some(s) => Some(num(ctx, &s)?), None => None };
-        return Some(Port { host_ip, published, target, protocol });
+        let published = match published {
+            Some(s) => Some(num(ctx, &s)?),
+            None => None,
+        };
+        return Some(Port {
+            host_ip,
+            published,
+            target,
+            protocol,
+        });
     }
     let s = ctx.string(v, p)?;
     let (spec, protocol) = match s.rsplit_once('/') {
@@ -441,7 +578,12 @@ fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
         None => (s.clone(), "tcp".to_owned()),
     };
     if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        ctx.error(v.loc, p, Kind::InvalidValue, format!("{protocol:?} is not a protocol (tcp, udp, sctp)"));
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            format!("{protocol:?} is not a protocol (tcp, udp, sctp)"),
+        );
         return None;
     }
     // `[ip:][published:]target`, where ip may be an IPv6 address in brackets.
@@ -459,28 +601,55 @@ fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
                 1 | 2 => (String::new(), spec.clone()),
                 3 => (parts[0].to_owned(), format!("{}:{}", parts[1], parts[2])),
                 _ => {
-                    ctx.error(v.loc, p, Kind::InvalidValue, format!("bad port {s:?} (expected [ip:][host:]container[/protocol])"));
+                    ctx.error(
+                        v.loc,
+                        p,
+                        Kind::InvalidValue,
+                        format!("bad port {s:?} (expected [ip:][host:]container[/protocol])"),
+                    );
                     return None;
                 }
             }
         }
     };
     let (published, target) = match rest.split_once(':') {
-        Some((pub_, t)) if pub_.is_empty() => (None, num(ctx, t)?),
+        Some(("", t)) => (None, num(ctx, t)?),
         Some((pub_, t)) => (Some(num(ctx, pub_)?), num(ctx, t)?),
         None => (None, num(ctx, &rest)?),
     };
-    let host_ip = if host_ip == "0.0.0.0" { String::new() } else { host_ip };
-    Some(Port { host_ip, published, target, protocol })
+    let host_ip = if host_ip == "0.0.0.0" {
+        String::new()
+    } else {
+        host_ip
+    };
+    Some(Port {
+        host_ip,
+        published,
+        target,
+        protocol,
+    })
 }
 
-fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackFile, stack_dir: &Path, lc: &LowerCtx<'_>) {
+fn volume(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    svc: &mut Service,
+    file: &StackFile,
+    stack_dir: &Path,
+    lc: &LowerCtx<'_>,
+) {
     let (source, target, read_only, kind, placement) = match &v.value {
         Value::Map(_) => {
-            let Some(mut f) = ctx.fields(v, p) else { return };
+            let Some(mut f) = ctx.fields(v, p) else {
+                return;
+            };
             let kind = f.string(ctx, "type").unwrap_or_else(|| "volume".into());
             let source = f.string(ctx, "source").unwrap_or_default();
-            let target = f.require(ctx, "target").and_then(|n| ctx.string(n, &yaml::join(p, "target"))).unwrap_or_default();
+            let target = f
+                .require(ctx, "target")
+                .and_then(|n| ctx.string(n, &yaml::join(p, "target")))
+                .unwrap_or_default();
             let read_only = f.bool(ctx, "read_only").unwrap_or(false);
             let mut placement = (0o644, None);
             if let Some(x) = f.get("x-hoist") {
@@ -489,7 +658,12 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
                     if let Some(m) = xf.string(ctx, "mode") {
                         match u32::from_str_radix(&m, 8) {
                             Ok(mode) if mode <= 0o7777 => placement.0 = mode,
-                            _ => ctx.error(x.loc, &yaml::join(&xp, "mode"), Kind::InvalidValue, format!("{m:?} is not an octal file mode")),
+                            _ => ctx.error(
+                                x.loc,
+                                &yaml::join(&xp, "mode"),
+                                Kind::InvalidValue,
+                                format!("{m:?} is not an octal file mode"),
+                            ),
                         }
                     }
                     placement.1 = xf.string(ctx, "owner");
@@ -497,7 +671,12 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
                 }
             }
             if !matches!(kind.as_str(), "volume" | "bind") {
-                ctx.error(v.loc, &yaml::join(p, "type"), Kind::InvalidValue, format!("volume type {kind:?} is not supported (volume, bind)"));
+                ctx.error(
+                    v.loc,
+                    &yaml::join(p, "type"),
+                    Kind::InvalidValue,
+                    format!("volume type {kind:?} is not supported (volume, bind)"),
+                );
                 return;
             }
             f.finish(ctx, true);
@@ -511,7 +690,12 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
                 [s, t] => (s.to_string(), t.to_string(), ""),
                 [s, t, m] => (s.to_string(), t.to_string(), *m),
                 _ => {
-                    ctx.error(v.loc, p, Kind::InvalidValue, format!("bad volume {s:?} (expected source:target[:ro|rw])"));
+                    ctx.error(
+                        v.loc,
+                        p,
+                        Kind::InvalidValue,
+                        format!("bad volume {s:?} (expected source:target[:ro|rw])"),
+                    );
                     return;
                 }
             };
@@ -519,7 +703,12 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
                 "" | "rw" => false,
                 "ro" => true,
                 other => {
-                    ctx.error(v.loc, p, Kind::InvalidValue, format!("volume mode {other:?} is not supported (ro, rw)"));
+                    ctx.error(
+                        v.loc,
+                        p,
+                        Kind::InvalidValue,
+                        format!("volume mode {other:?} is not supported (ro, rw)"),
+                    );
                     return;
                 }
             };
@@ -527,37 +716,68 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
         }
     };
     if !target.starts_with('/') {
-        ctx.error(v.loc, p, Kind::InvalidValue, format!("mount target {target:?} must be an absolute path"));
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            format!("mount target {target:?} must be an absolute path"),
+        );
         return;
     }
     let is_path = source.starts_with('/') || source.starts_with('.') || source.starts_with('~');
     let is_bind = kind.as_deref() == Some("bind") || (kind.is_none() && is_path);
     let mount_source = if source.is_empty() {
-        ctx.error(v.loc, p, Kind::InvalidValue, "anonymous volumes are not supported: name the volume");
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            "anonymous volumes are not supported: name the volume",
+        );
         return;
     } else if !is_bind {
         MountSource::Volume(source)
     } else if source.starts_with('/') {
         MountSource::Bind(source)
     } else if source.starts_with('~') {
-        ctx.error(v.loc, p, Kind::InvalidValue, "`~` in a bind source is ambiguous on a remote host: use an absolute path");
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            "`~` in a bind source is ambiguous on a remote host: use an absolute path",
+        );
         return;
     } else {
         // A repository path: hoist places it (rendered when .j2) under FILES_ROOT and mounts that.
         let local = normalize(&stack_dir.join(&source));
         let root = normalize(lc.root);
         let Ok(rel) = local.strip_prefix(&root) else {
-            ctx.error(v.loc, p, Kind::InvalidValue, format!("{source:?} lies outside the project"));
+            ctx.error(
+                v.loc,
+                p,
+                Kind::InvalidValue,
+                format!("{source:?} lies outside the project"),
+            );
             return;
         };
         if !local.exists() {
-            ctx.error(v.loc, p, Kind::UnknownReference, format!("{source:?} does not exist ({})", rel.display()));
+            ctx.error(
+                v.loc,
+                p,
+                Kind::UnknownReference,
+                format!("{source:?} does not exist ({})", rel.display()),
+            );
             return;
         }
         let host_path = host_path(&file.project, rel);
-        let files = if local.is_dir() { walk(&local) } else { vec![local.clone()] };
+        let files = if local.is_dir() {
+            walk(&local)
+        } else {
+            vec![local.clone()]
+        };
         for f in files {
-            let Some(content) = read_source(ctx, &f, v, p, lc) else { continue };
+            let Some(content) = read_source(ctx, &f, v, p, lc) else {
+                continue;
+            };
             let frel = f.strip_prefix(&root).unwrap_or(&f);
             svc.files.push(PlacedFile {
                 path: host_path_file(&file.project, frel),
@@ -569,7 +789,12 @@ fn volume(ctx: &mut Ctx<'_>, v: &Node, p: &str, svc: &mut Service, file: &StackF
         }
         MountSource::Bind(host_path)
     };
-    svc.mounts.push(Mount { source: mount_source, target, read_only, loc: v.loc });
+    svc.mounts.push(Mount {
+        source: mount_source,
+        target,
+        read_only,
+        loc: v.loc,
+    });
 }
 
 fn host_path(project: &str, rel: &Path) -> String {
@@ -584,7 +809,12 @@ fn host_path_file(project: &str, rel: &Path) -> String {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for e in entries {
         if e.is_dir() {
@@ -627,9 +857,18 @@ fn healthcheck(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Health> {
     let disable = f.bool(ctx, "disable").unwrap_or(false);
     let test = f.get("test").map(|t| match &t.value {
         Value::Seq(_) => ctx.string_list(t, &yaml::join(p, "test")),
-        _ => ctx.string(t, &yaml::join(p, "test")).map(|s| vec!["CMD-SHELL".to_owned(), s]).unwrap_or_default(),
+        _ => ctx
+            .string(t, &yaml::join(p, "test"))
+            .map(|s| vec!["CMD-SHELL".to_owned(), s])
+            .unwrap_or_default(),
     });
-    let mut h = Health { test: test.unwrap_or_default(), interval_ns: None, timeout_ns: None, retries: None, start_period_ns: None };
+    let mut h = Health {
+        test: test.unwrap_or_default(),
+        interval_ns: None,
+        timeout_ns: None,
+        retries: None,
+        start_period_ns: None,
+    };
     for key in ["interval", "timeout", "start_period"] {
         if let Some(d) = f.get(key) {
             let ns = duration_field(ctx, d, &yaml::join(p, key));
@@ -643,15 +882,28 @@ fn healthcheck(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Health> {
     if let Some(r) = f.get("retries") {
         h.retries = ctx.u64(r, &yaml::join(p, "retries"));
     }
-    let _ = f.get("start_interval").map(|d| duration_field(ctx, d, &yaml::join(p, "start_interval")));
+    let _ = f
+        .get("start_interval")
+        .map(|d| duration_field(ctx, d, &yaml::join(p, "start_interval")));
     f.finish(ctx, true);
     if disable || h.test.first().is_some_and(|t| t == "NONE") {
-        return Some(Health { test: vec!["NONE".into()], interval_ns: None, timeout_ns: None, retries: None, start_period_ns: None });
+        return Some(Health {
+            test: vec!["NONE".into()],
+            interval_ns: None,
+            timeout_ns: None,
+            retries: None,
+            start_period_ns: None,
+        });
     }
     match h.test.first().map(String::as_str) {
         Some("CMD" | "CMD-SHELL") if h.test.len() > 1 => Some(h),
         _ => {
-            ctx.error(v.loc, &yaml::join(p, "test"), Kind::InvalidValue, "test must be a string, or a list starting with CMD, CMD-SHELL or NONE");
+            ctx.error(
+                v.loc,
+                &yaml::join(p, "test"),
+                Kind::InvalidValue,
+                "test must be a string, or a list starting with CMD, CMD-SHELL or NONE",
+            );
             None
         }
     }
@@ -663,7 +915,13 @@ fn depends_on(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Conditio
         Value::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
                 if let Some(name) = ctx.string(item, &yaml::index(p, i)) {
-                    out.insert(name, Condition { kind: ConditionKind::ServiceStarted, loc: item.loc });
+                    out.insert(
+                        name,
+                        Condition {
+                            kind: ConditionKind::ServiceStarted,
+                            loc: item.loc,
+                        },
+                    );
                 }
             }
         }
@@ -695,13 +953,29 @@ fn depends_on(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Conditio
 
 fn extra_hosts(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Vec<String> {
     let mut out: Vec<String> = match &v.value {
-        Value::Map(_) => ctx.entries(v, p).into_iter().filter_map(|(k, _, val)| ctx.string(val, &yaml::join(p, &k)).map(|ip| format!("{k}:{ip}"))).collect(),
-        _ => ctx.string_list(v, p).into_iter().map(|s| s.replacen('=', ":", 1)).collect(),
+        Value::Map(_) => ctx
+            .entries(v, p)
+            .into_iter()
+            .filter_map(|(k, _, val)| {
+                ctx.string(val, &yaml::join(p, &k))
+                    .map(|ip| format!("{k}:{ip}"))
+            })
+            .collect(),
+        _ => ctx
+            .string_list(v, p)
+            .into_iter()
+            .map(|s| s.replacen('=', ":", 1))
+            .collect(),
     };
     for h in &out {
         match h.split_once(':') {
             Some((name, ip)) if !name.is_empty() && !ip.is_empty() => {}
-            _ => ctx.error(v.loc, p, Kind::InvalidValue, format!("{h:?} is not `host:address`")),
+            _ => ctx.error(
+                v.loc,
+                p,
+                Kind::InvalidValue,
+                format!("{h:?} is not `host:address`"),
+            ),
         }
     }
     out.sort();
@@ -713,7 +987,12 @@ fn duration_field(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<u64> {
     match parse_duration(&s) {
         Some(ns) => Some(ns),
         None => {
-            ctx.error(v.loc, p, Kind::InvalidValue, format!("{s:?} is not a duration (like 30s, 1m30s, 500ms)"));
+            ctx.error(
+                v.loc,
+                p,
+                Kind::InvalidValue,
+                format!("{s:?} is not a duration (like 30s, 1m30s, 500ms)"),
+            );
             None
         }
     }
@@ -737,7 +1016,9 @@ pub fn parse_duration(s: &str) -> Option<u64> {
         }
         let value: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale: f64 = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" => 1e3,
