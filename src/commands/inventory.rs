@@ -72,17 +72,15 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
             continue;
         }
         let vars = &project.vars[name];
-        let shown = vars
-            .values
-            .iter()
-            .filter(|(k, _)| !HIDDEN.contains(&k.as_str()))
-            .map(|(k, v)| {
-                let secret = vars.secret.contains(k);
-                let value = if secret {
-                    serde_json::Value::String(REDACTED.into())
-                } else {
-                    v.clone()
-                };
+        let plain = vars.values.iter().map(|(k, v)| (k, v.clone(), false));
+        let secret = vars
+            .secrets
+            .keys()
+            .map(|k| (k, serde_json::Value::String(REDACTED.into()), true));
+        let shown = plain
+            .chain(secret)
+            .filter(|(k, _, _)| !HIDDEN.contains(&k.as_str()))
+            .map(|(k, value, secret)| {
                 (
                     k.clone(),
                     ShownVar {

@@ -15,7 +15,7 @@ use serde_json::Value as Json;
 
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::inventory::{Host, Inventory};
-use crate::secret::{REDACTED, Redactor};
+use crate::secret::{REDACTED, Redactor, Secret};
 use crate::template;
 use crate::vault::{self, Keyring};
 use crate::yaml::{self, Ctx, Node};
@@ -28,12 +28,26 @@ pub struct VarValue {
 }
 
 /// The variables of one file (or one `vars:` block).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VarFile {
     pub source: SourceName,
     pub values: IndexMap<String, VarValue>,
     /// Every value here is secret (a `secrets.yml` file).
     pub secret: bool,
+}
+
+impl std::fmt::Debug for VarFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("VarFile");
+        d.field("source", &self.source)
+            .field("secret", &self.secret);
+        if self.secret {
+            d.field("values", &self.values.keys().collect::<Vec<_>>());
+        } else {
+            d.field("values", &self.values);
+        }
+        d.finish()
+    }
 }
 
 /// Whether `name` can be a variable name (usable in templates and `${...}`).
@@ -188,8 +202,8 @@ pub fn unseal(
                     match keyring {
                         Some(k) => match k.decrypt(s) {
                             Ok(plain) => {
-                                redactor.add(&plain);
-                                *s = plain;
+                                redactor.add(plain.expose());
+                                *s = plain.expose().clone();
                             }
                             Err(e) => diags.error(
                                 &source,
@@ -233,10 +247,14 @@ fn walk_strings(v: &mut Json, f: &mut dyn FnMut(&mut String)) {
     }
 }
 
-/// The resolved variables of one host.
+/// The resolved variables of one host. Secret values live apart, as [`Secret`]s, so that no
+/// debug print or serialisation of a `HostVars` can show them.
 #[derive(Debug, Clone, Default)]
 pub struct HostVars {
+    /// Non-secret values.
     pub values: BTreeMap<String, Json>,
+    /// Secret values.
+    pub secrets: BTreeMap<String, Secret<Json>>,
     /// Where each variable's winning value was written.
     pub origins: BTreeMap<String, SourceName>,
     /// Variables whose value is secret.
@@ -246,7 +264,11 @@ pub struct HostVars {
 impl HostVars {
     /// The scalar variables as strings, for `${var}` interpolation in stacks.
     pub fn scalar(&self, name: &str) -> Option<String> {
-        match self.values.get(name)? {
+        let value = self
+            .values
+            .get(name)
+            .or_else(|| self.secrets.get(name).map(Secret::expose))?;
+        match value {
             Json::String(s) => Some(s.clone()),
             Json::Number(n) => Some(n.to_string()),
             Json::Bool(b) => Some(b.to_string()),
@@ -255,8 +277,18 @@ impl HostVars {
         }
     }
 
+    /// Every variable, secrets included, as a template context.
     pub fn context(&self) -> minijinja::Value {
-        template::to_value(&self.values)
+        if self.secrets.is_empty() {
+            return template::to_value(&self.values);
+        }
+        let mut all = self.values.clone();
+        all.extend(
+            self.secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().clone())),
+        );
+        template::to_value(&all)
     }
 }
 
@@ -385,6 +417,11 @@ pub fn resolve(
             Kind::Cycle,
             "the value keeps referring to itself through other variables",
         );
+    }
+    for name in &out.secret {
+        if let Some(v) = out.values.remove(name) {
+            out.secrets.insert(name.clone(), Secret::new(v));
+        }
     }
     out
 }

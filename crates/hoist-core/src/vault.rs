@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::diag::{Diagnostics, SourceName};
+use crate::secret::Secret;
 use crate::yaml::{self, Node, Value};
 
 /// Environment variable holding an age identity.
@@ -115,7 +116,8 @@ impl Keyring {
             .collect()
     }
 
-    pub fn decrypt(&self, value: &str) -> Result<String, VaultError> {
+    /// Decrypts one `ENC[AGE,...]` value.
+    pub fn decrypt(&self, value: &str) -> Result<Secret<String>, VaultError> {
         let data = value
             .trim()
             .strip_prefix(PREFIX)
@@ -131,7 +133,9 @@ impl Keyring {
         reader
             .read_to_end(&mut out)
             .map_err(|_| VaultError::WrongKey)?;
-        String::from_utf8(out).map_err(|_| VaultError::Malformed)
+        String::from_utf8(out)
+            .map(Secret::new)
+            .map_err(|_| VaultError::Malformed)
     }
 }
 
@@ -242,9 +246,9 @@ pub fn decrypt_document(
         let plain = keyring
             .decrypt(&value)
             .map_err(|e| format!("{file}: {e}"))?;
-        let quoted = serde_json::to_string(&plain).map_err(|e| e.to_string())?;
+        let quoted = serde_json::to_string(plain.expose()).map_err(|e| e.to_string())?;
         out.replace_range(range, &quoted);
-        pairs.push((plain, value));
+        pairs.push((plain.expose().clone(), value));
     }
     Ok((out, pairs))
 }
@@ -302,6 +306,9 @@ mod tests {
         let b = Keyring::parse(&b, "b").expect("key");
         let enc = encrypt("x", &a.recipients()).expect("encrypt");
         assert!(matches!(b.decrypt(&enc), Err(VaultError::WrongKey)));
-        assert_eq!(a.decrypt(&enc).ok().as_deref(), Some("x"));
+        assert_eq!(
+            a.decrypt(&enc).ok().map(|s| s.expose().clone()).as_deref(),
+            Some("x")
+        );
     }
 }
