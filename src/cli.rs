@@ -74,6 +74,15 @@ pub enum Command {
     /// Encrypt, decrypt and edit secrets files
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The local sandbox of test hosts
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Generate the sandbox's SSH key and throwaway TLS material (kept out of git)
+    Init,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod output;
+mod sandbox;
 
 use std::process::ExitCode;
 

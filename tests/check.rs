@@ -8,12 +8,73 @@ use expect_test::expect_file;
 
 #[test]
 fn the_repository_deployment_passes_check() {
-    let run = hoist_in(&repo(), &["check"], &[("HOIST_AGE_KEY_FILE", "")]);
+    // In a scratch copy: `sandbox init` writes the sandbox's generated (git-ignored) TLS secrets.
+    let tmp = tempfile::tempdir().expect("tmp");
+    for dir in [
+        "inventory",
+        "vars",
+        "templates",
+        "stacks",
+        "playbooks",
+        "images",
+    ] {
+        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
+    }
+    let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
+    let init = hoist_in(tmp.path(), &["sandbox", "init"], &[]);
+    assert_eq!(init.code, 0, "{}", init.stderr);
+    let run = hoist_in(tmp.path(), &["check"], &[("HOIST_AGE_KEY_FILE", "")]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("0 error(s)"), "{}", run.stdout);
     for inv in ["inventory/lan", "inventory/sandbox", "inventory/single"] {
         assert!(run.stdout.contains(inv), "{inv} checked: {}", run.stdout);
     }
+}
+
+#[test]
+fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for dir in [
+        "inventory",
+        "vars",
+        "templates",
+        "stacks",
+        "playbooks",
+        "images",
+        "tests/fixtures/sandbox-bare",
+    ] {
+        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
+    }
+    assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
+    let run = hoist_in(
+        tmp.path(),
+        &[
+            "-i",
+            "inventory/sandbox",
+            "plan",
+            "site",
+            "--observed",
+            "tests/fixtures/sandbox-bare",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for host in ["data-1", "control-1", "app-1"] {
+        assert!(
+            run.stdout.contains(&format!("{host} (172.30.0.")),
+            "{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("+ container apm-data-db-1"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("BEGIN PRIVATE KEY") && !run.stdout.contains("BEGIN EC PRIVATE KEY"),
+        "keys are secrets"
+    );
 }
 
 #[test]

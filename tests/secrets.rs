@@ -130,7 +130,7 @@ fn no_command_prints_a_secret() {
 fn errors_that_involve_a_secret_do_not_print_it() {
     // A template error while rendering a line holding the secret, and a bad -e value.
     let tmp = tempfile::tempdir().expect("tmp");
-    copy_dir(&demo(), tmp.path());
+    common::copy_dir(&demo(), tmp.path());
     std::fs::write(
         tmp.path().join("templates/app.conf.j2"),
         "password {{ db_password }} {{ db_password | int(strict) }}\n",
@@ -204,16 +204,4 @@ fn secrets_commands_keep_plaintext_off_the_terminal() {
         after.contains("b: \"ENC[AGE,") && !after.contains("added-value"),
         "{after}"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }

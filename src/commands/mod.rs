@@ -4,6 +4,7 @@
 mod check;
 mod inventory;
 mod plan;
+mod sandbox;
 mod secrets;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Plan(args) => plan::run(&cli.global, &args, out),
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
+        Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
     }
 }
 

@@ -97,3 +97,16 @@ pub fn load(root: &Path, inventory: &str) -> (Project, Diagnostics) {
 pub fn scrub(text: &str, tmp: &Path) -> String {
     text.replace(&tmp.display().to_string(), "$TMP")
 }
+
+/// Copies a folder recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}

@@ -66,7 +66,8 @@ pub struct FileSpec {
     pub group: Option<String>,
     /// The repository file it comes from.
     pub origin: String,
-    /// The content holds a secret: diffs are masked.
+    /// Only its owner may read it (no group or other read bit): its content is never shown, not
+    /// even masked, since it may hold secrets the redactor does not know (keys, certificates).
     pub sensitive: bool,
 }
 

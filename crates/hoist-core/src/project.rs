@@ -303,7 +303,7 @@ impl Project {
                 };
                 let spec = FileSpec {
                     path: dest.clone(),
-                    sensitive: self.redactor.contains_secret(&content),
+                    sensitive: private(*mode),
                     content,
                     mode: *mode,
                     owner: owner.clone(),
@@ -437,7 +437,11 @@ impl Project {
         diags: &mut Diagnostics,
     ) {
         match hd.files.get(&spec.path) {
-            Some(existing) if existing.content != spec.content || existing.mode != spec.mode => {
+            Some(existing)
+                if existing.content != spec.content
+                    || existing.mode != spec.mode
+                    || existing.owner != spec.owner =>
+            {
                 diags.error(
                     src,
                     loc,
@@ -549,7 +553,7 @@ impl Project {
             for f in &svc.files {
                 let spec = FileSpec {
                     path: f.path.clone(),
-                    sensitive: self.redactor.contains_secret(&f.content),
+                    sensitive: private(f.mode),
                     content: f.content.clone(),
                     mode: f.mode,
                     owner: f.owner.clone(),
@@ -610,6 +614,11 @@ impl Project {
             hd.containers.push(spec);
         }
     }
+}
+
+/// A file only its owner may read is treated as holding secrets, whatever the redactor knows.
+fn private(mode: u32) -> bool {
+    mode & 0o044 == 0
 }
 
 /// compose's container name for the first replica of a service.

@@ -569,15 +569,23 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
     let want_hash = file.sha256();
     let mode = format!("{:04o}", file.mode);
     let Some(have) = have else {
+        let mut reasons = vec![Reason::new("mode", mode)];
+        if file.sensitive {
+            let lines = file.content.lines().count();
+            reasons.push(Reason::new(
+                "content",
+                format!("{REDACTED}: private file, {lines} line(s)"),
+            ));
+        }
         let mut c = change_hashed(
             ResourceKind::File,
             &file.path,
             ChangeAction::Create,
-            vec![Reason::new("mode", mode)],
+            reasons,
             false,
             &want_hash,
         );
-        c.diff = Some(masked_diff(file, None, redactor));
+        c.diff = Some(masked_diff(file, None, redactor)).filter(|d| !d.is_empty());
         return Some(c);
     };
     let mut reasons = Vec::new();
@@ -586,7 +594,12 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
         match &have.content {
             Some(old) => {
                 let d = masked_diff(file, Some(old), redactor);
-                if d.is_empty() {
+                if d.is_empty() && file.sensitive {
+                    reasons.push(Reason::new(
+                        "content",
+                        format!("{REDACTED}: private file changed"),
+                    ));
+                } else if d.is_empty() {
                     reasons.push(Reason::new("content", format!("{REDACTED} value changed")));
                 } else {
                     reasons.push(Reason::new("content", "differs"));
@@ -646,8 +659,12 @@ fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-/// The diff of a file with secrets masked on both sides; empty when only secret values differ.
+/// The diff of a file with secrets masked on both sides; empty when only secret values differ, and
+/// always empty for a private file.
 fn masked_diff(file: &FileSpec, old: Option<&str>, redactor: &Redactor) -> String {
+    if file.sensitive {
+        return String::new();
+    }
     let new = redactor.redact(&file.content);
     let old = old.map(|o| redactor.redact(o)).unwrap_or_default();
     if old == new {
