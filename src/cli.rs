@@ -83,6 +83,16 @@ pub enum Command {
 pub enum SandboxCommand {
     /// Generate the sandbox's SSH key and throwaway TLS material (kept out of git)
     Init,
+    /// Start the sandbox hosts (building their image once), ready for `-i inventory/sandbox`
+    Up {
+        /// How many of the sandbox inventory's hosts to start
+        #[arg(long, value_name = "N")]
+        hosts: Option<usize>,
+    },
+    /// Remove the sandbox hosts, their engines' data and the network
+    Down,
+    /// Show each sandbox host and whether it runs
+    Status,
 }
 
 #[derive(Debug, Args)]

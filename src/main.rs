@@ -7,7 +7,6 @@
 mod cli;
 mod commands;
 mod output;
-mod sandbox;
 
 use std::process::ExitCode;
 

@@ -3,33 +3,59 @@
 use hoist_core::diag::Diagnostics;
 use hoist_core::render;
 use hoist_core::secret::Redactor;
+use hoist_remote::sandbox;
 
 use crate::cli::{Global, SandboxCommand};
 use crate::output::Output;
-use crate::sandbox;
 
 pub fn run(global: &Global, cmd: SandboxCommand, out: &Output) -> anyhow::Result<u8> {
+    let dir = global.project.join(sandbox::INVENTORY);
+    let mut diags = Diagnostics::new();
+    let Some(inv) = hoist_core::inventory::load(&global.project, &dir, &mut diags) else {
+        out.eprint(&render::diagnostics_text(
+            &diags,
+            out.stderr_color(),
+            &Redactor::new(),
+        ));
+        return Ok(1);
+    };
+    let progress = |m: &str| out.eprint(&format!("sandbox: {m}\n"));
+    let rt = tokio::runtime::Runtime::new()?;
     match cmd {
         SandboxCommand::Init => {
-            let dir = global.project.join(sandbox::INVENTORY);
-            let mut diags = Diagnostics::new();
-            let Some(inv) = hoist_core::inventory::load(&global.project, &dir, &mut diags) else {
-                out.eprint(&render::diagnostics_text(
-                    &diags,
-                    out.stderr_color(),
-                    &Redactor::new(),
-                ));
-                return Ok(1);
-            };
-            let addresses: Vec<String> = inv.hosts.values().map(|h| h.address.clone()).collect();
-            let wrote = sandbox::init(&global.project, &addresses)?;
+            let hosts = sandbox::hosts(&inv, None)?;
+            let addresses: Vec<String> = hosts.iter().map(|h| h.address.clone()).collect();
+            let wrote = sandbox::material::init(&global.project, &addresses)?;
             if wrote.is_empty() {
-                out.eprint("sandbox material already present\n");
+                progress("key and TLS material already present");
             }
             for p in wrote {
-                out.eprint(&format!("wrote {}\n", p.display()));
+                progress(&format!("wrote {}", p.display()));
             }
-            Ok(0)
+        }
+        SandboxCommand::Up { hosts } => {
+            let hosts = sandbox::hosts(&inv, hosts)?;
+            rt.block_on(sandbox::up(&global.project, &hosts, &progress))?;
+            let names: Vec<String> = hosts
+                .iter()
+                .map(|h| format!("{} ({})", h.name, h.address))
+                .collect();
+            out.print(&format!(
+                "sandbox up: {}\nnext: hoist -i {} plan playbooks/site.yml\n",
+                names.join(", "),
+                sandbox::INVENTORY
+            ));
+        }
+        SandboxCommand::Down => {
+            rt.block_on(sandbox::down(&progress))?;
+            out.print("sandbox down\n");
+        }
+        SandboxCommand::Status => {
+            let hosts = sandbox::hosts(&inv, None)?;
+            for (h, state) in rt.block_on(sandbox::status(&hosts))? {
+                out.print(&format!("{:<12} {:<15} {state}\n", h.name, h.address));
+            }
         }
     }
+    Ok(0)
 }

@@ -21,6 +21,7 @@ pub const STATE_DIR: &str = ".hoist/sandbox";
 /// The inventory the sandbox serves.
 pub const INVENTORY: &str = "inventory/sandbox";
 
+#[derive(Debug)]
 pub struct Paths {
     pub state: PathBuf,
     pub key: PathBuf,

@@ -1,0 +1,108 @@
+//! Managed files on a host: read them (content, mode, owner) in one round trip, put them atomically.
+
+use std::collections::BTreeMap;
+
+use hoist_core::desired::{FileSpec, sha256_hex};
+use hoist_core::observed::ObservedFile;
+
+use crate::error::{RemoteError, Result};
+use crate::script;
+use crate::ssh::SshHost;
+
+/// Files larger than this are observed by hash only (no diff).
+const MAX_DIFF_BYTES: usize = 512 * 1024;
+
+/// Reads `paths`; absent files are left out of the result.
+pub async fn read(
+    host: &SshHost,
+    paths: &[&str],
+) -> Result<BTreeMap<String, (ObservedFile, Vec<u8>)>> {
+    if paths.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let out = host.run_ok(&script::read_files(paths), None).await?;
+    parse(&host.name, paths, &out.stdout)
+}
+
+fn parse(
+    host: &str,
+    paths: &[&str],
+    mut data: &[u8],
+) -> Result<BTreeMap<String, (ObservedFile, Vec<u8>)>> {
+    let bad = |what: &str| RemoteError::Other {
+        host: host.to_owned(),
+        detail: format!("reading files: {what}"),
+    };
+    let mut out = BTreeMap::new();
+    for path in paths {
+        let nl = data
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| bad("truncated output"))?;
+        let header = std::str::from_utf8(&data[..nl]).map_err(|_| bad("bad header"))?;
+        data = &data[nl + 1..];
+        let rest = header
+            .strip_prefix(script::READ_MARK)
+            .ok_or_else(|| bad("bad header"))?
+            .trim();
+        if rest == "missing" {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let [mode, owner, group, size] = fields[..] else {
+            return Err(bad("bad header"));
+        };
+        let size: usize = size.parse().map_err(|_| bad("bad size"))?;
+        if data.len() < size {
+            return Err(bad("truncated content"));
+        }
+        let content = data[..size].to_vec();
+        data = &data[size..];
+        let text = if size <= MAX_DIFF_BYTES {
+            String::from_utf8(content.clone()).ok()
+        } else {
+            None
+        };
+        let file = ObservedFile {
+            sha256: sha256_hex(&content),
+            content: text,
+            mode: format!("{:0>4}", mode),
+            owner: Some(owner.to_owned()),
+            group: Some(group.to_owned()),
+        };
+        out.insert((*path).to_owned(), (file, content));
+    }
+    Ok(out)
+}
+
+/// Puts a desired file in place atomically, with its mode and owner.
+pub async fn put(host: &SshHost, file: &FileSpec) -> Result<()> {
+    let owner = match (&file.owner, &file.group) {
+        (Some(o), Some(g)) => format!("{o}:{g}"),
+        (Some(o), None) => o.clone(),
+        (None, Some(g)) => format!(":{g}"),
+        (None, None) => String::new(),
+    };
+    host.run_ok(
+        &script::put_file(&file.path, file.mode, &owner),
+        Some(file.content.as_bytes()),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_files_and_absences() {
+        let data = b"==hoist== 640 root adm 6\nhello\n==hoist== missing\n==hoist== 600 999 999 0\n";
+        let got = parse("h", &["/a", "/b", "/c"], data).expect("parses");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["/a"].0.mode, "0640");
+        assert_eq!(got["/a"].0.content.as_deref(), Some("hello\n"));
+        assert_eq!(got["/c"].0.owner.as_deref(), Some("999"));
+        assert!(parse("h", &["/a"], b"==hoist== 640 root adm 60\nhello\n").is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Images without a registry: build from the repository on the local engine, then stream
+//! `docker save` output from the local engine into `docker load` on the host, over the SSH master.
+
+use std::path::Path;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
+};
+use futures_util::StreamExt as _;
+use hoist_core::desired::{ImageSource, ImageSpec, labels};
+
+use crate::error::{RemoteError, Result};
+
+/// The engine on the machine running hoist.
+pub fn local() -> Result<Docker> {
+    Docker::connect_with_local_defaults().map_err(|e| RemoteError::docker("localhost", e))
+}
+
+/// Builds `spec` on the local engine from `root/<context>`, labelled with its context hash.
+pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> {
+    let ImageSource::Build {
+        context,
+        dockerfile,
+        args,
+        context_hash,
+    } = &spec.source
+    else {
+        return Ok(());
+    };
+    let dir = root.join(context);
+    let tar = tar_context(&dir).map_err(|e| RemoteError::Other {
+        host: "localhost".into(),
+        detail: format!("packing {}: {e}", dir.display()),
+    })?;
+    let build_args: std::collections::HashMap<String, String> =
+        args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let label_map =
+        std::collections::HashMap::from([(labels::CONTEXT_HASH.to_owned(), context_hash.clone())]);
+    let opts = BuildImageOptionsBuilder::default()
+        .dockerfile(dockerfile)
+        .t(&spec.reference)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(&build_args)
+        .labels(&label_map)
+        .build();
+    let mut stream = local.build_image(opts, None, Some(bollard::body_full(tar.into())));
+    let mut tail: Vec<String> = Vec::new();
+    while let Some(item) = stream.next().await {
+        let info = item.map_err(|e| {
+            RemoteError::docker("localhost", format!("building {}: {e}", spec.reference))
+        })?;
+        if let Some(s) = info.stream {
+            tail.push(s.trim_end().to_owned());
+            if tail.len() > 20 {
+                tail.remove(0);
+            }
+        }
+        if let Some(detail) = info.error_detail {
+            return Err(RemoteError::docker(
+                "localhost",
+                format!(
+                    "building {}: {}\n{}",
+                    spec.reference,
+                    detail.message.unwrap_or_default(),
+                    tail.join("\n")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn tar_context(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(true);
+    b.append_dir_all(".", dir)?;
+    b.into_inner()
+}
+
+/// The id of `reference` on an engine, if it has it.
+pub async fn image_id(d: &Docker, reference: &str) -> Option<String> {
+    d.inspect_image(reference).await.ok().and_then(|i| i.id)
+}
+
+/// Streams `reference` from the local engine to the host's; returns the bytes sent. Skips the
+/// transfer when the host already has that image id.
+pub async fn transfer(local: &Docker, remote: &Docker, host: &str, reference: &str) -> Result<u64> {
+    let Some(local_id) = image_id(local, reference).await else {
+        return Err(RemoteError::Other {
+            host: host.into(),
+            detail: format!("image {reference} is not on the local engine"),
+        });
+    };
+    if image_id(remote, reference).await.as_deref() == Some(local_id.as_str()) {
+        return Ok(0);
+    }
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let export = local.export_image(reference).map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        chunk
+    });
+    let mut load = remote.import_image_stream(
+        ImportImageOptionsBuilder::default().quiet(true).build(),
+        export,
+        None,
+    );
+    while let Some(item) = load.next().await {
+        let info =
+            item.map_err(|e| RemoteError::docker(host, format!("loading {reference}: {e}")))?;
+        if let Some(detail) = info.error_detail {
+            return Err(RemoteError::docker(
+                host,
+                format!(
+                    "loading {reference}: {}",
+                    detail.message.unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    Ok(sent.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Pulls `reference` on the host from its registry.
+pub async fn pull(remote: &Docker, host: &str, reference: &str) -> Result<()> {
+    let opts = CreateImageOptionsBuilder::default()
+        .from_image(reference)
+        .build();
+    let mut stream = remote.create_image(Some(opts), None, None);
+    while let Some(item) = stream.next().await {
+        item.map_err(|e| RemoteError::docker(host, format!("pulling {reference}: {e}")))?;
+    }
+    Ok(())
+}

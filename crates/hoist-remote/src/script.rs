@@ -1,0 +1,157 @@
+//! The one place remote command lines are built: argument vectors, each word escaped by the SSH
+//! layer, with user-controlled words (paths, modes, owners) passed as positional arguments to fixed
+//! scripts, never spliced into them.
+
+/// Prefix for commands run with `become` as a non-root user.
+pub const SUDO: [&str; 3] = ["sudo", "-n", "--"];
+
+/// The Docker engine's socket on hosts.
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// Where hoist keeps its own state on hosts (the apply lock).
+pub const STATE_DIR: &str = "/var/lib/hoist";
+
+/// The engine's configuration file.
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// Marks the start of each file in the output of [`read_files`].
+pub const READ_MARK: &str = "==hoist==";
+
+fn sh(script: &str, args: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+        "sh".to_owned(),
+    ];
+    v.extend(args.iter().map(|a| (*a).to_owned()));
+    v
+}
+
+const READ: &str = r#"for f do
+  if [ -f "$f" ]; then
+    meta=$(stat -c '%a %U %G %s' -- "$f") || exit 1
+    printf '==hoist== %s\n' "$meta"
+    cat -- "$f" || exit 1
+  else
+    printf '==hoist== missing\n'
+  fi
+done"#;
+
+/// Prints, for each path, `==hoist== <mode> <owner> <group> <size>` and the content, or
+/// `==hoist== missing`.
+pub fn read_files(paths: &[&str]) -> Vec<String> {
+    sh(READ, paths)
+}
+
+const PUT: &str = r#"set -e
+f=$1; mode=$2; owner=$3
+d=$(dirname -- "$f")
+mkdir -p -- "$d"
+t=$(mktemp -- "$d/.hoist.XXXXXX")
+trap 'rm -f -- "$t"' EXIT
+cat > "$t"
+chmod -- "$mode" "$t"
+if [ -n "$owner" ]; then chown -- "$owner" "$t"; fi
+sync -- "$t" 2>/dev/null || true
+mv -f -- "$t" "$f"
+trap - EXIT"#;
+
+/// Writes stdin to `path` atomically (a temporary file in the same folder, then a rename), with
+/// `mode` (octal) and `owner` (`user[:group]`, empty to keep the default).
+pub fn put_file(path: &str, mode: u32, owner: &str) -> Vec<String> {
+    sh(PUT, &[path, &format!("{mode:04o}"), owner])
+}
+
+const FACTS: &str = r#". /etc/os-release 2>/dev/null || true
+echo "os=${ID:-unknown}"
+echo "os_like=${ID_LIKE:-}"
+echo "codename=${VERSION_CODENAME:-}"
+if command -v dockerd >/dev/null 2>&1; then echo installed=yes; else echo installed=no; fi
+echo "version=$(dpkg-query -W -f='${Version}' docker.io 2>/dev/null || true)"
+if [ -d /run/systemd/system ]; then echo init=systemd; else echo init=other; fi
+if pgrep -x dockerd >/dev/null 2>&1 || pidof dockerd >/dev/null 2>&1; then echo running=yes; else echo running=no; fi
+if [ -S /var/run/docker.sock ]; then echo socket=yes; else echo socket=no; fi"#;
+
+/// Prints `key=value` facts about the OS and the Docker engine.
+pub fn engine_facts() -> Vec<String> {
+    sh(FACTS, &[])
+}
+
+const INSTALL: &str = r#"set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+pkgs=docker.io
+# Debian 13 ships the client separately.
+if apt-cache show docker-cli >/dev/null 2>&1; then pkgs="$pkgs docker-cli"; fi
+apt-get install -y -q --no-install-recommends $pkgs"#;
+
+/// Installs the engine from the distribution's packages (Debian and derivatives).
+pub fn install_engine() -> Vec<String> {
+    sh(INSTALL, &[])
+}
+
+const START: &str = r#"set -e
+if [ -d /run/systemd/system ]; then
+  systemctl enable docker >/dev/null 2>&1 || true
+  systemctl "$1" docker
+elif [ -x /etc/init.d/docker ]; then
+  if [ "$1" = restart ]; then service docker stop >/dev/null 2>&1 || true; fi
+  service docker start
+else
+  if [ "$1" = restart ]; then pkill -x dockerd || true; sleep 1; fi
+  nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+fi"#;
+
+/// Starts (or restarts) the engine with systemd where it runs, with the init script otherwise.
+pub fn start_engine(restart: bool) -> Vec<String> {
+    sh(START, &[if restart { "restart" } else { "start" }])
+}
+
+const LOCK: &str = r#"mkdir -p /var/lib/hoist
+if mkdir /var/lib/hoist/apply.lock 2>/dev/null; then
+  printf '%s\n' "$1" > /var/lib/hoist/apply.lock/owner
+  echo acquired
+else
+  echo held
+  cat /var/lib/hoist/apply.lock/owner 2>/dev/null || true
+fi"#;
+
+/// Takes the apply lock, recording `owner`; prints `acquired`, or `held` and the holder.
+pub fn lock(owner: &str) -> Vec<String> {
+    sh(LOCK, &[owner])
+}
+
+const UNLOCK: &str = r#"if [ -z "$1" ] || [ "$(cat /var/lib/hoist/apply.lock/owner 2>/dev/null)" = "$1" ]; then
+  rm -rf /var/lib/hoist/apply.lock
+fi"#;
+
+/// Releases the apply lock if `owner` holds it (any holder when `owner` is empty).
+pub fn unlock(owner: &str) -> Vec<String> {
+    sh(UNLOCK, &[owner])
+}
+
+/// A command line as a user would type it, for messages.
+pub fn display(argv: &[String]) -> String {
+    if argv.len() > 2 && argv[0] == "sh" && argv[1] == "-c" {
+        let first = argv[2].lines().next().unwrap_or_default();
+        return format!("sh -c '{first}...'");
+    }
+    argv.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_words_are_arguments_not_script() {
+        let argv = put_file("/etc/apm/x; rm -rf /", 0o600, "999:999");
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert!(!argv[2].contains("rm -rf /"));
+        assert_eq!(argv[4..], ["/etc/apm/x; rm -rf /", "0600", "999:999"]);
+        let expected = expect_test::expect![[r#"["sh", "-c", "sh", "/etc/a", "/etc/b c"]"#]];
+        let r = read_files(&["/etc/a", "/etc/b c"]);
+        expected.assert_eq(&format!("{:?}", [&r[0], &r[1], &r[3], &r[4], &r[5]]));
+    }
+}

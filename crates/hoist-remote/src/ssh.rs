@@ -1,0 +1,246 @@
+//! SSH sessions: one OpenSSH master per host, multiplexed (native mux protocol), reused for every
+//! command, every file and the forwarded Docker socket.
+//!
+//! Host keys are checked strictly unless the caller accepts new ones; the user's `~/.ssh/config`
+//! applies (jump hosts, agents, certificates) since the system `ssh` does the connecting. Commands
+//! run through `sudo -n` when the inventory says `become` for a non-root user.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hoist_core::inventory::Host;
+use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt as _;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::error::{RemoteError, Result};
+use crate::script;
+
+/// sshd allows 10 sessions per connection by default; stay under it.
+const MAX_SESSIONS: usize = 8;
+
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Accept and record the key of a host never seen before (`StrictHostKeyChecking=accept-new`).
+    pub accept_new_host_keys: bool,
+    pub connect_timeout: Duration,
+    /// Where control sockets and forwarded sockets live (kept short: unix socket paths are limited).
+    pub runtime_dir: PathBuf,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        let uid = std::env::var("UID").unwrap_or_default();
+        ConnectOptions {
+            accept_new_host_keys: false,
+            connect_timeout: Duration::from_secs(10),
+            runtime_dir: std::env::temp_dir().join(format!("hoist{uid}")),
+        }
+    }
+}
+
+/// The output of a remote command.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).trim().to_owned()
+    }
+}
+
+/// A connected host.
+#[derive(Debug)]
+pub struct SshHost {
+    pub name: String,
+    pub address: String,
+    session: Arc<Session>,
+    sudo: bool,
+    dir: PathBuf,
+    sessions: Semaphore,
+    docker_socket: OnceCell<PathBuf>,
+}
+
+impl SshHost {
+    /// Opens the master connection to `host`.
+    pub async fn connect(host: &Host, opts: &ConnectOptions) -> Result<SshHost> {
+        let dir = opts
+            .runtime_dir
+            .join(format!("{}-{}", host.name, std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| RemoteError::Other {
+            host: host.name.clone(),
+            detail: format!("creating {}: {e}", dir.display()),
+        })?;
+        let c = &host.connection;
+        let mut b = SessionBuilder::default();
+        b.user(c.user.clone())
+            .port(c.port)
+            .known_hosts_check(if opts.accept_new_host_keys {
+                KnownHosts::Add
+            } else {
+                KnownHosts::Strict
+            })
+            .connect_timeout(opts.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15))
+            .control_directory(&dir)
+            .clean_history_control_directory(true)
+            // A safety net: if hoist is killed, its masters exit on their own.
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(120).unwrap_or(NonZeroUsize::MIN),
+            ));
+        if let Some(k) = &c.identity_file {
+            b.keyfile(k);
+        }
+        if let Some(k) = &c.known_hosts_file {
+            b.user_known_hosts_file(k);
+        }
+        if let Some(j) = &c.jump {
+            b.jump_hosts([j.as_str()]);
+        }
+        let connect = b.connect_mux(&host.address);
+        let session = match tokio::time::timeout(
+            opts.connect_timeout + Duration::from_secs(5),
+            connect,
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(RemoteError::from_ssh(&host.name, e)),
+            Err(_) => {
+                return Err(RemoteError::Unreachable {
+                    host: host.name.clone(),
+                    detail: format!("no answer within {:?}", opts.connect_timeout),
+                });
+            }
+        };
+        Ok(SshHost {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            session: Arc::new(session),
+            sudo: c.r#become && c.user != "root",
+            dir,
+            sessions: Semaphore::new(MAX_SESSIONS),
+            docker_socket: OnceCell::new(),
+        })
+    }
+
+    fn argv<'a>(&self, argv: &'a [String]) -> Vec<&'a str> {
+        let mut full: Vec<&str> = Vec::new();
+        if self.sudo {
+            full.extend(script::SUDO);
+        }
+        full.extend(argv.iter().map(String::as_str));
+        full
+    }
+
+    /// Runs `argv` (each word escaped for the remote shell), feeding `stdin`; never fails on a
+    /// non-zero exit: see [`SshHost::run_ok`].
+    pub async fn run_with_input(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
+        let _permit = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|e| RemoteError::Other {
+                host: self.name.clone(),
+                detail: e.to_string(),
+            })?;
+        let full = self.argv(argv);
+        let mut cmd = self.session.command(full[0]);
+        cmd.args(&full[1..])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd
+            .spawn()
+            .await
+            .map_err(|e| RemoteError::from_ssh(&self.name, e))?;
+        if let (Some(data), Some(mut input)) = (stdin, child.stdin().take()) {
+            input.write_all(data).await.map_err(|e| RemoteError::Ssh {
+                host: self.name.clone(),
+                detail: format!("writing stdin: {e}"),
+            })?;
+            input.shutdown().await.ok();
+            drop(input);
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| RemoteError::from_ssh(&self.name, e))?;
+        Ok(Output {
+            status: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    pub async fn run(&self, argv: &[String]) -> Result<Output> {
+        self.run_with_input(argv, None).await
+    }
+
+    /// Runs `argv` and turns a non-zero exit into [`RemoteError::Command`] with its stderr.
+    pub async fn run_ok(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
+        let out = self.run_with_input(argv, stdin).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(RemoteError::Command {
+            host: self.name.clone(),
+            command: script::display(argv),
+            status: out
+                .status
+                .map(|c| format!("exit {c}"))
+                .unwrap_or_else(|| "killed".into()),
+            stderr: last_lines(&out.stderr_text(), 20),
+        })
+    }
+
+    /// The local end of the host's forwarded Docker socket (forwarded once, on first use).
+    pub async fn docker_socket(&self) -> Result<PathBuf> {
+        let path = self
+            .docker_socket
+            .get_or_try_init(|| async {
+                let local = self.dir.join("docker.sock");
+                let _ = std::fs::remove_file(&local);
+                self.session
+                    .request_port_forward(
+                        ForwardType::Local,
+                        local.as_path(),
+                        Path::new(script::DOCKER_SOCKET),
+                    )
+                    .await
+                    .map_err(|e| RemoteError::from_ssh(&self.name, e))?;
+                Ok::<PathBuf, RemoteError>(local)
+            })
+            .await?;
+        Ok(path.clone())
+    }
+
+    /// Closes the master connection and removes the local sockets.
+    pub async fn close(self) {
+        if let Ok(session) = Arc::try_unwrap(self.session) {
+            let _ = session.close().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
