@@ -53,6 +53,12 @@ pub struct Global {
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Trust and record the host key of hosts never seen before (first contact)
+    #[arg(long, global = true)]
+    pub accept_new_host_keys: bool,
+    /// How many hosts to work on at once
+    #[arg(long, global = true, value_name = "N", default_value_t = 16)]
+    pub forks: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -68,6 +74,23 @@ pub enum Command {
     Check,
     /// Show what applying a playbook would change, with diffs
     Plan(PlanArgs),
+    /// Apply a playbook (or a saved plan) to the hosts: exactly the plan shown
+    Apply(ApplyArgs),
+    /// Show the services of every host with their state and health
+    Status {
+        /// Only these hosts (a pattern, as in Ansible)
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+    },
+    /// Print the logs of a service's container on a host
+    Logs {
+        host: String,
+        /// The container name, or a service name
+        service: String,
+        /// How many lines from the end
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
     /// Inspect or import inventories
     #[command(subcommand)]
     Inventory(InventoryCommand),
@@ -108,6 +131,27 @@ pub struct PlanArgs {
     /// Also write the plan as JSON to this file
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The playbook (a path, or a name under playbooks/), or a plan saved by `plan --out`
+    pub target: PathBuf,
+    /// Apply without asking (required when not on a terminal)
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Also perform the plan's deletions (containers, volumes, networks no longer wanted)
+    #[arg(long)]
+    pub prune: bool,
+    /// Only these hosts (a pattern, as in Ansible)
+    #[arg(short, long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// How long a dependency may take to become healthy or to complete, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub gate_timeout: u64,
+    /// Take a host's lock even if another run holds it
+    #[arg(long)]
+    pub break_lock: bool,
 }
 
 #[derive(Debug, Subcommand)]

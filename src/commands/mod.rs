@@ -1,11 +1,14 @@
 //! One file per command. Each turns its flags into options, calls into `hoist-core`, and prints
 //! through [`Output`]; it returns the exit code its outcome means.
 
+mod apply;
 mod check;
 mod inventory;
 mod plan;
+mod remote;
 mod sandbox;
 mod secrets;
+mod status;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,13 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
     match cli.command {
         Command::Check => check::run(&cli.global, out),
         Command::Plan(args) => plan::run(&cli.global, &args, out),
+        Command::Apply(args) => apply::run(&cli.global, &args, out),
+        Command::Status { limit } => status::status(&cli.global, limit.as_deref(), out),
+        Command::Logs {
+            host,
+            service,
+            tail,
+        } => status::logs(&cli.global, &host, &service, tail, out),
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),

@@ -151,6 +151,9 @@ pub struct ContainerSpec {
     pub mounted_files: BTreeMap<String, String>,
     /// Hash of everything above; stored as the `io.hoist.config-hash` label.
     pub config_hash: String,
+    /// Index of the play that deploys it: apply brings plays up in order.
+    #[serde(skip)]
+    pub play: usize,
 }
 
 impl ContainerSpec {
@@ -175,6 +178,9 @@ impl ContainerSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionSpec {
     pub play: String,
+    /// Index of the play, for ordering across hosts.
+    #[serde(skip)]
+    pub play_index: usize,
     pub name: Option<String>,
     pub describe: String,
     #[serde(skip)]
@@ -246,6 +252,7 @@ impl ActionSpec {
         };
         Some(ActionSpec {
             play: play.to_owned(),
+            play_index: 0,
             name,
             describe,
             action: Some(kind),

@@ -216,7 +216,7 @@ impl Project {
     ) -> Desired {
         let mut out = Desired::default();
         let mut lowered: BTreeMap<(String, String, Vec<String>), Option<Stack>> = BTreeMap::new();
-        for play in &book.plays {
+        for (play_index, play) in book.plays.iter().enumerate() {
             let hosts = match self.inventory.select(&play.hosts) {
                 Ok(h) => h,
                 Err(e) => {
@@ -238,9 +238,16 @@ impl Project {
                         address,
                         ..HostDesired::default()
                     });
+                let (containers, actions) = (hd.containers.len(), hd.actions.len());
                 for step in &play.steps {
                     self.apply_step(book, &play.name, step, host, hd, &mut lowered, diags);
                 }
+                hd.containers[containers..]
+                    .iter_mut()
+                    .for_each(|c| c.play = play_index);
+                hd.actions[actions..]
+                    .iter_mut()
+                    .for_each(|a| a.play_index = play_index);
             }
         }
         out
@@ -608,6 +615,7 @@ impl Project {
                     .collect(),
                 mounted_files: mounted,
                 config_hash: String::new(),
+                play: 0,
             };
             spec.seal();
             hd.containers.retain(|c| c.name != spec.name);

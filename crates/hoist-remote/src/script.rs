@@ -95,12 +95,19 @@ const START: &str = r#"set -e
 if [ -d /run/systemd/system ]; then
   systemctl enable docker >/dev/null 2>&1 || true
   systemctl "$1" docker
-elif [ -x /etc/init.d/docker ]; then
-  if [ "$1" = restart ]; then service docker stop >/dev/null 2>&1 || true; fi
-  service docker start
 else
-  if [ "$1" = restart ]; then pkill -x dockerd || true; sleep 1; fi
-  nohup dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  if [ "$1" = restart ]; then
+    service docker stop >/dev/null 2>&1 || true
+    pkill -x dockerd 2>/dev/null || true
+    for i in 1 2 3 4 5 6 7 8 9 10; do pgrep -x dockerd >/dev/null 2>&1 || break; sleep 1; done
+  fi
+  # The init script raises ulimits, which containers without CAP_SYS_RESOURCE may not do:
+  # then start the daemon directly, as the script would.
+  if ! pgrep -x dockerd >/dev/null 2>&1; then
+    if [ ! -x /etc/init.d/docker ] || ! service docker start >/dev/null 2>&1; then
+      nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    fi
+  fi
 fi"#;
 
 /// Starts (or restarts) the engine with systemd where it runs, with the init script otherwise.
@@ -129,6 +136,19 @@ fi"#;
 /// Releases the apply lock if `owner` holds it (any holder when `owner` is empty).
 pub fn unlock(owner: &str) -> Vec<String> {
     sh(UNLOCK, &[owner])
+}
+
+const HTTP_STATUS: &str = r#"if command -v curl >/dev/null 2>&1; then
+  curl -s -o /dev/null -m 5 -w '%{http_code}' -- "$1" || true
+elif command -v wget >/dev/null 2>&1; then
+  wget -q -S -O /dev/null -T 5 -- "$1" 2>&1 | awk '/HTTP\//{c=$2} END{print c}'
+else
+  echo "neither curl nor wget" >&2; exit 1
+fi"#;
+
+/// Prints the HTTP status `url` answers with, from the host itself.
+pub fn http_status(url: &str) -> Vec<String> {
+    sh(HTTP_STATUS, &[url])
 }
 
 /// A command line as a user would type it, for messages.

@@ -1,0 +1,189 @@
+//! `hoist apply`: show the plan, ask (unless --yes), then apply exactly that plan.
+//!
+//! `apply plan.json` applies a plan saved by `plan --out`: it observes the hosts again and refuses
+//! when a host or the inputs changed since the plan was made.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hoist_core::plan::Plan;
+use hoist_core::render;
+use hoist_remote::apply::{self, ApplyOptions, Event};
+
+use crate::cli::{ApplyArgs, Global};
+use crate::commands::{plan as planning, remote};
+use crate::output::Output;
+
+pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8> {
+    let saved: Option<Plan> = match args.target.extension().and_then(|e| e.to_str()) {
+        Some("json") => {
+            let text = std::fs::read_to_string(&args.target)
+                .with_context(|| format!("reading {}", args.target.display()))?;
+            let plan: Plan = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a hoist plan", args.target.display()))?;
+            if plan.schema != hoist_core::plan::SCHEMA {
+                bail!(
+                    "{}: plan schema {:?} is not {:?}",
+                    args.target.display(),
+                    plan.schema,
+                    hoist_core::plan::SCHEMA
+                );
+            }
+            Some(plan)
+        }
+        _ => None,
+    };
+    let playbook = match &saved {
+        Some(p) => global.project.join(&p.playbook),
+        None => args.target.clone(),
+    };
+    let limit = match &saved {
+        Some(p) => Some(
+            p.hosts
+                .iter()
+                .map(|h| h.host.as_str())
+                .collect::<Vec<_>>()
+                .join(":"),
+        ),
+        None => args.limit.clone(),
+    };
+    let loaded = match planning::load(global, &playbook, limit.as_deref(), out)? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    let redactor = loaded.project.redactor.clone();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (hosts, observed, failed) = planning::observe_live(global, &loaded).await;
+        let plan = planning::make_plan(&loaded, &observed, &failed);
+        let result = async {
+            if let Some(saved) = &saved {
+                check_saved(saved, &plan)?;
+            } else if !out.json {
+                out.print(&render::plan_text(&plan, out.color(), &redactor));
+            }
+            for (host, e) in &failed {
+                out.error(&format!("{host}: {e}"));
+            }
+            let work = plan.has_changes() || plan.hosts.iter().any(|h| !h.actions.is_empty());
+            if !work {
+                return Ok(if failed.is_empty() { 0 } else { 1 });
+            }
+            if !args.yes {
+                confirm(&plan, out)?;
+            }
+            let opts = ApplyOptions {
+                root: global.project.clone(),
+                prune: args.prune,
+                gate_timeout: Duration::from_secs(args.gate_timeout),
+                forks: global.forks,
+                break_lock: args.break_lock,
+            };
+            let printer = out.clone();
+            let json = out.json;
+            let events: apply::Events = Arc::new(move |e: Event| {
+                if json {
+                    printer.print(&(serde_json::to_string(&e).unwrap_or_default() + "\n"));
+                } else {
+                    printer.eprint(&(line(&e) + "\n"));
+                }
+            });
+            let reports = apply::apply(&hosts, &loaded.desired, &plan, &redactor, &opts, events).await;
+            let mut ok = failed.is_empty();
+            for r in &reports {
+                ok &= r.ok;
+            }
+            if json {
+                let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": reports, "unreachable": failed.keys().collect::<Vec<_>>()});
+                out.print(&(redactor.redact(&summary.to_string()) + "\n"));
+            } else {
+                for r in &reports {
+                    match &r.error {
+                        None => out.eprint(&format!("{}: ok, {} change(s)\n", r.host, r.changes)),
+                        Some(e) => out.error(e),
+                    }
+                }
+            }
+            Ok::<u8, anyhow::Error>(if ok { 0 } else { 1 })
+        }
+        .await;
+        remote::close(hosts).await;
+        result
+    })
+}
+
+/// A saved plan applies only to hosts and inputs as they were when it was made.
+fn check_saved(saved: &Plan, fresh: &Plan) -> anyhow::Result<()> {
+    let by_host: BTreeMap<&str, _> = fresh.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+    for h in &saved.hosts {
+        let Some(now) = by_host.get(h.host.as_str()) else {
+            bail!(
+                "{}: not reachable now; the saved plan cannot be applied",
+                h.host
+            )
+        };
+        if now.observed_hash != h.observed_hash {
+            bail!(
+                "{}: the host changed since the plan was made; plan again",
+                h.host
+            );
+        }
+        let key = |c: &hoist_core::plan::Change| {
+            (c.kind, c.name.clone(), c.action, c.desired_hash.clone())
+        };
+        let a: Vec<_> = h.changes.iter().chain(&h.deletions).map(key).collect();
+        let b: Vec<_> = now.changes.iter().chain(&now.deletions).map(key).collect();
+        if a != b {
+            bail!(
+                "{}: the inputs changed since the plan was made; plan again",
+                h.host
+            );
+        }
+    }
+    Ok(())
+}
+
+fn confirm(plan: &Plan, out: &Output) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("not on a terminal: pass --yes to apply without confirmation");
+    }
+    out.eprint(&format!("Apply to {} host(s)? [y/N] ", plan.hosts.len()));
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not applied");
+    }
+    Ok(())
+}
+
+fn line(e: &Event) -> String {
+    match e {
+        Event::HostStarted { host } => format!("{host}: applying"),
+        Event::ChangeDone {
+            host,
+            kind,
+            name,
+            action,
+            ms,
+        } => format!("{host}: {action} {kind} {name} ({ms} ms)"),
+        Event::ImageSent { host, image, bytes } if *bytes == 0 => {
+            format!("{host}: image {image} already there")
+        }
+        Event::ImageSent { host, image, bytes } => {
+            format!("{host}: sent image {image} ({:.1} MB)", *bytes as f64 / 1e6)
+        }
+        Event::ActionDone { host, describe, ms } => format!("{host}: {describe} ({ms} ms)"),
+        Event::Note { host, message } => format!("{host}: {message}"),
+        Event::HostFailed { host, error } => format!(
+            "{host}: FAILED: {}",
+            error.strip_prefix(&format!("{host}: ")).unwrap_or(error)
+        ),
+        Event::HostDone { host, changes, ms } => format!(
+            "{host}: done, {changes} change(s) in {:.1} s",
+            *ms as f64 / 1000.0
+        ),
+    }
+}

@@ -1,0 +1,84 @@
+//! Reaching hosts: connect to many at once and observe them, keeping per-host failures as results.
+
+use std::collections::BTreeMap;
+
+use futures_util::StreamExt as _;
+use hoist_core::desired::Desired;
+use hoist_core::inventory::Inventory;
+use hoist_core::observed::Observed;
+use hoist_remote::{ConnectOptions, RemoteError, SshHost, observe};
+
+use crate::cli::Global;
+
+pub fn options(global: &Global) -> ConnectOptions {
+    ConnectOptions {
+        accept_new_host_keys: global.accept_new_host_keys,
+        ..ConnectOptions::default()
+    }
+}
+
+/// Connects to `names`, in parallel; returns the sessions and the errors, by host.
+pub async fn connect(
+    inv: &Inventory,
+    names: &[String],
+    global: &Global,
+) -> (BTreeMap<String, SshHost>, BTreeMap<String, RemoteError>) {
+    let opts = options(global);
+    let results: Vec<(String, Result<SshHost, RemoteError>)> =
+        futures_util::stream::iter(names.iter().filter_map(|n| inv.hosts.get(n)))
+            .map(|h| {
+                let opts = opts.clone();
+                async move { (h.name.clone(), SshHost::connect(h, &opts).await) }
+            })
+            .buffer_unordered(global.forks.max(1))
+            .collect()
+            .await;
+    let mut ok = BTreeMap::new();
+    let mut failed = BTreeMap::new();
+    for (name, r) in results {
+        match r {
+            Ok(s) => {
+                ok.insert(name, s);
+            }
+            Err(e) => {
+                failed.insert(name, e);
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// Observes every connected host for its desired state.
+pub async fn observe_all(
+    hosts: &BTreeMap<String, SshHost>,
+    desired: &Desired,
+    forks: usize,
+) -> (Observed, BTreeMap<String, RemoteError>) {
+    let results: Vec<(
+        String,
+        Result<hoist_core::observed::HostObserved, RemoteError>,
+    )> = futures_util::stream::iter(desired.hosts.iter())
+        .filter_map(|(name, want)| async move { hosts.get(name).map(|ssh| (name, want, ssh)) })
+        .map(|(name, want, ssh)| async move { (name.clone(), observe::host(ssh, want).await) })
+        .buffer_unordered(forks.max(1))
+        .collect()
+        .await;
+    let mut observed = Observed::default();
+    let mut failed = BTreeMap::new();
+    for (name, r) in results {
+        match r {
+            Ok(o) => {
+                observed.hosts.insert(name, o);
+            }
+            Err(e) => {
+                failed.insert(name, e);
+            }
+        }
+    }
+    (observed, failed)
+}
+
+/// Closes every session.
+pub async fn close(hosts: BTreeMap<String, SshHost>) {
+    futures_util::future::join_all(hosts.into_values().map(SshHost::close)).await;
+}
