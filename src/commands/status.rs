@@ -10,6 +10,9 @@ use crate::cli::Global;
 use crate::commands::remote;
 use crate::output::Output;
 
+/// A container's name, state and status line.
+type Row = (String, String, String);
+
 pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Result<u8> {
     let inv = super::inventory_dir(global)?;
     let mut diags = Diagnostics::new();
@@ -24,7 +27,7 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
-        let rows: Vec<(String, anyhow::Result<Vec<(String, String, String)>>)> =
+        let rows: Vec<(String, anyhow::Result<Vec<Row>>)> =
             futures_util::stream::iter(hosts.iter())
                 .map(|(name, ssh)| async move {
                     let r = async {
@@ -37,7 +40,7 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
                             ))
                             .await
                             .map_err(|e| hoist_remote::RemoteError::docker(name, e))?;
-                        let mut rows: Vec<(String, String, String)> = list
+                        let mut rows: Vec<Row> = list
                             .into_iter()
                             .filter(|c| {
                                 c.labels
