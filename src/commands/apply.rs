@@ -65,8 +65,8 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
             } else if !out.json {
                 out.print(&render::plan_text(&plan, out.color(), &redactor));
             }
-            for (host, e) in &failed {
-                out.error(&format!("{host}: {e}"));
+            for e in failed.values() {
+                out.error(&e.to_string());
             }
             let work = plan.has_changes() || plan.hosts.iter().any(|h| !h.actions.is_empty());
             if !work {

@@ -151,8 +151,8 @@ pub fn run(global: &Global, args: &PlanArgs, out: &Output) -> anyhow::Result<u8>
     } else {
         out.print(&render::plan_text(&plan, out.color(), &redactor));
     }
-    for (host, e) in &failed {
-        out.error(&format!("{host}: {e}"));
+    for e in failed.values() {
+        out.error(&e.to_string());
     }
     if !failed.is_empty() {
         return Ok(1);

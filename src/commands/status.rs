@@ -88,9 +88,9 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
                 }
             }
         }
-        for (host, e) in &failed {
+        for e in failed.values() {
             code = 1;
-            out.error(&format!("{host}: {e}"));
+            out.error(&e.to_string());
         }
         remote::close(hosts).await;
         Ok(code)

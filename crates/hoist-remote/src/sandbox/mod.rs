@@ -29,6 +29,8 @@ pub use material::{INVENTORY, Paths, STATE_DIR};
 
 /// Label on everything the sandbox creates, so `down` removes exactly that.
 pub const LABEL: &str = "io.hoist.sandbox";
+/// Which key a sandbox host authorises.
+const KEY_LABEL: &str = "io.hoist.sandbox.key";
 pub const NETWORK: &str = "hoist-sandbox";
 pub const BASE_IMAGE: &str = "debian:trixie-slim";
 pub const HOST_IMAGE: &str = "hoist-sandbox-host:trixie";
@@ -354,29 +356,55 @@ pub async fn up(
     network(&d, hosts).await?;
     let pubkey =
         std::fs::canonicalize(paths.key.with_extension("pub")).context("the sandbox public key")?;
+    // A host made for another key (another checkout) is made again.
+    let identity = hoist_core::desired::sha256_hex(
+        format!("{}{}", std::fs::read_to_string(&pubkey)?, pubkey.display()).as_bytes(),
+    );
     for h in hosts {
         let name = container_name(&h.name);
-        match d
+        let inspect = d
             .inspect_container(
                 &name,
                 None::<bollard::query_parameters::InspectContainerOptions>,
             )
-            .await
-        {
-            Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => continue,
-            Ok(_) => {
+            .await;
+        if let Ok(c) = inspect {
+            let labels = c
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.clone())
+                .unwrap_or_default();
+            if labels.get(KEY_LABEL) != Some(&identity) {
+                progress(&format!(
+                    "replacing sandbox host {} (made for another key)",
+                    h.name
+                ));
+                let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+                d.remove_container(&name, Some(opts)).await?;
+                let volume = format!("{name}-docker");
+                let _ = d
+                    .remove_volume(
+                        &volume,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await;
+            } else if c.state.as_ref().and_then(|s| s.running) == Some(true) {
+                continue;
+            } else {
                 d.start_container(&name, None::<StartContainerOptions>)
                     .await
                     .with_context(|| format!("starting {name}"))?;
                 continue;
             }
-            Err(_) => {}
         }
         progress(&format!("starting sandbox host {} ({})", h.name, h.address));
         let body = ContainerCreateBody {
             image: Some(HOST_IMAGE.into()),
             hostname: Some(h.name.clone()),
-            labels: Some(HashMap::from([(LABEL.to_owned(), h.name.clone())])),
+            labels: Some(HashMap::from([
+                (LABEL.to_owned(), h.name.clone()),
+                (KEY_LABEL.to_owned(), identity.clone()),
+            ])),
             host_config: Some(HostConfig {
                 // What a nested engine needs here (TESTBED.md): every capability but SYS_RESOURCE,
                 // unconfined profiles, the host's cgroups writable, and a real fs for /var/lib/docker.
@@ -514,8 +542,7 @@ pub async fn status(hosts: &[SandboxHost]) -> anyhow::Result<Vec<(SandboxHost, S
 
 /// Removes every sandbox container, its engine volume, and the network.
 pub async fn down(progress: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let d =
-        Docker::connect_with_local_defaults().context("connecting to the local Docker engine")?;
+    let d = local_engine(progress).await?;
     let filters = HashMap::from([("label".to_owned(), vec![LABEL.to_owned()])]);
     let list = d
         .list_containers(Some(

@@ -1,0 +1,332 @@
+//! End to end on the real sandbox: three hosts (containers with sshd, installed with their own
+//! Docker engine by hoist itself), reached over SSH, driven through the forwarded Docker socket.
+//!
+//! Not part of `cargo test`: `cargo xtask e2e` (and `cargo xtask ci`) run it, after making sure a
+//! local Docker engine exists. The scenarios run in order in one test, since they share the hosts.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Run, hoist_in, repo};
+
+const HOSTS: [(&str, &str); 3] = [
+    ("data-1", "172.30.0.11"),
+    ("control-1", "172.30.0.12"),
+    ("app-1", "172.30.0.13"),
+];
+
+fn hoist(args: &[&str]) -> Run {
+    let mut full = vec!["--project", "tests/fixtures/e2e", "-i", "inventory/sandbox"];
+    full.extend(args);
+    hoist_in(&repo(), &full, &[])
+}
+
+fn step(name: &str) {
+    eprintln!("\n=== e2e: {name}");
+}
+
+fn ok(run: &Run, what: &str) {
+    assert_eq!(
+        run.code, 0,
+        "{what}: exit {}\nstdout:\n{}\nstderr:\n{}",
+        run.code, run.stdout, run.stderr
+    );
+}
+
+/// A command on a sandbox host, over the sandbox's own key (not through hoist).
+fn on_host(address: &str, command: &str) -> String {
+    let state = repo().join(".hoist/sandbox");
+    let out = Command::new("ssh")
+        .args(["-i"])
+        .arg(state.join("id_ed25519"))
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            state.join("known_hosts").display()
+        ))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            &format!("root@{address}"),
+            command,
+        ])
+        .output()
+        .expect("ssh");
+    assert!(
+        out.status.success(),
+        "ssh {address} {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn http_get(address: &str, port: u16) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect((address, port))
+        .unwrap_or_else(|e| panic!("{address}:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET /index.html HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("write");
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok();
+    body
+}
+
+/// Container name -> start time, for every container on every host.
+fn start_times() -> BTreeSet<String> {
+    HOSTS
+        .iter()
+        .flat_map(|(name, addr)| {
+            on_host(addr, "docker ps -a --format '{{.Names}}' | sort | xargs -r docker inspect -f '{{.Name}} {{.State.StartedAt}}'")
+                .lines()
+                .map(|l| format!("{name}{l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn containers(address: &str) -> BTreeSet<String> {
+    on_host(address, "docker ps -a --format '{{.Names}}'")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Stops or starts a sandbox host container on the local engine: a real node loss.
+fn host_power(container: &str, on: bool) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let d = bollard::Docker::connect_with_local_defaults().expect("local engine");
+        let r = if on {
+            d.start_container(
+                container,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        } else {
+            d.stop_container(
+                container,
+                None::<bollard::query_parameters::StopContainerOptions>,
+            )
+            .await
+        };
+        r.unwrap_or_else(|e| panic!("{container}: {e}"));
+    });
+}
+
+#[test]
+fn sandbox_end_to_end() {
+    step("fresh sandbox: three bare hosts");
+    ok(
+        &hoist_in(&repo(), &["sandbox", "down"], &[]),
+        "sandbox down",
+    );
+    ok(&hoist_in(&repo(), &["sandbox", "up"], &[]), "sandbox up");
+    for (_, addr) in HOSTS {
+        assert!(
+            on_host(addr, "command -v dockerd || echo none").contains("none"),
+            "{addr} starts without an engine"
+        );
+    }
+
+    step("apply from bare hosts: engine, image delivery, rendered file, health-gated stack");
+    let t = Instant::now();
+    let first = hoist(&["apply", "test", "--yes"]);
+    ok(&first, "first apply");
+    eprintln!("first apply took {:.1} s", t.elapsed().as_secs_f64());
+    for (name, addr) in HOSTS {
+        assert!(
+            first.stderr.contains(&format!("{name}: ok")),
+            "{}",
+            first.stderr
+        );
+        for port in [8080, 8081] {
+            let body = http_get(addr, port);
+            assert!(
+                body.contains(&format!("hello from {name}")),
+                "{addr}:{port} answered {body:?}"
+            );
+        }
+    }
+
+    step("second plan: no changes; second apply restarts nothing");
+    let before = start_times();
+    let plan = hoist(&["plan", "test"]);
+    ok(&plan, "second plan");
+    assert!(
+        plan.stdout.contains("No changes: 3 host(s)"),
+        "{}",
+        plan.stdout
+    );
+    ok(&hoist(&["apply", "test", "--yes"]), "second apply");
+    assert_eq!(start_times(), before, "a no-op apply restarts nothing");
+
+    step(
+        "one changed variable: that file's diff, and a recreate of exactly the containers mounting it",
+    );
+    let plan = hoist(&["-e", "greeting=bonjour", "plan", "test"]);
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("-<p>hello from data-1</p>\n")
+            && plan.stdout.contains("+<p>bonjour from data-1</p>"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 3 host(s), 0 to create, 3 to update, 6 to recreate, 0 to delete"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("container e2e-api-1 (recreate)")
+            && plan.stdout.contains("container e2e-front-1 (recreate)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        !plan.stdout.contains("e2e-setup-1 (recreate)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("mounted file: /opt/hoist/e2e/templates/index.html content changed"),
+        "{}",
+        plan.stdout
+    );
+    ok(
+        &hoist(&["-e", "greeting=bonjour", "apply", "test", "--yes"]),
+        "apply of the change",
+    );
+    assert!(http_get("172.30.0.12", 8081).contains("bonjour from control-1"));
+    ok(
+        &hoist(&["-e", "greeting=bonjour", "plan", "test"]),
+        "converged after the change",
+    );
+
+    step("SIGKILL in the middle of an apply, then apply again: converges, no orphans");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .current_dir(repo())
+        .args([
+            "--project",
+            "tests/fixtures/e2e",
+            "-i",
+            "inventory/sandbox",
+            "-e",
+            "greeting=salut",
+            "apply",
+            "test",
+            "--yes",
+        ])
+        .env("NO_COLOR", "1")
+        .env_remove("HOIST_AGE_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(900));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let again = hoist(&["-e", "greeting=salut", "apply", "test", "--yes"]);
+    ok(&again, "apply after SIGKILL");
+    ok(
+        &hoist(&["-e", "greeting=salut", "plan", "test"]),
+        "converged after SIGKILL",
+    );
+    let expected: BTreeSet<String> = ["e2e-api-1", "e2e-front-1", "e2e-setup-1"]
+        .map(String::from)
+        .into();
+    for (name, addr) in HOSTS {
+        assert_eq!(
+            containers(addr),
+            expected,
+            "{name} has exactly the stack's containers"
+        );
+        assert!(http_get(addr, 8080).contains(&format!("salut from {name}")));
+    }
+
+    step("a stopped host: a clear per-host error and a failure exit, the others complete");
+    host_power("hoist-sandbox-control-1", false);
+    let partial = hoist(&["-e", "greeting=ciao", "apply", "test", "--yes"]);
+    host_power("hoist-sandbox-control-1", true);
+    assert_eq!(partial.code, 1, "{}\n{}", partial.stdout, partial.stderr);
+    assert!(
+        partial.stderr.contains("error: control-1 is unreachable"),
+        "{}",
+        partial.stderr
+    );
+    assert!(
+        partial.stderr.contains("data-1: ok") && partial.stderr.contains("app-1: ok"),
+        "{}",
+        partial.stderr
+    );
+    assert!(http_get("172.30.0.13", 8080).contains("ciao from app-1"));
+    ok(
+        &hoist_in(&repo(), &["sandbox", "up"], &[]),
+        "sandbox up after the stop",
+    );
+    ok(
+        &hoist(&["-e", "greeting=ciao", "apply", "test", "--yes"]),
+        "the stopped host catches up",
+    );
+
+    step("a host key mismatch is refused");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let state = repo().join(".hoist/sandbox");
+    let known = std::fs::read_to_string(state.join("known_hosts")).expect("known_hosts");
+    let other = known
+        .lines()
+        .find(|l| l.starts_with("172.30.0.12 "))
+        .expect("control-1 key")
+        .split_once(' ')
+        .expect("line")
+        .1
+        .to_owned();
+    let forged: String = known
+        .lines()
+        .map(|l| {
+            if l.starts_with("172.30.0.11 ") {
+                format!("172.30.0.11 {other}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(tmp.path().join("known_hosts"), forged).expect("write");
+    let inv = tmp.path().join("inventory/forged");
+    std::fs::create_dir_all(&inv).expect("mkdir");
+    std::fs::write(
+        inv.join("hosts.yml"),
+        format!(
+            "connection: {{identity_file: {}, known_hosts_file: {}}}\nhosts:\n  data-1: {{address: 172.30.0.11}}\ngroups:\n  web: {{hosts: [data-1]}}\n",
+            state.join("id_ed25519").display(),
+            tmp.path().join("known_hosts").display()
+        ),
+    )
+    .expect("write");
+    let refused = hoist_in(
+        &repo(),
+        &[
+            "--project",
+            "tests/fixtures/e2e",
+            "-i",
+            &inv.display().to_string(),
+            "plan",
+            "test",
+        ],
+        &[],
+    );
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("data-1: the host key does not match known_hosts"),
+        "{}",
+        refused.stderr
+    );
+}
