@@ -18,10 +18,19 @@ fn repo() -> PathBuf {
 
 fn hoist(args: &[&str]) -> Duration {
     let t = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_hoist")).current_dir(repo()).args(args).env("NO_COLOR", "1").output().expect("hoist");
+    let out = Command::new(env!("CARGO_BIN_EXE_hoist"))
+        .current_dir(repo())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("hoist");
     let elapsed = t.elapsed();
     let code = out.status.code().unwrap_or(-1);
-    assert!(code == 0 || code == 2, "hoist {args:?} failed ({code}): {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        code == 0 || code == 2,
+        "hoist {args:?} failed ({code}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     elapsed
 }
 
@@ -101,8 +110,20 @@ fn main() {
     let (floor_min, floor_median) = stats(floors);
     println!("sandbox benchmark, 3 hosts, {RUNS} runs each (seconds)");
     println!("  no-op hoist plan           min {plan_min:.3}  median {plan_median:.3}");
-    println!("  floor (same reads, 1 master per host, in parallel)  min {floor_min:.3}  median {floor_median:.3}");
-    println!("  ratio plan / floor         min {:.2}x  median {:.2}x   (target: at most 1.5x, under 1 s)", plan_min / floor_min, plan_median / floor_median);
-    println!("  full apply from bare hosts {:.1}  (engine install, image build and delivery, 3 services each)", full.as_secs_f64());
-    println!("  apply of one changed variable {:.1}  (1 file, 2 containers recreated per host)", change.as_secs_f64());
+    println!(
+        "  floor (same reads, 1 master per host, in parallel)  min {floor_min:.3}  median {floor_median:.3}"
+    );
+    println!(
+        "  ratio plan / floor         min {:.2}x  median {:.2}x   (target: at most 1.5x, under 1 s)",
+        plan_min / floor_min,
+        plan_median / floor_median
+    );
+    println!(
+        "  full apply from bare hosts {:.1}  (engine install, image build and delivery, 3 services each)",
+        full.as_secs_f64()
+    );
+    println!(
+        "  apply of one changed variable {:.1}  (1 file, 2 containers recreated per host)",
+        change.as_secs_f64()
+    );
 }

@@ -226,12 +226,25 @@ fn sandbox_end_to_end() {
         .env("NO_COLOR", "1")
         .env_remove("HOIST_AGE_KEY")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    std::thread::sleep(Duration::from_millis(900));
+    // Kill it as soon as one host has recreated its first container: the others are mid-way.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("recreate container") {
+            break;
+        }
+    }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
+    assert!(
+        seen.contains("recreate container"),
+        "the apply was killed mid-way: {seen}"
+    );
     let again = hoist(&["-e", "greeting=salut", "apply", "test", "--yes"]);
     ok(&again, "apply after SIGKILL");
     ok(
