@@ -5,6 +5,8 @@
 //! Run with `cargo bench --bench sandbox` (root on Debian, or a running Docker engine). Prints
 //! figures; asserts nothing.
 
+#![allow(clippy::print_stdout)] // A benchmark prints its figures on stdout.
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

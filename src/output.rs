@@ -60,6 +60,11 @@ impl Output {
         }
     }
 
+    /// `s` with every known secret masked.
+    pub fn redacted(&self, s: &str) -> String {
+        self.redact(s)
+    }
+
     fn redact(&self, s: &str) -> String {
         self.redactor
             .read()

@@ -209,6 +209,51 @@ fn sandbox_end_to_end() {
         "converged after the change",
     );
 
+    step("a saved plan applies only to hosts as they were when it was made");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let saved = tmp.path().join("plan.json");
+    let saved = saved.display().to_string();
+    let planned = hoist(&["-e", "greeting=servus", "plan", "test", "--out", &saved]);
+    assert_eq!(planned.code, 2, "{}", planned.stderr);
+    on_host(
+        "172.30.0.11",
+        "echo drift >> /opt/hoist/e2e/templates/index.html",
+    );
+    let refused = hoist(&["-e", "greeting=servus", "apply", &saved, "--yes"]);
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("data-1: the host changed since the plan was made"),
+        "{}",
+        refused.stderr
+    );
+    let planned = hoist(&["-e", "greeting=servus", "plan", "test", "--out", &saved]);
+    assert_eq!(planned.code, 2, "{}", planned.stderr);
+    let applied = hoist(&["-e", "greeting=servus", "--json", "apply", &saved, "--yes"]);
+    ok(&applied, "apply of a saved plan");
+    let events: Vec<serde_json::Value> = applied
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "change_done" && e["kind"] == "container"),
+        "{}",
+        applied.stdout
+    );
+    assert_eq!(
+        events.last().map(|e| e["event"].clone()),
+        Some(serde_json::json!("summary"))
+    );
+    assert_eq!(
+        events.last().map(|e| e["ok"].clone()),
+        Some(serde_json::json!(true))
+    );
+    assert!(http_get("172.30.0.11", 8081).contains("servus from data-1"));
+
     step("SIGKILL in the middle of an apply, then apply again: converges, no orphans");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hoist"))
         .current_dir(repo())
@@ -288,8 +333,46 @@ fn sandbox_end_to_end() {
         "the stopped host catches up",
     );
 
+    step(
+        "a non-root user with become: files and engine through sudo, the socket through its group",
+    );
+    let inv = tmp.path().join("inventory/deploy");
+    std::fs::create_dir_all(&inv).expect("mkdir");
+    let state = repo().join(".hoist/sandbox");
+    std::fs::write(
+        inv.join("hosts.yml"),
+        format!(
+            "connection: {{user: deploy, become: true, identity_file: {}, known_hosts_file: {}}}\nhosts:\n  app-1: {{address: 172.30.0.13}}\ngroups:\n  web: {{hosts: [app-1]}}\n",
+            state.join("id_ed25519").display(),
+            state.join("known_hosts").display()
+        ),
+    )
+    .expect("write");
+    let inv_arg = inv.display().to_string();
+    let as_deploy = |args: &[&str]| {
+        let mut full = vec!["--project", "tests/fixtures/e2e", "-i", &inv_arg];
+        full.extend(args);
+        hoist_in(&repo(), &full, &[])
+    };
+    ok(
+        &as_deploy(&["-e", "greeting=ciao", "plan", "test"]),
+        "plan as deploy sees the converged host",
+    );
+    ok(
+        &as_deploy(&["-e", "greeting=hola", "apply", "test", "--yes"]),
+        "apply as deploy",
+    );
+    assert!(http_get("172.30.0.13", 8080).contains("hola from app-1"));
+    assert!(
+        on_host(
+            "172.30.0.13",
+            "stat -c '%U %a' /opt/hoist/e2e/templates/index.html"
+        )
+        .starts_with("root 644"),
+        "files are put as root"
+    );
+
     step("a host key mismatch is refused");
-    let tmp = tempfile::tempdir().expect("tmp");
     let state = repo().join(".hoist/sandbox");
     let known = std::fs::read_to_string(state.join("known_hosts")).expect("known_hosts");
     let other = known

@@ -84,10 +84,13 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
             };
             let printer = out.clone();
             let json = out.json;
+            let bars = (!json && std::io::stderr().is_terminal()).then(|| Bars::new(&plan));
             let events: apply::Events = Arc::new(move |e: Event| {
                 if json {
                     printer.print(&(serde_json::to_string(&e).unwrap_or_default() + "\n"));
-                } else {
+                } else if let Some(bars) = &bars {
+                    bars.show(&e, &printer);
+                } else if !matches!(e, Event::ImageProgress { .. }) {
                     printer.eprint(&(line(&e) + "\n"));
                 }
             });
@@ -169,6 +172,12 @@ fn line(e: &Event) -> String {
             action,
             ms,
         } => format!("{host}: {action} {kind} {name} ({ms} ms)"),
+        Event::ImageProgress { host, image, bytes } => {
+            format!(
+                "{host}: sending image {image} ({:.1} MB)",
+                *bytes as f64 / 1e6
+            )
+        }
         Event::ImageSent { host, image, bytes } if *bytes == 0 => {
             format!("{host}: image {image} already there")
         }
@@ -185,5 +194,58 @@ fn line(e: &Event) -> String {
             "{host}: done, {changes} change(s) in {:.1} s",
             *ms as f64 / 1000.0
         ),
+    }
+}
+
+/// One progress line per host, on a terminal.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    hosts: BTreeMap<String, indicatif::ProgressBar>,
+}
+
+impl Bars {
+    fn new(plan: &Plan) -> Bars {
+        let multi = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let hosts = plan
+            .hosts
+            .iter()
+            .map(|h| {
+                let bar = multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(style.clone());
+                bar.set_prefix(h.host.clone());
+                bar.set_message("waiting");
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (h.host.clone(), bar)
+            })
+            .collect();
+        Bars { multi, hosts }
+    }
+
+    fn show(&self, e: &Event, out: &Output) {
+        let host = match e {
+            Event::HostStarted { host }
+            | Event::ChangeDone { host, .. }
+            | Event::ImageSent { host, .. }
+            | Event::ImageProgress { host, .. }
+            | Event::ActionDone { host, .. }
+            | Event::Note { host, .. }
+            | Event::HostFailed { host, .. }
+            | Event::HostDone { host, .. } => host,
+        };
+        let Some(bar) = self.hosts.get(host) else {
+            return;
+        };
+        let text = line(e);
+        let msg = out.redacted(text.strip_prefix(&format!("{host}: ")).unwrap_or(&text));
+        match e {
+            Event::HostFailed { .. } | Event::HostDone { .. } => bar.finish_with_message(msg),
+            Event::ImageProgress { .. } => bar.set_message(msg),
+            _ => {
+                let _ = self.multi.println(out.redacted(&text));
+                bar.set_message(msg);
+            }
+        }
     }
 }

@@ -60,6 +60,12 @@ pub enum Event {
         image: String,
         bytes: u64,
     },
+    /// Bytes of an image sent so far (every 16 MiB).
+    ImageProgress {
+        host: String,
+        image: String,
+        bytes: u64,
+    },
     ActionDone {
         host: String,
         describe: String,
@@ -461,7 +467,14 @@ async fn prepare(
                         host: host.clone(),
                         detail: e,
                     })?;
-                let bytes = images::transfer(l, &d, &host, &spec.reference).await?;
+                let bytes = images::transfer(
+                    l,
+                    &d,
+                    &host,
+                    &spec.reference,
+                    image_progress(events, &host, &spec.reference),
+                )
+                .await?;
                 events(Event::ImageSent {
                     host: host.clone(),
                     image: spec.reference.clone(),
@@ -478,7 +491,14 @@ async fn prepare(
                 });
             }
             (ImageSource::Pull, Some(l)) if local_has => {
-                let bytes = images::transfer(l, &d, &host, &spec.reference).await?;
+                let bytes = images::transfer(
+                    l,
+                    &d,
+                    &host,
+                    &spec.reference,
+                    image_progress(events, &host, &spec.reference),
+                )
+                .await?;
                 events(Event::ImageSent {
                     host: host.clone(),
                     image: spec.reference.clone(),
@@ -565,6 +585,22 @@ async fn build_once(
     })
     .await
     .clone()
+}
+
+/// Reports an image transfer every 16 MiB.
+fn image_progress(events: &Events, host: &str, image: &str) -> images::Progress {
+    let (events, host, image) = (events.clone(), host.to_owned(), image.to_owned());
+    let step = std::sync::atomic::AtomicU64::new(0);
+    Arc::new(move |bytes: u64| {
+        let mark = bytes >> 24;
+        if step.swap(mark, std::sync::atomic::Ordering::Relaxed) != mark {
+            events(Event::ImageProgress {
+                host: host.clone(),
+                image: image.clone(),
+                bytes,
+            });
+        }
+    })
 }
 
 fn done(run: &mut HostRun<'_>, c: &Change, t: Instant, events: &Events) {

@@ -84,9 +84,18 @@ pub async fn image_id(d: &Docker, reference: &str) -> Option<String> {
     d.inspect_image(reference).await.ok().and_then(|i| i.id)
 }
 
+/// Called with the bytes sent so far, as they go.
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Streams `reference` from the local engine to the host's; returns the bytes sent. Skips the
 /// transfer when the host already has that image id.
-pub async fn transfer(local: &Docker, remote: &Docker, host: &str, reference: &str) -> Result<u64> {
+pub async fn transfer(
+    local: &Docker,
+    remote: &Docker,
+    host: &str,
+    reference: &str,
+    progress: Progress,
+) -> Result<u64> {
     let Some(local_id) = image_id(local, reference).await else {
         return Err(RemoteError::Other {
             host: host.into(),
@@ -100,7 +109,9 @@ pub async fn transfer(local: &Docker, remote: &Docker, host: &str, reference: &s
     let counter = sent.clone();
     let export = local.export_image(reference).map(move |chunk| {
         if let Ok(bytes) = &chunk {
-            counter.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let n = bytes.len() as u64;
+            let total = counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(total);
         }
         chunk
     });

@@ -38,19 +38,25 @@ pub const HOST_IMAGE: &str = "hoist-sandbox-host:trixie";
 const HOST_DOCKERFILE: &str = r#"FROM debian:trixie-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      openssh-server ca-certificates iproute2 procps curl init-system-helpers \
+      openssh-server ca-certificates iproute2 procps curl init-system-helpers sudo \
  && rm -rf /var/lib/apt/lists/* \
  && mkdir -p /run/sshd /root/.ssh && chmod 700 /root/.ssh \
- && rm -f /etc/ssh/ssh_host_*
+ && rm -f /etc/ssh/ssh_host_* \
+ && groupadd --system docker \
+ && useradd --create-home --shell /bin/sh --groups docker deploy \
+ && echo 'deploy ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy
 COPY entrypoint /usr/local/sbin/sandbox-entrypoint
 CMD ["/usr/local/sbin/sandbox-entrypoint"]
 "#;
 
-/// A fresh server: sshd with key-only login; host keys made on first boot.
+/// A fresh server: sshd with key-only login (root, and `deploy`, a sudoer in the docker group, for
+/// `become`); host keys made on first boot.
 const HOST_ENTRYPOINT: &str = r#"#!/bin/sh
 set -e
 [ -f /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -A >/dev/null
 install -m 600 /sandbox/authorized_keys /root/.ssh/authorized_keys
+install -d -m 700 -o deploy -g deploy /home/deploy/.ssh
+install -m 600 -o deploy -g deploy /sandbox/authorized_keys /home/deploy/.ssh/authorized_keys
 exec /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
 "#;
 
