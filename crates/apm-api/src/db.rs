@@ -1,0 +1,169 @@
+//! Database connections and read routing.
+//!
+//! Writes go to the primary. A read goes to the primary when it must see a recent write (any write
+//! in the last `READ_AFTER_WRITE_TTL` seconds, as the original) and otherwise to a replica that a
+//! background probe found healthy (answering, in recovery, replay lag under a bound); with no healthy
+//! replica, reads fall back to the primary. The original picked a replica at random with no health
+//! check, so a dead replica turned a share of reads into 500s (spec §11 #5).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+
+use crate::config::{Credentials, HostPort, Settings};
+
+/// Replicas further behind than this are not read from.
+pub const MAX_REPLICA_LAG: Duration = Duration::from_secs(30);
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+#[derive(Debug)]
+pub struct Replica {
+    pub endpoint: HostPort,
+    pub pool: PgPool,
+    pub healthy: AtomicBool,
+}
+
+#[derive(Debug)]
+pub struct Db {
+    pub primary: PgPool,
+    pub primary_endpoint: HostPort,
+    pub replicas: Vec<Arc<Replica>>,
+    ttl: Duration,
+    /// Unix milliseconds of the last write.
+    last_write: AtomicI64,
+    next: AtomicUsize,
+}
+
+pub fn options(s: &Settings, at: &HostPort, who: &Credentials) -> PgConnectOptions {
+    let mut o = PgConnectOptions::new()
+        .host(&at.host)
+        .port(at.port)
+        .username(&who.user)
+        .password(&who.password)
+        .database(&s.database)
+        .application_name("apm-api");
+    if let Some(mode) = &s.sslmode
+        && let Ok(m) = mode.parse::<PgSslMode>()
+    {
+        o = o.ssl_mode(m);
+    }
+    o
+}
+
+fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(s.connect_timeout)
+        .idle_timeout(Duration::from_secs(60))
+        .connect_lazy_with(options(s, at, who))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Db {
+    /// Waits for the primary (`DB_CONNECT_RETRIES` x `DB_CONNECT_DELAY`), runs the migrations as the
+    /// admin user unless `SKIP_MIGRATE`, and starts the replica probe.
+    pub async fn connect(s: &Settings) -> anyhow::Result<Arc<Db>> {
+        let admin = pool(s, &s.primary, &s.admin);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match sqlx::query("SELECT 1").execute(&admin).await {
+                Ok(_) => break,
+                Err(e) if attempt < s.connect_retries => {
+                    tracing::info!(attempt, "waiting for the database at {}: {e}", s.primary);
+                    tokio::time::sleep(s.connect_delay).await;
+                }
+                Err(e) => anyhow::bail!(
+                    "the database at {} did not answer after {attempt} attempts: {e}",
+                    s.primary
+                ),
+            }
+        }
+        if !s.skip_migrate {
+            MIGRATOR.run(&admin).await?;
+        }
+        admin.close().await;
+        let db = Arc::new(Db {
+            primary: pool(s, &s.primary, &s.writer),
+            primary_endpoint: s.primary.clone(),
+            replicas: s
+                .replicas
+                .iter()
+                .map(|r| {
+                    Arc::new(Replica {
+                        endpoint: r.clone(),
+                        pool: pool(s, r, &s.reader),
+                        healthy: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
+            ttl: s.read_after_write_ttl,
+            last_write: AtomicI64::new(0),
+            next: AtomicUsize::new(0),
+        });
+        if !db.replicas.is_empty() {
+            db.probe_replicas().await;
+            let probe = db.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    probe.probe_replicas().await;
+                }
+            });
+        }
+        Ok(db)
+    }
+
+    /// Marks each replica healthy or not: it answers, is in recovery, and replays within the bound.
+    pub async fn probe_replicas(&self) {
+        for r in &self.replicas {
+            let q = "SELECT pg_is_in_recovery(), COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8";
+            let ok = match tokio::time::timeout(
+                Duration::from_secs(2),
+                sqlx::query_as::<_, (bool, f64)>(q).fetch_one(&r.pool),
+            )
+            .await
+            {
+                Ok(Ok((in_recovery, lag))) => in_recovery && lag <= MAX_REPLICA_LAG.as_secs_f64(),
+                _ => false,
+            };
+            if r.healthy.swap(ok, Ordering::Relaxed) != ok {
+                tracing::warn!(replica = %r.endpoint, healthy = ok, "replica health changed");
+            }
+        }
+    }
+
+    /// Records a write: reads go to the primary for the TTL.
+    pub fn wrote(&self) {
+        self.last_write.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn recent_write(&self) -> bool {
+        let ttl = self.ttl.as_millis() as i64;
+        ttl > 0 && now_ms() - self.last_write.load(Ordering::Relaxed) < ttl
+    }
+
+    /// Where a read goes.
+    pub fn reader(&self) -> &PgPool {
+        if self.recent_write() {
+            return &self.primary;
+        }
+        let healthy: Vec<&Arc<Replica>> = self
+            .replicas
+            .iter()
+            .filter(|r| r.healthy.load(Ordering::Relaxed))
+            .collect();
+        if healthy.is_empty() {
+            return &self.primary;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % healthy.len();
+        &healthy[i].pool
+    }
+}

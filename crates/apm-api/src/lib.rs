@@ -1,0 +1,51 @@
+//! apm-api: the APM HTTP API, compatible with the original Django/DRF service (spec §1-5).
+//!
+//! - [`config`]: settings from the original's environment variables.
+//! - [`db`]: connections, migrations and read routing to healthy replicas.
+//! - [`event`]: the ApiRequest resource and its validation.
+//! - [`routes`]: the HTTP routes; [`json`] the response formats; [`metrics`] `/metrics`.
+
+pub mod config;
+pub mod db;
+pub mod event;
+pub mod json;
+pub mod metrics;
+pub mod routes;
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    pub db: Arc<db::Db>,
+    pub settings: config::Settings,
+    pub metrics: PrometheusHandle,
+}
+
+/// Connects (waiting for the database and migrating) and builds the router.
+pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
+    let db = db::Db::connect(&settings).await?;
+    let state = Arc::new(AppState {
+        db,
+        settings,
+        metrics: metrics::handle(),
+    });
+    Ok(routes::router(state))
+}
+
+/// Serves on `settings.bind` until `shutdown` resolves, finishing the requests in flight.
+pub async fn serve(
+    settings: config::Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bind = settings.bind.clone();
+    let router = app(settings).await?;
+    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    tracing::info!("serving on {bind}");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! The HTTP surface: the original's routes, with its optional trailing slashes, JSON-only bodies,
+//! and error shapes.
+
+// Helpers return the finished error response for handlers to send as they are; boxing every one
+// would add noise on a path that is not hot.
+#![allow(clippy::result_large_err)]
+
+mod health;
+mod ingest;
+mod requests;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{MethodRouter, get};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::json::detail;
+
+/// Registers `path` with and without its trailing slash, as the original's router did.
+fn both(
+    router: Router<Arc<AppState>>,
+    path: &str,
+    route: MethodRouter<Arc<AppState>>,
+) -> Router<Arc<AppState>> {
+    let bare = path.trim_end_matches('/');
+    router
+        .route(bare, route.clone())
+        .route(&format!("{bare}/"), route)
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new();
+    r = both(
+        r,
+        "/api/requests/",
+        get(requests::list).post(requests::create),
+    );
+    r = both(
+        r,
+        "/api/requests/ingest/",
+        axum::routing::post(ingest::ingest),
+    );
+    r = both(
+        r,
+        "/api/requests/{id}/",
+        get(requests::retrieve)
+            .put(requests::update)
+            .patch(requests::partial_update)
+            .delete(requests::destroy),
+    );
+    r = r
+        .route("/api/health/", get(health::health))
+        .route("/api/health", get(health::health_redirect))
+        .route("/api/", get(health::root))
+        .route("/metrics", get(health::metrics));
+    r.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+}
+
+async fn not_found() -> Response {
+    detail(StatusCode::NOT_FOUND, "Not found.")
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    detail(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("Method \"{method}\" not allowed."),
+    )
+}
+
+/// A request body as DRF's JSON parser reads it: no content type or an empty body is an empty
+/// object; a content type other than JSON is a 415; malformed JSON is a 400.
+pub fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, Response> {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(Value::Object(Default::default()));
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media != "application/json" && !media.ends_with("+json") {
+        return Err(detail(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Unsupported media type \"{ct}\" in request."),
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| detail(StatusCode::BAD_REQUEST, format!("JSON parse error - {e}")))
+}
+
+/// The URL of this request as the client sees it (scheme from `X-Forwarded-Proto`, host from `Host`).
+pub fn absolute(headers: &HeaderMap, path: &str) -> String {
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{path}")
+}

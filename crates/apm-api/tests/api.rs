@@ -1,0 +1,426 @@
+//! Black-box HTTP tests: the server on a free port against a real PostgreSQL (a fresh database per
+//! test), driven with an HTTP client. `APM_TEST_POSTGRES` names the server (an admin URL such as
+//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use apm_api::config::{Credentials, HostPort, Settings};
+use serde_json::{Value, json};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn server() -> Server {
+    let admin_url = std::env::var("APM_TEST_POSTGRES")
+        .expect("APM_TEST_POSTGRES must name a PostgreSQL server (scripts/test starts one)");
+    let url = url::Url::parse(&admin_url).expect("APM_TEST_POSTGRES is a URL");
+    let name = format!(
+        "apm_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connecting to APM_TEST_POSTGRES");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let who = Credentials {
+        user: url.username().to_owned(),
+        password: url.password().unwrap_or_default().to_owned(),
+    };
+    let settings = Settings {
+        database: name,
+        primary: HostPort {
+            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: url.port().unwrap_or(5432),
+        },
+        replicas: Vec::new(),
+        admin: who.clone(),
+        writer: who.clone(),
+        reader: who,
+        sslmode: None,
+        page_size: 3,
+        read_after_write_ttl: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        connect_retries: 3,
+        connect_delay: Duration::from_millis(200),
+        skip_migrate: false,
+        bind: "127.0.0.1:0".into(),
+    };
+    let router = apm_api::app(settings).await.expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Server {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Server {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+fn event(service: &str, endpoint: &str, status: i64, latency: i64, time: &str) -> Value {
+    json!({"time": time, "service": service, "endpoint": endpoint, "method": "GET", "status_code": status, "latency_ms": latency})
+}
+
+#[tokio::test]
+async fn health_root_and_metrics() {
+    let s = server().await;
+    assert_eq!(s.get("/api/health/").await, (200, json!({"status": "ok"})));
+    assert_eq!(
+        s.get("/api/health/?db=1").await,
+        (200, json!({"status": "ok", "db": "ok"}))
+    );
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = redirect
+        .get(format!("{}/api/health", s.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status().as_u16(), 301);
+    let (code, root) = s.get("/api/").await;
+    assert_eq!(code, 200);
+    assert!(
+        root["requests"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/api/requests/"),
+        "{root}"
+    );
+    let (code, text) = s.get("/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        text.as_str()
+            .unwrap_or_default()
+            .contains("http_requests_total"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn create_retrieve_update_delete() {
+    let s = server().await;
+    let body = json!({"time": "2025-12-14T01:10:00Z", "service": "auth", "endpoint": "/login", "method": "POST", "status_code": 500, "latency_ms": 150, "trace_id": "tr_a", "user_ref": "u_42", "tags": {"env": "dev"}});
+    let (code, created) = s.post("/api/requests/", body).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let expected = format!(
+        r#"{{"id":{id},"time":"2025-12-14T01:10:00Z","service":"auth","endpoint":"/login","method":"POST","status_code":500,"latency_ms":150,"trace_id":"tr_a","user_ref":"u_42","tags":{{"env":"dev"}}}}"#
+    );
+    assert_eq!(created.to_string(), expected);
+    assert_eq!(
+        s.get(&format!("/api/requests/{id}")).await,
+        (200, created.clone())
+    );
+
+    let (code, patched) = s
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/requests/{id}/"),
+            Some(json!({"latency_ms": 99, "time": "2025-12-15T00:00:00.5Z"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{patched}");
+    assert_eq!(
+        (
+            patched["id"].as_i64(),
+            patched["latency_ms"].as_i64(),
+            patched["time"].as_str()
+        ),
+        (Some(id), Some(99), Some("2025-12-15T00:00:00.500000Z"))
+    );
+    let (code, put) = s
+        .send(
+            reqwest::Method::PUT,
+            &format!("/api/requests/{id}/"),
+            Some(json!({"service": "x"})),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(put["time"], json!(["This field is required."]));
+
+    let (code, _) = s
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/requests/{id}/"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    assert_eq!(
+        s.get(&format!("/api/requests/{id}/")).await,
+        (
+            404,
+            json!({"detail": "No ApiRequest matches the given query."})
+        )
+    );
+    assert_eq!(s.get("/api/requests/abc/").await.0, 404);
+}
+
+#[tokio::test]
+async fn bodies_are_json_only() {
+    let s = server().await;
+    let r = s
+        .client
+        .post(format!("{}/api/requests/", s.base))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(
+        r.text().await.unwrap_or_default(),
+        r#"{"detail":"Unsupported media type \"text/plain\" in request."}"#
+    );
+    let r = s
+        .client
+        .post(format!("{}/api/requests/", s.base))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(
+        r.text()
+            .await
+            .unwrap_or_default()
+            .starts_with(r#"{"detail":"JSON parse error - "#)
+    );
+    let (code, errors) = s.post("/api/requests/", json!({"time": "x", "service": "", "endpoint": "/a", "method": "NOPE", "status_code": 700, "latency_ms": -1})).await;
+    assert_eq!(code, 400);
+    assert_eq!(errors["method"], json!(["\"NOPE\" is not a valid choice."]));
+    assert_eq!(
+        errors["status_code"],
+        json!(["status_code must be a valid HTTP status (100..599)."])
+    );
+}
+
+#[tokio::test]
+async fn list_filters_ordering_search_pagination() {
+    let s = server().await;
+    let events = json!([
+        event("auth", "/login", 200, 10, "2025-12-14T01:00:00Z"),
+        event("auth", "/login", 500, 300, "2025-12-14T02:00:00Z"),
+        event("billing", "/pay", 201, 50, "2025-12-14T03:00:00Z"),
+        event("Billing", "/refund", 404, 70, "2025-12-14T04:00:00Z"),
+        event("web", "/home", 200, 5, "2025-12-14T05:00:00Z"),
+    ]);
+    let (code, r) = s.post("/api/requests/ingest/", events).await;
+    assert_eq!((code, r["inserted"].as_i64()), (200, Some(5)), "{r}");
+
+    let (code, page1) = s.get("/api/requests/").await;
+    assert_eq!(code, 200);
+    assert_eq!(page1["count"], 5);
+    assert_eq!(page1["previous"], Value::Null);
+    assert!(
+        page1["next"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/api/requests/?page=2"),
+        "{page1}"
+    );
+    let times: Vec<&str> = page1["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["time"].as_str())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2025-12-14T05:00:00Z",
+            "2025-12-14T04:00:00Z",
+            "2025-12-14T03:00:00Z"
+        ]
+    );
+    let (_, page2) = s.get("/api/requests/?page=2&service=").await;
+    assert!(
+        page2["previous"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("/api/requests/?service="),
+        "{page2}"
+    );
+    assert_eq!(page2["next"], Value::Null);
+    assert_eq!(
+        s.get("/api/requests/?page=9").await,
+        (404, json!({"detail": "Invalid page."}))
+    );
+
+    let (_, billing) = s
+        .get("/api/requests/?service=BILLING&ordering=latency_ms")
+        .await;
+    let lat: Vec<i64> = billing["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["latency_ms"].as_i64())
+        .collect();
+    assert_eq!(lat, [50, 70], "iexact service, ascending latency");
+    assert_eq!(
+        s.get("/api/requests/?status_code__in=500,404").await.1["count"],
+        2
+    );
+    assert_eq!(
+        s.get("/api/requests/?time_after=2025-12-14T02:00:00Z&time_before=2025-12-14T04:00:00Z")
+            .await
+            .1["count"],
+        3
+    );
+    assert_eq!(
+        s.get("/api/requests/?latency_min=50.5&latency_max=300")
+            .await
+            .1["count"],
+        2
+    );
+    assert_eq!(s.get("/api/requests/?search=bill,ref").await.1["count"], 1);
+    assert_eq!(
+        s.get("/api/requests/?time_after=nope").await,
+        (400, json!({"time_after": ["Enter a valid date/time."]}))
+    );
+    assert_eq!(
+        s.get("/api/requests/?status_code=x").await,
+        (400, json!({"status_code": ["Enter a number."]}))
+    );
+}
+
+#[tokio::test]
+async fn ingest_shapes_limits_and_strict_mode() {
+    let s = server().await;
+    let good = event("auth", "/login", 200, 10, "2025-12-14T01:00:00Z");
+    let (code, r) = s
+        .post(
+            "/api/requests/ingest/",
+            json!({"events": [good.clone(), {"not": "an event"}, 5]}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(r["inserted"], 1);
+    assert_eq!(r["rejected"], 2);
+    assert_eq!(
+        r["errors"][1],
+        json!({"index": 2, "errors": {"non_field_errors": ["Each event must be a JSON object/dict."]}})
+    );
+    assert_eq!(r["errors"][0]["index"], 1);
+
+    let (code, r) = s
+        .post(
+            "/api/requests/ingest/?strict=yes",
+            json!([good.clone(), {"time": "x"}]),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(
+        r["detail"],
+        "Strict mode enabled: payload contains invalid items. Nothing was inserted."
+    );
+    assert_eq!(
+        (r["inserted"].as_i64(), r["rejected"].as_i64()),
+        (Some(0), Some(2))
+    );
+    assert_eq!(
+        s.get("/api/requests/").await.1["count"],
+        1,
+        "strict mode inserted nothing"
+    );
+
+    let (code, r) = s
+        .post(
+            "/api/requests/ingest/?max_events=2",
+            json!([good.clone(), good.clone(), good.clone()]),
+        )
+        .await;
+    assert_eq!(
+        (code, r),
+        (
+            413,
+            json!({"detail": "Too many events: got 3, max allowed is 2.", "max_events": 2})
+        )
+    );
+    let (code, r) = s
+        .post("/api/requests/ingest/?max_events=5", json!([good.clone()]))
+        .await;
+    assert_eq!(
+        (code, r["inserted"].as_i64()),
+        (200, Some(1)),
+        "max_events below 1000 alone works (spec §11 #1)"
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/?max_errors=x", json!([]))
+            .await,
+        (400, json!({"max_errors": "Must be an integer."}))
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/?strict=maybe", json!([]))
+            .await,
+        (400, json!({"strict": "Must be a boolean (true/false)."}))
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/", json!({})).await,
+        (
+            400,
+            json!({"detail": "Expected a list payload or an object with an 'events' list."})
+        )
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/", json!({"events": 1})).await,
+        (400, json!({"events": "Must be a list of event objects."}))
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/", json!("x")).await,
+        (
+            400,
+            json!({"detail": "Expected JSON list or object payload."})
+        )
+    );
+    assert_eq!(
+        s.post("/api/requests/ingest/", json!([])).await,
+        (200, json!({"inserted": 0, "rejected": 0, "errors": []}))
+    );
+
+    let many: Vec<Value> = (0..30).map(|_| json!({})).collect();
+    let (_, r) = s
+        .post("/api/requests/ingest/?max_errors=3", Value::Array(many))
+        .await;
+    assert_eq!(
+        (r["rejected"].as_i64(), r["errors"].as_array().map(Vec::len)),
+        (Some(30), Some(3))
+    );
+}
