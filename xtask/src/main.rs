@@ -4,6 +4,7 @@
 //!   the end-to-end suite on the real sandbox.
 //! - `e2e`: the end-to-end suite alone (starts the sandbox; needs root on Debian, or a running
 //!   Docker engine).
+//!   Then the API's tests again on the platform's database image (TimescaleDB, pgvector).
 //! - `fmt`: format the workspace.
 
 use std::process::Command;
@@ -38,7 +39,33 @@ fn ci() -> anyhow::Result<()> {
     ])?;
     cargo(&["test", "--workspace", "--locked"])?;
     e2e()?;
+    api_on_database_image()?;
     eprintln!("xtask ci: all checks passed");
+    Ok(())
+}
+
+/// The API's tests again, on the platform's database image (TimescaleDB and pgvector), which
+/// `scripts/test-postgres-image` builds and starts on the local engine the sandbox set up.
+fn api_on_database_image() -> anyhow::Result<()> {
+    eprintln!("$ bash scripts/test-postgres-image");
+    let out = Command::new("bash")
+        .arg("scripts/test-postgres-image")
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("scripts/test-postgres-image failed ({})", out.status);
+    }
+    let url = String::from_utf8(out.stdout)?.trim().to_owned();
+    eprintln!("$ cargo test -p apm-api --test api (APM_TEST_POSTGRES={url})");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["test", "--locked", "-p", "apm-api", "--test", "api"])
+        .env("APM_TEST_POSTGRES", &url)
+        .env("APM_TEST_EXPECT_EXTENSIONS", "1")
+        .status()?;
+    if !status.success() {
+        bail!("the API tests on the database image failed ({status})");
+    }
     Ok(())
 }
 

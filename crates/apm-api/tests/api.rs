@@ -13,6 +13,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 struct Server {
     base: String,
     client: reqwest::Client,
+    /// The test's own database.
+    database_url: String,
 }
 
 async fn server() -> Server {
@@ -32,6 +34,8 @@ async fn server() -> Server {
         .await
         .expect("create database");
     admin.close().await;
+    let mut database_url = url.clone();
+    database_url.set_path(&name);
     let who = Credentials {
         user: url.username().to_owned(),
         password: url.password().unwrap_or_default().to_owned(),
@@ -66,6 +70,7 @@ async fn server() -> Server {
     Server {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
+        database_url: database_url.to_string(),
     }
 }
 
@@ -423,4 +428,66 @@ async fn ingest_shapes_limits_and_strict_mode() {
         (r["rejected"].as_i64(), r["errors"].as_array().map(Vec::len)),
         (Some(30), Some(3))
     );
+}
+
+/// The migrations adapt to the server: a hypertable with 1-day chunks where TimescaleDB is
+/// preloaded, the embeddings table with its HNSW index where pgvector is available, plain tables
+/// otherwise. `APM_TEST_EXPECT_EXTENSIONS=1` (set when testing the platform's database image) makes
+/// the extensions mandatory, so CI proves the TimescaleDB and pgvector paths.
+#[tokio::test]
+async fn schema_matches_the_server() {
+    let s = server().await;
+    let pool = sqlx::PgPool::connect(&s.database_url)
+        .await
+        .expect("connect to the test database");
+    let timescale: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("query");
+    let vector: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector')")
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+    if std::env::var("APM_TEST_EXPECT_EXTENSIONS").as_deref() == Ok("1") {
+        assert!(
+            timescale && vector,
+            "the database image must give TimescaleDB and pgvector"
+        );
+    }
+    if timescale {
+        let interval: String = sqlx::query_scalar(
+            "SELECT time_interval::text FROM timescaledb_information.dimensions WHERE hypertable_name = 'observability_apirequest'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("a hypertable");
+        assert_eq!(interval, "1 day");
+    } else {
+        let is_table: bool =
+            sqlx::query_scalar("SELECT to_regclass('observability_apirequest') IS NOT NULL")
+                .fetch_one(&pool)
+                .await
+                .expect("query");
+        assert!(is_table);
+    }
+    let embeddings: bool =
+        sqlx::query_scalar("SELECT to_regclass('api_req_emb_hnsw_idx') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+    assert_eq!(
+        embeddings, vector,
+        "the embeddings table and its HNSW index exist exactly where pgvector does"
+    );
+    // The API works the same either way.
+    let (code, r) = s
+        .post(
+            "/api/requests/ingest/",
+            json!([event("a", "/b", 200, 1, "2025-12-14T00:00:00Z")]),
+        )
+        .await;
+    assert_eq!((code, r["inserted"].as_i64()), (200, Some(1)));
 }

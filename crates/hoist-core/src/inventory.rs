@@ -101,20 +101,8 @@ fn valid_name(name: &str) -> bool {
 /// Loads `dir` (an inventory folder holding `hosts.yml`). `root` is the project root, for file names.
 pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventory> {
     let path = dir.join("hosts.yml");
-    let file = SourceName::new(root, &path);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) => {
-            let what = if e.kind() == std::io::ErrorKind::NotFound {
-                format!("no inventory here: {} does not exist", path.display())
-            } else {
-                format!("cannot read: {e}")
-            };
-            diags.error(&file, Loc::UNKNOWN, "", Kind::Io, what);
-            return None;
-        }
-    };
-    let node = yaml::parse(&file, &text, diags)?;
+    let missing = format!("no inventory here: {} does not exist", path.display());
+    let (file, node) = yaml::load(root, &path, &missing, diags)?;
     let mut ctx = Ctx::new(file.clone(), diags);
     let mut top = ctx.fields(&node, "")?;
 
@@ -150,18 +138,7 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
                 );
             }
             let mut conn = defaults.clone();
-            for key in [
-                "user",
-                "port",
-                "identity_file",
-                "known_hosts_file",
-                "jump",
-                "become",
-            ] {
-                if let Some(v) = f.get(key) {
-                    apply_connection_key(&mut ctx, &mut conn, key, v, &yaml::join(&path, key), dir);
-                }
-            }
+            connection_keys(&mut ctx, &mut f, &mut conn, &path, dir);
             if let Some(v) = f.get("vars") {
                 host_vars
                     .entry(name.clone())
@@ -327,20 +304,34 @@ fn connection(
     let Some(mut f) = ctx.fields(node, path) else {
         return conn;
     };
-    for key in [
-        "user",
-        "port",
-        "identity_file",
-        "known_hosts_file",
-        "jump",
-        "become",
-    ] {
-        if let Some(v) = f.get(key) {
-            apply_connection_key(ctx, &mut conn, key, v, &yaml::join(path, key), dir);
-        }
-    }
+    connection_keys(ctx, &mut f, &mut conn, path, dir);
     f.finish(ctx, false);
     conn
+}
+
+/// The connection settings a host (or the `connection:` defaults) may set.
+const CONNECTION_KEYS: [&str; 6] = [
+    "user",
+    "port",
+    "identity_file",
+    "known_hosts_file",
+    "jump",
+    "become",
+];
+
+/// Applies the connection keys present in `f` over `conn`.
+fn connection_keys(
+    ctx: &mut Ctx<'_>,
+    f: &mut yaml::Fields<'_>,
+    conn: &mut Connection,
+    path: &str,
+    dir: &Path,
+) {
+    for key in CONNECTION_KEYS {
+        if let Some(v) = f.get(key) {
+            apply_connection_key(ctx, conn, key, v, &yaml::join(path, key), dir);
+        }
+    }
 }
 
 fn apply_connection_key(

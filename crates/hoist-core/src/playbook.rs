@@ -110,20 +110,7 @@ impl Action {
 }
 
 pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playbook> {
-    let source = SourceName::new(root, path);
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            let what = if e.kind() == std::io::ErrorKind::NotFound {
-                "no such playbook".to_owned()
-            } else {
-                format!("cannot read: {e}")
-            };
-            diags.error(&source, Loc::UNKNOWN, "", Kind::Io, what);
-            return None;
-        }
-    };
-    let node = yaml::parse(&source, &text, diags)?;
+    let (source, node) = yaml::load(root, path, "no such playbook", diags)?;
     let mut ctx = Ctx::new(source.clone(), diags);
     let mut plays = Vec::new();
     if !matches!(node.value, Value::Seq(_)) {

@@ -88,21 +88,7 @@ impl VarFile {
 
     /// Loads a variables file; `secrets.yml` files hold secret values.
     pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<VarFile> {
-        let source = SourceName::new(root, path);
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.error(
-                    &source,
-                    Loc::UNKNOWN,
-                    "",
-                    Kind::Io,
-                    format!("cannot read: {e}"),
-                );
-                return None;
-            }
-        };
-        let node = yaml::parse(&source, &text, diags)?;
+        let (source, node) = yaml::load(root, path, "cannot read: no such file", diags)?;
         let secret = is_secrets_file(path);
         let mut ctx = Ctx::new(source, diags);
         Some(VarFile::from_node(&mut ctx, &node, "", secret))

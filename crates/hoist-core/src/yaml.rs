@@ -165,6 +165,31 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
+/// Reads and parses the YAML file at `path` (reported relative to `root`). A missing file is
+/// reported as `missing`; other read and syntax errors as themselves.
+pub fn load(
+    root: &std::path::Path,
+    path: &std::path::Path,
+    missing: &str,
+    diags: &mut Diagnostics,
+) -> Option<(SourceName, Node)> {
+    let source = SourceName::new(root, path);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                missing.to_owned()
+            } else {
+                format!("cannot read: {e}")
+            };
+            diags.error(&source, Loc::UNKNOWN, "", Kind::Io, what);
+            return None;
+        }
+    };
+    let node = parse(&source, &text, diags)?;
+    Some((source, node))
+}
+
 /// Parses `text` (the content of `file`) into a located tree; a syntax error becomes a diagnostic.
 pub fn parse(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<Node> {
     if text.trim().is_empty() {

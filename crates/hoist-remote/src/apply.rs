@@ -455,31 +455,17 @@ async fn prepare(
         let Some(spec) = run.want.images.get(&c.name) else {
             continue;
         };
-        let local_has = match local {
-            Some(l) => images::image_id(l, &spec.reference).await.is_some(),
-            None => false,
-        };
-        match (&spec.source, local) {
+        // Built images, and registry images the local engine has, are streamed from the local
+        // engine; other registry images are pulled by the host.
+        let from_local = match (&spec.source, local) {
             (ImageSource::Build { .. }, Some(l)) => {
                 build_once(l, builds, &opts.root, spec)
                     .await
-                    .map_err(|e| RemoteError::Other {
+                    .map_err(|detail| RemoteError::Other {
                         host: host.clone(),
-                        detail: e,
+                        detail,
                     })?;
-                let bytes = images::transfer(
-                    l,
-                    &d,
-                    &host,
-                    &spec.reference,
-                    image_progress(events, &host, &spec.reference),
-                )
-                .await?;
-                events(Event::ImageSent {
-                    host: host.clone(),
-                    image: spec.reference.clone(),
-                    bytes,
-                });
+                Some(l)
             }
             (ImageSource::Build { .. }, None) => {
                 return Err(RemoteError::Other {
@@ -490,22 +476,24 @@ async fn prepare(
                     ),
                 });
             }
-            (ImageSource::Pull, Some(l)) if local_has => {
-                let bytes = images::transfer(
-                    l,
-                    &d,
-                    &host,
-                    &spec.reference,
-                    image_progress(events, &host, &spec.reference),
-                )
-                .await?;
+            (ImageSource::Pull, Some(l))
+                if images::image_id(l, &spec.reference).await.is_some() =>
+            {
+                Some(l)
+            }
+            (ImageSource::Pull, _) => None,
+        };
+        match from_local {
+            Some(l) => {
+                let progress = image_progress(events, &host, &spec.reference);
+                let bytes = images::transfer(l, &d, &host, &spec.reference, progress).await?;
                 events(Event::ImageSent {
                     host: host.clone(),
                     image: spec.reference.clone(),
                     bytes,
                 });
             }
-            (ImageSource::Pull, _) => images::pull(&d, &host, &spec.reference).await?,
+            None => images::pull(&d, &host, &spec.reference).await?,
         }
         done(run, c, t, events);
     }

@@ -242,12 +242,19 @@ fn object(v: Value) -> Result<Map<String, Value>, Response> {
     }
 }
 
-async fn insert(state: &AppState, e: &Event) -> Result<Stored, sqlx::Error> {
+/// Inserts one event, with a new id or (when an update moves it) its own.
+async fn insert_one<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    id: Option<i64>,
+    e: &Event,
+) -> Result<Stored, sqlx::Error> {
     let q = format!(
-        "INSERT INTO observability_apirequest (time, service, endpoint, method, status_code, latency_ms, trace_id, user_ref, tags) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        "INSERT INTO observability_apirequest (id, time, service, endpoint, method, status_code, latency_ms, trace_id, user_ref, tags) \
+         VALUES (COALESCE($1, nextval(pg_get_serial_sequence('observability_apirequest', 'id'))), $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         RETURNING {COLUMNS}"
     );
     sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(q))
+        .bind(id)
         .bind(e.time)
         .bind(&e.service)
         .bind(&e.endpoint)
@@ -257,7 +264,7 @@ async fn insert(state: &AppState, e: &Event) -> Result<Stored, sqlx::Error> {
         .bind(&e.trace_id)
         .bind(&e.user_ref)
         .bind(&e.tags)
-        .fetch_one(&state.db.primary)
+        .fetch_one(db)
         .await
 }
 
@@ -275,7 +282,7 @@ pub async fn create(
         Ok(e) => e,
         Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
     };
-    match insert(&state, &e).await {
+    match insert_one(&state.db.primary, None, &e).await {
         Ok(s) => respond(StatusCode::CREATED, &s.to_json()),
         Err(e) => server_error(e),
     }
@@ -330,29 +337,13 @@ async fn save(
         Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
     };
     // The row may move chunk when its time changes: delete and insert it, keeping its id.
-    let q = format!(
-        "INSERT INTO observability_apirequest (id, time, service, endpoint, method, status_code, latency_ms, trace_id, user_ref, tags) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
-    );
     let saved = async {
         let mut tx = state.db.primary.begin().await?;
         sqlx::query("DELETE FROM observability_apirequest WHERE id = $1")
             .bind(current.id)
             .execute(&mut *tx)
             .await?;
-        let s = sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(q))
-            .bind(current.id)
-            .bind(e.time)
-            .bind(&e.service)
-            .bind(&e.endpoint)
-            .bind(&e.method)
-            .bind(e.status_code)
-            .bind(e.latency_ms)
-            .bind(&e.trace_id)
-            .bind(&e.user_ref)
-            .bind(&e.tags)
-            .fetch_one(&mut *tx)
-            .await?;
+        let s = insert_one(&mut *tx, Some(current.id), &e).await?;
         tx.commit().await?;
         Ok::<Stored, sqlx::Error>(s)
     }

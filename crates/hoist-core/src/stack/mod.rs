@@ -78,21 +78,7 @@ fn valid_project(name: &str) -> bool {
 
 /// Reads a stack file and its binding; the services are checked when lowered.
 pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFile> {
-    let source = SourceName::new(root, path);
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            diags.error(
-                &source,
-                Loc::UNKNOWN,
-                "",
-                Kind::Io,
-                format!("cannot read: {e}"),
-            );
-            return None;
-        }
-    };
-    let node = yaml::parse(&source, &text, diags)?;
+    let (source, node) = yaml::load(root, path, "cannot read: no such file", diags)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
