@@ -4,7 +4,9 @@
 //! - [`db`]: connections, migrations and read routing to healthy replicas.
 //! - [`event`]: the ApiRequest resource and its validation.
 //! - [`routes`]: the HTTP routes; [`json`] the response formats; [`metrics`] `/metrics`.
+//! - [`check_cluster`]: `apm-api check-cluster`.
 
+pub mod check_cluster;
 pub mod config;
 pub mod db;
 pub mod event;
@@ -48,4 +50,16 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// A result line on stdout (commands, not the server: its output is the JSON log).
+pub fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// A problem line on stderr.
+pub fn complain(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

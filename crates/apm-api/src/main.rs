@@ -1,18 +1,39 @@
 //! `apm-api serve` (the default): wait for the database, migrate unless SKIP_MIGRATE, serve on
 //! 0.0.0.0:8000, stop gracefully on SIGTERM. `apm-api migrate`: migrate and exit.
+//! `apm-api check-cluster`: the state of each database connection.
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "apm-api", version, about = "The APM HTTP API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Wait for the database, migrate (unless SKIP_MIGRATE=1), serve on APM_BIND (0.0.0.0:8000)
+    Serve,
+    /// Run the migrations and exit
+    Migrate,
+    /// Connect to every database host and report its role (primary or replica)
+    CheckCluster(apm_api::check_cluster::Options),
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let command = std::env::args().nth(1).unwrap_or_else(|| "serve".into());
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -21,17 +42,20 @@ fn main() -> ExitCode {
         }
     };
     let result = rt.block_on(async {
-        let settings = apm_api::config::Settings::from_env()?;
-        match command.as_str() {
-            "serve" => apm_api::serve(settings, shutdown()).await,
-            "migrate" => apm_api::db::Db::connect(&settings).await.map(|_| ()),
-            other => anyhow::bail!("unknown command {other:?} (serve, migrate)"),
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => apm_api::serve(apm_api::config::Settings::from_env()?, shutdown())
+                .await
+                .map(|()| 0),
+            Command::Migrate => apm_api::db::Db::connect(&apm_api::config::Settings::from_env()?)
+                .await
+                .map(|_| 0),
+            Command::CheckCluster(opts) => apm_api::check_cluster::run(opts).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            tracing::error!("{e:#}");
+            apm_api::complain(&format!("{e:#}"));
             ExitCode::from(1)
         }
     }
