@@ -56,10 +56,11 @@ fn api_on_database_image() -> anyhow::Result<()> {
         bail!("scripts/test-postgres-image failed ({})", out.status);
     }
     let url = String::from_utf8(out.stdout)?.trim().to_owned();
-    eprintln!("$ cargo test -p apm-api --test api (APM_TEST_POSTGRES={url})");
+    eprintln!("$ cargo test --workspace --test api (APM_TEST_POSTGRES={url})");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["test", "--locked", "-p", "apm-api", "--test", "api"])
+        // --workspace, so features unify with the earlier runs and nothing is compiled again.
+        .args(["test", "--workspace", "--locked", "--test", "api"])
         .env("APM_TEST_POSTGRES", &url)
         .env("APM_TEST_EXPECT_EXTENSIONS", "1")
         .status()?;
@@ -70,7 +71,7 @@ fn api_on_database_image() -> anyhow::Result<()> {
 }
 
 fn e2e() -> anyhow::Result<()> {
-    cargo(&["test", "--locked", "--test", "e2e", "--", "--nocapture"])
+    cargo(&["test", "--workspace", "--locked", "--test", "e2e", "--", "--nocapture"])
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
