@@ -71,7 +71,15 @@ fn api_on_database_image() -> anyhow::Result<()> {
 }
 
 fn e2e() -> anyhow::Result<()> {
-    cargo(&["test", "--workspace", "--locked", "--test", "e2e", "--", "--nocapture"])
+    cargo(&[
+        "test",
+        "--workspace",
+        "--locked",
+        "--test",
+        "e2e",
+        "--",
+        "--nocapture",
+    ])
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {

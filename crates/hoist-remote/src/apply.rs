@@ -162,7 +162,6 @@ pub async fn apply(
                         owner,
                         local.as_ref(),
                         builds,
-                        desired,
                         redactor,
                         opts,
                         &events,
@@ -355,7 +354,6 @@ async fn prepare(
     owner: &str,
     local: Option<&Docker>,
     builds: &Builds,
-    desired: &Desired,
     redactor: &Redactor,
     opts: &ApplyOptions,
     events: &Events,
@@ -526,7 +524,6 @@ async fn prepare(
         }
         done(run, c, t, events);
     }
-    let _ = desired;
     run.docker = Some(d);
     Ok(())
 }
