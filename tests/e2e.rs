@@ -18,10 +18,23 @@ const HOSTS: [(&str, &str); 3] = [
     ("app-1", "172.30.0.13"),
 ];
 
+/// The e2e fixture's secret (in the rendered file and a container's environment).
+const POISON: &str = "p0ison-E2E-token";
+
 fn hoist(args: &[&str]) -> Run {
     let mut full = vec!["--project", "tests/fixtures/e2e", "-i", "inventory/sandbox"];
     full.extend(args);
-    hoist_in(&repo(), &full, &[])
+    clean(hoist_in(&repo(), &full, &[]))
+}
+
+/// Every output of hoist on real hosts is checked for the secret.
+fn clean(run: Run) -> Run {
+    assert!(
+        !run.all().contains(POISON),
+        "an output shows the secret:\n{}",
+        run.all()
+    );
+    run
 }
 
 fn step(name: &str) {
@@ -152,6 +165,16 @@ fn sandbox_end_to_end() {
             );
         }
     }
+
+    step("status and logs");
+    let status = hoist(&["status"]);
+    ok(&status, "status");
+    assert!(
+        status.stdout.contains("e2e-api-1") && status.stdout.contains("running"),
+        "{}",
+        status.stdout
+    );
+    ok(&hoist(&["logs", "data-1", "api", "--tail", "5"]), "logs");
 
     step("second plan: no changes; second apply restarts nothing");
     let before = start_times();
@@ -352,7 +375,7 @@ fn sandbox_end_to_end() {
     let as_deploy = |args: &[&str]| {
         let mut full = vec!["--project", "tests/fixtures/e2e", "-i", &inv_arg];
         full.extend(args);
-        hoist_in(&repo(), &full, &[])
+        clean(hoist_in(&repo(), &full, &[]))
     };
     ok(
         &as_deploy(&["-e", "greeting=ciao", "plan", "test"]),
@@ -405,7 +428,7 @@ fn sandbox_end_to_end() {
         ),
     )
     .expect("write");
-    let refused = hoist_in(
+    let refused = clean(hoist_in(
         &repo(),
         &[
             "--project",
@@ -416,7 +439,7 @@ fn sandbox_end_to_end() {
             "test",
         ],
         &[],
-    );
+    ));
     assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
     assert!(
         refused
