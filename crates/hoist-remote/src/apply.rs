@@ -108,6 +108,18 @@ struct HostRun<'a> {
     started: Instant,
 }
 
+impl HostRun<'_> {
+    /// The planned changes to resources of one kind, in plan order.
+    fn changes_of(&self, kind: ResourceKind) -> Vec<Change> {
+        self.plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == kind)
+            .cloned()
+            .collect()
+    }
+}
+
 /// The outcome of building one image, shared by every host that needs it.
 type BuildOnce = Arc<tokio::sync::OnceCell<std::result::Result<(), String>>>;
 
@@ -361,13 +373,7 @@ async fn prepare(
     let host = run.ssh.name.clone();
     lock(run.ssh, owner, opts.break_lock, events).await?;
     // The engine first: everything else lives in it.
-    let engine_changes: Vec<Change> = run
-        .plan
-        .changes
-        .iter()
-        .filter(|c| c.kind == ResourceKind::Engine)
-        .cloned()
-        .collect();
+    let engine_changes = run.changes_of(ResourceKind::Engine);
     for c in &engine_changes {
         let t = Instant::now();
         let spec = run.want.engine.as_ref();
@@ -425,13 +431,7 @@ async fn prepare(
                 Some(ActionKind::Exec { .. } | ActionKind::Wait(Wait::Service { .. }))
             )
         });
-    for c in run
-        .plan
-        .changes
-        .clone()
-        .iter()
-        .filter(|c| c.kind == ResourceKind::File)
-    {
+    for c in &run.changes_of(ResourceKind::File) {
         let t = Instant::now();
         if let Some(f) = run.want.files.get(&c.name) {
             files::put(run.ssh, f).await?;
@@ -442,13 +442,7 @@ async fn prepare(
         return Ok(());
     }
     let d = docker::connect(run.ssh).await?;
-    for c in run
-        .plan
-        .changes
-        .clone()
-        .iter()
-        .filter(|c| c.kind == ResourceKind::Image)
-    {
+    for c in &run.changes_of(ResourceKind::Image) {
         let t = Instant::now();
         let Some(spec) = run.want.images.get(&c.name) else {
             continue;
@@ -495,13 +489,7 @@ async fn prepare(
         }
         done(run, c, t, events);
     }
-    for c in run
-        .plan
-        .changes
-        .clone()
-        .iter()
-        .filter(|c| c.kind == ResourceKind::Network)
-    {
+    for c in &run.changes_of(ResourceKind::Network) {
         let t = Instant::now();
         if let Some(n) = run.want.networks.get(&c.name) {
             if c.action == ChangeAction::Recreate {
@@ -511,13 +499,7 @@ async fn prepare(
         }
         done(run, c, t, events);
     }
-    for c in run
-        .plan
-        .changes
-        .clone()
-        .iter()
-        .filter(|c| c.kind == ResourceKind::Volume)
-    {
+    for c in &run.changes_of(ResourceKind::Volume) {
         let t = Instant::now();
         if let Some(v) = run.want.volumes.get(&c.name) {
             docker::create_volume(&host, &d, v).await?;

@@ -72,32 +72,21 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
             format!("{} -> {}", mounts(&have_mounts), mounts(&want_mounts)),
         ));
     }
-    let have_nets: BTreeMap<String, BTreeSet<String>> = have
-        .networks
-        .iter()
-        .map(|(n, a)| {
-            (
-                n.clone(),
-                a.iter()
-                    .filter(|a| !engine_alias(a, &want.name))
-                    .cloned()
-                    .collect(),
-            )
-        })
-        .collect();
-    let want_nets: BTreeMap<String, BTreeSet<String>> = want
-        .networks
-        .iter()
-        .map(|(n, a)| {
-            (
-                n.clone(),
-                a.iter()
-                    .filter(|a| !engine_alias(a, &want.name))
-                    .cloned()
-                    .collect(),
-            )
-        })
-        .collect();
+    // Network -> the aliases asked for (the engine's own left out).
+    let asked = |nets: &BTreeMap<String, Vec<String>>| -> BTreeMap<String, BTreeSet<String>> {
+        nets.iter()
+            .map(|(n, a)| {
+                (
+                    n.clone(),
+                    a.iter()
+                        .filter(|a| !engine_alias(a, &want.name))
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+    let (have_nets, want_nets) = (asked(&have.networks), asked(&want.networks));
     if have_nets != want_nets {
         out.push(Reason::new(
             "networks",
