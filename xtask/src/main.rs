@@ -56,11 +56,19 @@ fn api_on_database_image() -> anyhow::Result<()> {
         bail!("scripts/test-postgres-image failed ({})", out.status);
     }
     let url = String::from_utf8(out.stdout)?.trim().to_owned();
-    eprintln!("$ cargo test --workspace --test api (APM_TEST_POSTGRES={url})");
+    eprintln!("$ cargo test --workspace --test api --test analytics (APM_TEST_POSTGRES={url})");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         // --workspace, so features unify with the earlier runs and nothing is compiled again.
-        .args(["test", "--workspace", "--locked", "--test", "api"])
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--test",
+            "api",
+            "--test",
+            "analytics",
+        ])
         .env("APM_TEST_POSTGRES", &url)
         .env("APM_TEST_EXPECT_EXTENSIONS", "1")
         .status()?;

@@ -12,6 +12,7 @@ pub mod db;
 pub mod event;
 pub mod json;
 pub mod metrics;
+pub mod rollup;
 pub mod routes;
 
 use std::sync::Arc;

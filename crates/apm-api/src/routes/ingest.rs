@@ -1,7 +1,7 @@
 //! `POST /api/requests/ingest/`: bulk ingest with the original's parameters, payload shapes, limits
 //! and per-item errors. Valid rows go in with one multi-row statement per batch (UNNEST of column
-//! arrays), all batches in one transaction: the original's batches were not atomic as a group
-//! (spec §11 #3).
+//! arrays), all batches in one transaction with the rollups' update: the original's batches were not
+//! atomic as a group (spec §11 #3).
 
 use std::sync::Arc;
 
@@ -212,5 +212,6 @@ pub async fn insert_batches(
         .execute(&mut *tx)
         .await?;
     }
+    crate::rollup::add(&mut tx, rows).await?;
     tx.commit().await
 }

@@ -5,6 +5,7 @@
 // would add noise on a path that is not hot.
 #![allow(clippy::result_large_err)]
 
+mod analytics;
 mod health;
 mod ingest;
 mod requests;
@@ -44,6 +45,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         r,
         "/api/requests/ingest/",
         axum::routing::post(ingest::ingest),
+    );
+    r = both(r, "/api/requests/hourly/", get(analytics::hourly));
+    r = both(r, "/api/requests/daily/", get(analytics::daily));
+    r = both(r, "/api/requests/kpis/", get(analytics::kpis));
+    r = both(
+        r,
+        "/api/requests/top-endpoints/",
+        get(analytics::top_endpoints),
     );
     r = both(
         r,

@@ -268,6 +268,15 @@ async fn insert_one<'c>(
         .await
 }
 
+/// Deletes an event, returning it as it was.
+async fn delete_one(tx: &mut sqlx::PgConnection, id: i64) -> Result<Option<Stored>, sqlx::Error> {
+    let q = format!("DELETE FROM observability_apirequest WHERE id = $1 RETURNING {COLUMNS}");
+    sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(q))
+        .bind(id)
+        .fetch_optional(tx)
+        .await
+}
+
 pub async fn create(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -282,7 +291,15 @@ pub async fn create(
         Ok(e) => e,
         Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
     };
-    match insert_one(&state.db.primary, None, &e).await {
+    let created = async {
+        let mut tx = state.db.primary.begin().await?;
+        let s = insert_one(&mut *tx, None, &e).await?;
+        crate::rollup::add(&mut tx, std::slice::from_ref(&s.event)).await?;
+        tx.commit().await?;
+        Ok::<Stored, sqlx::Error>(s)
+    }
+    .await;
+    match created {
         Ok(s) => respond(StatusCode::CREATED, &s.to_json()),
         Err(e) => server_error(e),
     }
@@ -339,11 +356,12 @@ async fn save(
     // The row may move chunk when its time changes: delete and insert it, keeping its id.
     let saved = async {
         let mut tx = state.db.primary.begin().await?;
-        sqlx::query("DELETE FROM observability_apirequest WHERE id = $1")
-            .bind(current.id)
-            .execute(&mut *tx)
-            .await?;
+        // The row as deleted, not as read before: a concurrent write may have changed it.
+        if let Some(old) = delete_one(&mut tx, current.id).await? {
+            crate::rollup::remove(&mut tx, &old.event).await?;
+        }
         let s = insert_one(&mut *tx, Some(current.id), &e).await?;
+        crate::rollup::add(&mut tx, std::slice::from_ref(&s.event)).await?;
         tx.commit().await?;
         Ok::<Stored, sqlx::Error>(s)
     }
@@ -381,10 +399,10 @@ pub async fn destroy(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     };
     let result = async {
         let mut tx = state.db.primary.begin().await?;
-        sqlx::query("DELETE FROM observability_apirequest WHERE id = $1")
-            .bind(current.id)
-            .execute(&mut *tx)
-            .await?;
+        let Some(old) = delete_one(&mut tx, current.id).await? else {
+            return Ok(());
+        };
+        crate::rollup::remove(&mut tx, &old.event).await?;
         let has_embeddings: bool = sqlx::query_scalar(
             "SELECT to_regclass('observability_apirequestembedding') IS NOT NULL",
         )
