@@ -6,14 +6,17 @@
 //! - [`routes`]: the HTTP routes; [`json`] the response formats; [`metrics`] `/metrics`.
 //! - [`check_cluster`]: `apm-api check-cluster`.
 
+pub mod backfill;
 pub mod check_cluster;
 pub mod config;
 pub mod db;
+pub mod embed;
 pub mod event;
 pub mod json;
 pub mod metrics;
 pub mod rollup;
 pub mod routes;
+pub mod seed;
 
 use std::sync::Arc;
 
@@ -25,15 +28,18 @@ pub struct AppState {
     pub db: Arc<db::Db>,
     pub settings: config::Settings,
     pub metrics: PrometheusHandle,
+    pub embedder: embed::Provider,
 }
 
 /// Connects (waiting for the database and migrating) and builds the router.
 pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
+    let embedder = embed::Provider::from_env()?;
     let db = db::Db::connect(&settings).await?;
     let state = Arc::new(AppState {
         db,
         settings,
         metrics: metrics::handle(),
+        embedder,
     });
     Ok(routes::router(state))
 }

@@ -1,6 +1,7 @@
 //! `apm-api serve` (the default): wait for the database, migrate unless SKIP_MIGRATE, serve on
 //! 0.0.0.0:8000, stop gracefully on SIGTERM. `apm-api migrate`: migrate and exit.
 //! `apm-api check-cluster`: the state of each database connection.
+//! `apm-api embed`, `seed`, `refresh`: the original's management commands.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,25 @@ enum Command {
     Migrate,
     /// Connect to every database host and report its role (primary or replica)
     CheckCluster(apm_api::check_cluster::Options),
+    /// Embed events for semantic search (APM_EMBED_PROVIDER: hashing, gemini or openai)
+    Embed(apm_api::backfill::Options),
+    /// Generate synthetic events, into the database or through the ingest endpoint
+    Seed(apm_api::seed::Options),
+    /// Recompute the hourly or daily rollup from the events, for events written around the API
+    Refresh(Refresh),
+}
+
+#[derive(Debug, clap::Args)]
+struct Refresh {
+    /// Which rollup
+    #[arg(value_parser = ["hourly", "daily"])]
+    rollup: String,
+    /// From this ISO datetime (default: 7 days before --end)
+    #[arg(long)]
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    /// To this ISO datetime (default: now)
+    #[arg(long)]
+    end: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +70,41 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| 0),
             Command::CheckCluster(opts) => apm_api::check_cluster::run(opts).await,
+            Command::Embed(opts) => {
+                let settings = apm_api::config::Settings::from_env()?;
+                let provider = apm_api::embed::Provider::from_env()?;
+                apm_api::backfill::run(&writer(&settings).await?, &provider, &opts)
+                    .await
+                    .map(|_| 0)
+            }
+            Command::Seed(opts) => {
+                apm_api::seed::run(&apm_api::config::Settings::from_env()?, &opts)
+                    .await
+                    .map(|()| 0)
+            }
+            Command::Refresh(r) => {
+                let settings = apm_api::config::Settings::from_env()?;
+                let end = r.end.unwrap_or_else(chrono::Utc::now);
+                let start = r.start.unwrap_or(end - chrono::TimeDelta::days(7));
+                anyhow::ensure!(start <= end, "`--start` must be <= `--end`.");
+                let unit = if r.rollup == "hourly" { "hour" } else { "day" };
+                let rows: i64 = sqlx::query_scalar("SELECT apm_rollup_refresh($1, $2, $3)")
+                    .bind(unit)
+                    .bind(start)
+                    .bind(end)
+                    .fetch_one(&writer(&settings).await?)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("Failed to refresh apirequest_{}: {e}", r.rollup)
+                    })?;
+                apm_api::say(&format!(
+                    "Refreshed apirequest_{} from {} to {} ({rows} rows)",
+                    r.rollup,
+                    apm_api::json::utc_z(&start),
+                    apm_api::json::utc_z(&end)
+                ));
+                Ok(0)
+            }
         }
     });
     match result {
@@ -59,6 +114,15 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A connection to the primary as the writer.
+async fn writer(s: &apm_api::config::Settings) -> anyhow::Result<sqlx::PgPool> {
+    let options = apm_api::db::options(s, &s.primary, &s.writer);
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await?)
 }
 
 async fn shutdown() {

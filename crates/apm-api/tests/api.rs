@@ -398,3 +398,179 @@ async fn schema_matches_the_server() {
         .await;
     assert_eq!((code, r["inserted"].as_i64()), (200, Some(1)));
 }
+
+/// Semantic search: 503 without pgvector; with it, `apm-api embed` (the hashing provider, offline)
+/// backfills error events and the nearest come first.
+#[tokio::test]
+async fn semantic_search_and_embed() {
+    let s = server().await;
+    assert_eq!(
+        s.get("/api/requests/semantic-search/").await,
+        (
+            400,
+            json!({"detail": ["Missing query. Use ?q=... or ?query=..."]})
+        )
+    );
+    assert_eq!(
+        s.get("/api/requests/semantic-search/?q=x&limit=0").await,
+        (
+            400,
+            json!({"limit": ["Ensure this value is greater than or equal to 1."]})
+        )
+    );
+    let pool = sqlx::PgPool::connect(&s.database_url)
+        .await
+        .expect("connect");
+    let vector: bool =
+        sqlx::query_scalar("SELECT to_regclass('observability_apirequestembedding') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+    if !vector {
+        let (code, body) = s.get("/api/requests/semantic-search/?q=timeout").await;
+        assert_eq!(code, 503, "{body}");
+        return;
+    }
+    let t = "2025-12-14T01:00:00Z";
+    let (code, _) = s
+        .post(
+            "/api/requests/ingest/",
+            json!([
+                event("billing", "/pay", 503, 900, t),
+                event("billing", "/pay", 502, 1100, t),
+                event("web", "/home", 500, 40, t),
+                event("web", "/home", 200, 20, t),
+            ]),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let options = |force: bool| apm_api::backfill::Options {
+        status_from: 500,
+        since: None,
+        limit: 1000,
+        batch_size: 2,
+        sleep: 0.0,
+        include_tags: false,
+        force,
+        dry_run: false,
+    };
+    let provider = apm_api::embed::Provider::Hashing;
+    let written = apm_api::backfill::run(&pool, &provider, &options(false))
+        .await
+        .expect("embed");
+    assert_eq!(written, 3);
+    // Nothing left to embed; --force rewrites every one.
+    let again = apm_api::backfill::run(&pool, &provider, &options(false))
+        .await
+        .expect("embed");
+    assert_eq!(again, 0);
+    let forced = apm_api::backfill::run(&pool, &provider, &options(true))
+        .await
+        .expect("embed");
+    assert_eq!(forced, 3);
+    let (code, r) = s
+        .get("/api/requests/semantic-search/?q=billing%20pay%20503&limit=2")
+        .await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["query"], "billing pay 503");
+    assert_eq!(r["count"], 2);
+    assert_eq!(r["results"][0]["service"], "billing");
+    assert_eq!(r["results"][0]["status_code"], 503);
+    let d = r["results"][0]["distance"].as_f64().expect("distance");
+    assert_eq!(r["results"][0]["score"].as_f64(), Some((1.0 - d).max(0.0)));
+    let web = s
+        .get("/api/requests/semantic-search/?query=slow&service=web")
+        .await
+        .1;
+    assert_eq!(web["count"], 1);
+    // Deleting an event deletes its embedding.
+    let id = web["results"][0]["id"].as_i64().expect("id");
+    let (code, _) = s
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/api/requests/{id}/"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 204);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM observability_apirequestembedding")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(left, 2);
+}
+
+/// Replicas that do not answer are skipped: reads answer 200 from the primary, and a read right
+/// after a write sees it.
+#[tokio::test]
+async fn reads_survive_a_dead_replica() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let s = common::server_with(|settings| {
+        settings.replicas = vec![apm_api::config::HostPort {
+            host: "127.0.0.1".into(),
+            port,
+        }];
+        settings.connect_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let (code, created) = s
+        .post(
+            "/api/requests/",
+            event("api", "/orders", 200, 12, "2025-12-14T01:00:00Z"),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(s.get(&format!("/api/requests/{id}/")).await.0, 200);
+    // Past the read-after-write window, reads would go to replicas: none is healthy.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    for path in [
+        format!("/api/requests/{id}/"),
+        "/api/requests/".to_owned(),
+        "/api/requests/kpis/?start=2025-12-14&end=2025-12-14".to_owned(),
+        "/api/requests/hourly/?start=2025-12-14&end=2025-12-14".to_owned(),
+    ] {
+        let (code, body) = s.get(&path).await;
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    let kpis = s
+        .get("/api/requests/kpis/?start=2025-12-14&end=2025-12-14")
+        .await
+        .1;
+    assert_eq!(kpis["hits"], 1);
+}
+
+/// `apm-api seed --via-api` posts batches to the ingest endpoint and counts what it inserted.
+#[tokio::test]
+async fn seed_through_the_api() {
+    use clap::Parser as _;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        o: apm_api::seed::Options,
+    }
+    let s = server().await;
+    let cli = Cli::parse_from([
+        "seed",
+        "--count",
+        "2500",
+        "--seed",
+        "42",
+        "--batch-size",
+        "1000",
+        "--via-api",
+        "--base-url",
+        &s.base,
+    ]);
+    apm_api::seed::run(&s.settings, &cli.o).await.expect("seed");
+    let (code, list) = s.get("/api/requests/").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["count"], 2500);
+    let kpis = s
+        .get("/api/requests/kpis/?granularity=daily&start=2000-01-01")
+        .await
+        .1;
+    assert_eq!(kpis["hits"], 2500);
+}

@@ -33,10 +33,10 @@ const ORDER_MESSAGE: &str = "`start` must be <= `end`.";
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(q: &Option<String>) -> Params {
+    pub(super) fn parse(q: &Option<String>) -> Params {
         Params(
             url::form_urlencoded::parse(q.as_deref().unwrap_or_default().as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -45,7 +45,7 @@ impl Params {
     }
 
     /// The last value of `key`, as Django's QueryDict gives it.
-    fn get(&self, key: &str) -> Option<&str> {
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -71,13 +71,13 @@ fn parse_bound(v: &str, end: bool) -> Option<DateTime<Utc>> {
 
 /// Serializer-style validation: every field's errors, as lists, in field order.
 #[derive(Default)]
-struct Form {
+pub(super) struct Form {
     errors: Map<String, Value>,
     order: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl Form {
-    fn fail(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn fail(&mut self, field: &str, message: impl Into<String>) {
         if let Some(list) = self
             .errors
             .entry(field.to_owned())
@@ -98,7 +98,7 @@ impl Form {
     }
 
     /// A CharField that may be absent but not blank (whitespace is trimmed first).
-    fn text(&mut self, p: &Params, field: &str) -> Option<String> {
+    pub(super) fn text(&mut self, p: &Params, field: &str) -> Option<String> {
         let v = p.get(field)?.trim();
         if v.is_empty() {
             self.fail(field, "This field may not be blank.");
@@ -107,7 +107,7 @@ impl Form {
         Some(v.to_owned())
     }
 
-    fn int(&mut self, p: &Params, field: &str, default: i64, min: i64, max: i64) -> i64 {
+    pub(super) fn int(&mut self, p: &Params, field: &str, default: i64, min: i64, max: i64) -> i64 {
         let Some(v) = p.get(field) else {
             return default;
         };
@@ -173,8 +173,12 @@ impl Form {
         }
     }
 
+    pub(super) fn is_valid(&self) -> bool {
+        self.errors.is_empty()
+    }
+
     /// The errors, or the cross-field check once every field is valid.
-    fn finish(mut self) -> Result<(), Response> {
+    pub(super) fn finish(mut self) -> Result<(), Response> {
         if self.errors.is_empty()
             && let Some((start, end)) = self.order
             && start > end

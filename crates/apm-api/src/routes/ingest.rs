@@ -162,7 +162,7 @@ pub async fn ingest(
             }),
         );
     }
-    if let Err(e) = insert_batches(&state, &valid, batch_size as usize).await {
+    if let Err(e) = insert_batches(&state.db.primary, &valid, batch_size as usize).await {
         return super::requests::server_error(e);
     }
     metrics::counter!("apm_ingest_events_total", "outcome" => "inserted")
@@ -176,14 +176,14 @@ pub async fn ingest(
 
 /// Inserts every row in one transaction, one statement per batch.
 pub async fn insert_batches(
-    state: &AppState,
+    pool: &sqlx::PgPool,
     rows: &[Event],
     batch: usize,
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }
-    let mut tx = state.db.primary.begin().await?;
+    let mut tx = pool.begin().await?;
     for chunk in rows.chunks(batch.max(1)) {
         let time: Vec<DateTime<Utc>> = chunk.iter().map(|e| e.time).collect();
         let service: Vec<&str> = chunk.iter().map(|e| e.service.as_str()).collect();

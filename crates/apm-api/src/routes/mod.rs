@@ -7,8 +7,9 @@
 
 mod analytics;
 mod health;
-mod ingest;
+pub mod ingest;
 mod requests;
+mod search;
 
 use std::sync::Arc;
 
@@ -53,6 +54,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         r,
         "/api/requests/top-endpoints/",
         get(analytics::top_endpoints),
+    );
+    r = both(
+        r,
+        "/api/requests/semantic-search/",
+        get(search::semantic_search),
     );
     r = both(
         r,

@@ -16,6 +16,7 @@ pub struct Server {
     pub client: reqwest::Client,
     /// The test's own database.
     pub database_url: String,
+    pub settings: Settings,
 }
 
 pub async fn server() -> Server {
@@ -66,7 +67,7 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         bind: "127.0.0.1:0".into(),
     };
     adjust(&mut settings);
-    let router = apm_api::app(settings).await.expect("app");
+    let router = apm_api::app(settings.clone()).await.expect("app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -78,6 +79,7 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         database_url: database_url.to_string(),
+        settings,
     }
 }
 
