@@ -29,15 +29,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     ) AS u ON u.b = i
 $$;
 
--- Element-wise sum of two histograms, trimmed after the last non-empty bin.
+-- Element-wise sum of two histograms.
 CREATE OR REPLACE FUNCTION apm_hist_add(a integer[], b integer[]) RETURNS integer[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(array_agg(coalesce(a[i], 0) + coalesce(b[i], 0) ORDER BY i), '{}')
+    FROM generate_series(1, greatest(cardinality(a), cardinality(b))) AS i
+$$;
+
+-- The same, trimmed after the last non-empty bin (for removals).
+CREATE OR REPLACE FUNCTION apm_hist_sub(a integer[], b integer[]) RETURNS integer[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(array_agg(s ORDER BY i) FILTER (WHERE i <= last), '{}')
     FROM (
         SELECT i, s, max(i) FILTER (WHERE s <> 0) OVER () AS last
         FROM (
-            SELECT i, coalesce(x, 0) + coalesce(y, 0) AS s
-            FROM unnest(coalesce(a, '{}'), coalesce(b, '{}')) WITH ORDINALITY AS t(x, y, i)
+            SELECT i, coalesce(a[i], 0) - coalesce(b[i], 0) AS s
+            FROM generate_series(1, greatest(cardinality(a), cardinality(b))) AS i
         ) AS sums
     ) AS trimmed
 $$;
@@ -61,39 +68,30 @@ CREATE INDEX IF NOT EXISTS apirequest_hourly_ep_bucket_desc_idx
 CREATE TABLE IF NOT EXISTS apirequest_daily (LIKE apirequest_hourly INCLUDING ALL);
 -- LIKE names the copied indexes after the new table: nothing else to create.
 
--- Adds events to both rollups. Keys are taken in order (hourly, then daily, each sorted), so
--- concurrent writers lock rows in the same order and never deadlock.
-CREATE OR REPLACE FUNCTION apm_rollup_add(
-    times timestamptz[], services text[], endpoints text[], statuses smallint[], latencies integer[]
+-- Merges per-bucket deltas, aggregated by the API, into a rollup: `hist_flat` holds every row's
+-- dense histogram, row i's from hist_offset[i] + 1 for hist_len[i] elements. Rows must come sorted
+-- by key: concurrent writers then lock rows in the same order and never deadlock.
+CREATE OR REPLACE FUNCTION apm_rollup_merge(
+    unit text, buckets timestamptz[], services text[], endpoints text[], hits bigint[],
+    errors bigint[], sums bigint[], maxes integer[], hist_offset integer[], hist_len integer[],
+    hist_flat integer[]
 ) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    unit text;
 BEGIN
-    FOREACH unit IN ARRAY ARRAY['hour', 'day'] LOOP
-        EXECUTE format($sql$
-            INSERT INTO %I AS r
-                (bucket, service, endpoint, hits, errors, latency_sum, max_latency_ms, latency_hist)
-            SELECT bucket, service, endpoint, sum(n), sum(e), sum(s), max(m),
-                   apm_hist_build(array_agg(bin), array_agg(n))
-            FROM (
-                SELECT date_trunc(%L, t, 'UTC') AS bucket, svc AS service, ep AS endpoint,
-                       apm_latency_bin(l) AS bin, count(*) AS n,
-                       count(*) FILTER (WHERE st >= 500) AS e, sum(l) AS s, max(l) AS m
-                FROM unnest($1, $2, $3, $4, $5) AS u(t, svc, ep, st, l)
-                GROUP BY 1, 2, 3, 4
-            ) AS g
-            GROUP BY bucket, service, endpoint
-            ORDER BY bucket, service, endpoint
-            ON CONFLICT (bucket, service, endpoint) DO UPDATE SET
-                hits = r.hits + excluded.hits,
-                errors = r.errors + excluded.errors,
-                latency_sum = r.latency_sum + excluded.latency_sum,
-                max_latency_ms = greatest(r.max_latency_ms, excluded.max_latency_ms),
-                latency_hist = apm_hist_add(r.latency_hist, excluded.latency_hist)
-            $sql$, 'apirequest_' || CASE unit WHEN 'hour' THEN 'hourly' ELSE 'daily' END, unit)
-        USING times, services, endpoints, statuses, latencies;
-    END LOOP;
+    EXECUTE format($sql$
+        INSERT INTO %I AS r
+            (bucket, service, endpoint, hits, errors, latency_sum, max_latency_ms, latency_hist)
+        SELECT b, s, e, h, er, su, m, $10[o + 1 : o + l]
+        FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9) AS u(b, s, e, h, er, su, m, o, l)
+        ON CONFLICT (bucket, service, endpoint) DO UPDATE SET
+            hits = r.hits + excluded.hits,
+            errors = r.errors + excluded.errors,
+            latency_sum = r.latency_sum + excluded.latency_sum,
+            max_latency_ms = greatest(r.max_latency_ms, excluded.max_latency_ms),
+            latency_hist = apm_hist_add(r.latency_hist, excluded.latency_hist)
+        $sql$, 'apirequest_' || CASE unit WHEN 'hour' THEN 'hourly' ELSE 'daily' END)
+    USING buckets, services, endpoints, hits, errors, sums, maxes, hist_offset, hist_len,
+          hist_flat;
 END
 $$;
 
@@ -109,7 +107,7 @@ DECLARE
     b timestamptz;
     one integer[];
 BEGIN
-    one := apm_hist_build(ARRAY[apm_latency_bin(l)], ARRAY[-1::bigint]);
+    one := apm_hist_build(ARRAY[apm_latency_bin(l)], ARRAY[1::bigint]);
     FOREACH unit IN ARRAY ARRAY['hour', 'day'] LOOP
         rollup := 'apirequest_' || CASE unit WHEN 'hour' THEN 'hourly' ELSE 'daily' END;
         b := date_trunc(unit, t, 'UTC');
@@ -118,7 +116,7 @@ BEGIN
                 hits = hits - 1,
                 errors = errors - CASE WHEN $5 >= 500 THEN 1 ELSE 0 END,
                 latency_sum = latency_sum - $6,
-                latency_hist = apm_hist_add(latency_hist, $7),
+                latency_hist = apm_hist_sub(latency_hist, $7),
                 max_latency_ms = CASE WHEN $6 < max_latency_ms THEN max_latency_ms ELSE coalesce(
                     (SELECT max(latency_ms) FROM observability_apirequest
                      WHERE service = $2 AND endpoint = $3

@@ -4,6 +4,10 @@
 //! Binning (the same as `apm_latency_bin` in SQL): values below 256 ms have a bin each; above,
 //! every power of two is split into 32 bins, so a bin spans at most 1/32 of its values.
 
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound as _, TimeDelta, Utc};
+
 use crate::event::Event;
 
 const EXACT: i32 = 256;
@@ -100,26 +104,82 @@ pub fn percentile(p: f64, n: i64, lo: f64, hi: f64) -> f64 {
     (hi - lo).mul_add(proportion, lo)
 }
 
-/// Adds events to both rollups, in the caller's transaction.
+/// What a set of events adds to one rollup row.
+#[derive(Debug, Default)]
+struct Delta {
+    hits: i64,
+    errors: i64,
+    sum: i64,
+    max: i32,
+    hist: Vec<i32>,
+}
+
+/// Adds events to both rollups, in the caller's transaction: aggregated here per bucket, service
+/// and endpoint, then merged with one statement per rollup, keys in order.
 pub async fn add(tx: &mut sqlx::PgConnection, events: &[Event]) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
     }
-    let time: Vec<_> = events.iter().map(|e| e.time).collect();
-    let service: Vec<&str> = events.iter().map(|e| e.service.as_str()).collect();
-    let endpoint: Vec<&str> = events.iter().map(|e| e.endpoint.as_str()).collect();
-    let status: Vec<i16> = events.iter().map(|e| e.status_code).collect();
-    let latency: Vec<i32> = events.iter().map(|e| e.latency_ms).collect();
-    sqlx::query(
-        "SELECT apm_rollup_add($1::timestamptz[], $2::text[], $3::text[], $4::smallint[], $5::integer[])",
-    )
-    .bind(time)
-    .bind(service)
-    .bind(endpoint)
-    .bind(status)
-    .bind(latency)
-    .execute(tx)
-    .await?;
+    for (unit, width) in [("hour", TimeDelta::hours(1)), ("day", TimeDelta::days(1))] {
+        let mut deltas: BTreeMap<(DateTime<Utc>, &str, &str), Delta> = BTreeMap::new();
+        for e in events {
+            let bucket = e.time.duration_trunc(width).unwrap_or(e.time);
+            let d = deltas
+                .entry((bucket, e.service.as_str(), e.endpoint.as_str()))
+                .or_default();
+            d.hits += 1;
+            d.errors += i64::from(e.status_code >= 500);
+            d.sum += i64::from(e.latency_ms);
+            d.max = d.max.max(e.latency_ms);
+            let b = bin(e.latency_ms);
+            if d.hist.len() <= b {
+                d.hist.resize(b + 1, 0);
+            }
+            d.hist[b] += 1;
+        }
+        let n = deltas.len();
+        let (mut buckets, mut services, mut endpoints) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut hits, mut errors, mut sums, mut maxes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut offsets, mut lens, mut flat) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::new());
+        for ((bucket, service, endpoint), d) in deltas {
+            buckets.push(bucket);
+            services.push(service);
+            endpoints.push(endpoint);
+            hits.push(d.hits);
+            errors.push(d.errors);
+            sums.push(d.sum);
+            maxes.push(d.max);
+            offsets.push(flat.len() as i32);
+            lens.push(d.hist.len() as i32);
+            flat.extend_from_slice(&d.hist);
+        }
+        sqlx::query(
+            "SELECT apm_rollup_merge($1, $2::timestamptz[], $3::text[], $4::text[], $5::int8[], $6::int8[],              $7::int8[], $8::int4[], $9::int4[], $10::int4[], $11::int4[])",
+        )
+        .bind(unit)
+        .bind(buckets)
+        .bind(services)
+        .bind(endpoints)
+        .bind(hits)
+        .bind(errors)
+        .bind(sums)
+        .bind(maxes)
+        .bind(offsets)
+        .bind(lens)
+        .bind(flat)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 
