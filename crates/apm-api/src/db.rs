@@ -62,6 +62,28 @@ fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
         .connect_lazy_with(options(s, at, who))
 }
 
+/// Counts a failure to reach a database (`apm_db_connection_errors_total`, alerted on).
+pub fn connection_error(target: &HostPort, e: &sqlx::Error) {
+    if matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::Protocol(_)
+    ) {
+        metrics::counter!("apm_db_connection_errors_total", "target" => target.to_string())
+            .increment(1);
+    }
+}
+
+fn pool_gauges(role: &'static str, target: &HostPort, pool: &PgPool) {
+    let target = target.to_string();
+    metrics::gauge!("apm_db_pool_connections", "role" => role, "target" => target.clone(), "state" => "open")
+        .set(f64::from(pool.size()));
+    metrics::gauge!("apm_db_pool_connections", "role" => role, "target" => target, "state" => "idle")
+        .set(pool.num_idle() as f64);
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -108,23 +130,33 @@ impl Db {
             last_write: AtomicI64::new(0),
             next: AtomicUsize::new(0),
         });
-        if !db.replicas.is_empty() {
-            db.probe_replicas().await;
-            let probe = db.clone();
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    probe.probe_replicas().await;
-                }
-            });
-        }
+        db.probe_replicas().await;
+        let probe = db.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                probe.probe_replicas().await;
+            }
+        });
         Ok(db)
     }
 
-    /// Marks each replica healthy or not: it answers, is in recovery, and replays within the bound.
+    /// Marks each replica healthy or not: it answers, is in recovery, and replays within the bound
+    /// (a replica that has replayed all it received is current, however old the last write). Also
+    /// publishes the pools' and replicas' gauges.
     pub async fn probe_replicas(&self) {
+        if let Ok(Err(e)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(&self.primary),
+        )
+        .await
+        {
+            connection_error(&self.primary_endpoint, &e);
+        }
+        pool_gauges("primary", &self.primary_endpoint, &self.primary);
         for r in &self.replicas {
-            let q = "SELECT pg_is_in_recovery(), COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8";
+            let q = "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+                     ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8";
             let ok = match tokio::time::timeout(
                 Duration::from_secs(2),
                 sqlx::query_as::<_, (bool, f64)>(q).fetch_one(&r.pool),
@@ -132,11 +164,18 @@ impl Db {
             .await
             {
                 Ok(Ok((in_recovery, lag))) => in_recovery && lag <= MAX_REPLICA_LAG.as_secs_f64(),
-                _ => false,
+                Ok(Err(e)) => {
+                    connection_error(&r.endpoint, &e);
+                    false
+                }
+                Err(_) => false,
             };
             if r.healthy.swap(ok, Ordering::Relaxed) != ok {
                 tracing::warn!(replica = %r.endpoint, healthy = ok, "replica health changed");
             }
+            metrics::gauge!("apm_db_replica_healthy", "target" => r.endpoint.to_string())
+                .set(if ok { 1.0 } else { 0.0 });
+            pool_gauges("replica", &r.endpoint, &r.pool);
         }
     }
 
@@ -152,6 +191,17 @@ impl Db {
 
     /// Where a read goes.
     pub fn reader(&self) -> &PgPool {
+        let pool = self.route();
+        let to = if std::ptr::eq(pool, &self.primary) {
+            "primary"
+        } else {
+            "replica"
+        };
+        metrics::counter!("apm_db_reads_total", "to" => to).increment(1);
+        pool
+    }
+
+    fn route(&self) -> &PgPool {
         if self.recent_write() {
             return &self.primary;
         }

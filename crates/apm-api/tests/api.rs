@@ -42,6 +42,12 @@ async fn health_root_and_metrics() {
             .contains("http_requests_total"),
         "{text}"
     );
+    assert!(
+        text.as_str()
+            .unwrap_or_default()
+            .contains("apm_db_pool_connections"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
