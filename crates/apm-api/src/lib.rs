@@ -34,11 +34,13 @@ pub struct AppState {
 /// Connects (waiting for the database and migrating) and builds the router.
 pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
     let embedder = embed::Provider::from_env()?;
+    // The recorder first: connecting publishes the pools' gauges.
+    let metrics = metrics::handle();
     let db = db::Db::connect(&settings).await?;
     let state = Arc::new(AppState {
         db,
         settings,
-        metrics: metrics::handle(),
+        metrics,
         embedder,
     });
     Ok(routes::router(state))
