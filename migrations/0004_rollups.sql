@@ -59,13 +59,13 @@ CREATE TABLE IF NOT EXISTS apirequest_hourly (
     max_latency_ms integer NOT NULL,
     latency_hist integer[] NOT NULL,
     PRIMARY KEY (bucket, service, endpoint)
-);
+) WITH (fillfactor = 50);
 CREATE INDEX IF NOT EXISTS apirequest_hourly_svc_ep_bucket_desc_idx
     ON apirequest_hourly (service, endpoint, bucket DESC);
 CREATE INDEX IF NOT EXISTS apirequest_hourly_ep_bucket_desc_idx
     ON apirequest_hourly (endpoint, bucket DESC);
 
-CREATE TABLE IF NOT EXISTS apirequest_daily (LIKE apirequest_hourly INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS apirequest_daily (LIKE apirequest_hourly INCLUDING ALL) WITH (fillfactor = 50);
 -- LIKE names the copied indexes after the new table: nothing else to create.
 
 -- Merges per-bucket deltas, aggregated by the API, into a rollup: `hist_flat` holds every row's

@@ -162,8 +162,9 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         let ingest_url = format!("{base}/api/requests/ingest/");
         let started = Instant::now();
         let mut lanes = Vec::new();
-        for lane in 0..2 {
-            let mine: Vec<Vec<u8>> = bodies.iter().skip(lane).step_by(2).cloned().collect();
+        let lanes_n = env_usize("APM_BENCH_CLIENTS", 2);
+        for lane in 0..lanes_n {
+            let mine: Vec<Vec<u8>> = bodies.iter().skip(lane).step_by(lanes_n).cloned().collect();
             let (client, url) = (client.clone(), ingest_url.clone());
             lanes.push(tokio::spawn(async move {
                 for body in mine {

@@ -580,3 +580,25 @@ async fn seed_through_the_api() {
         .1;
     assert_eq!(kpis["hits"], 2500);
 }
+
+/// Ingest writes with COPY: values with tabs, newlines, backslashes and quotes come back as sent.
+#[tokio::test]
+async fn ingest_keeps_every_character() {
+    let s = server().await;
+    let awkward = json!({
+        "time": "2025-12-14T01:00:00.123456Z", "service": "svc\\with\ttab", "endpoint": "/a\nb\\N",
+        "method": "GET", "status_code": 200, "latency_ms": 1, "trace_id": "\\N", "user_ref": "é\r\"q\"",
+        "tags": {"k": "v\\\t\n", "nested": {"n": [1, null, "\\N"]}}
+    });
+    let (code, r) = s
+        .post("/api/requests/ingest/", json!([awkward.clone()]))
+        .await;
+    assert_eq!((code, r["inserted"].clone()), (200, json!(1)), "{r}");
+    let (_, list) = s.get("/api/requests/").await;
+    let got = &list["results"][0];
+    for key in [
+        "time", "service", "endpoint", "trace_id", "user_ref", "tags",
+    ] {
+        assert_eq!(got[key], awkward[key], "{key}");
+    }
+}
