@@ -62,6 +62,48 @@ fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
         .connect_lazy_with(options(s, at, who))
 }
 
+/// Creates (or updates the password of) the writer and reader roles the settings name, when they
+/// are not the admin, and grants what each needs: the writer reads and writes every table of the
+/// schema, the reader only reads. Default privileges extend the grants to tables created later by
+/// the admin (the migrations' owner).
+pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
+    let writes = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE";
+    for (who, tables, sequences) in [
+        (&s.writer, writes, "USAGE, SELECT, UPDATE"),
+        (&s.reader, "SELECT", "SELECT"),
+    ] {
+        if who.user == s.admin.user {
+            continue;
+        }
+        let statements: Vec<String> = sqlx::query_scalar(
+            "SELECT unnest(ARRAY[
+                CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                     THEN format('ALTER ROLE %I LOGIN PASSWORD %L', $1, $2)
+                     ELSE format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2) END,
+                format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), $1),
+                format('GRANT USAGE ON SCHEMA public TO %I', $1),
+                format('GRANT %s ON ALL TABLES IN SCHEMA public TO %I', $3, $1),
+                format('GRANT %s ON ALL SEQUENCES IN SCHEMA public TO %I', $4, $1),
+                format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON TABLES TO %I', $3, $1),
+                format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON SEQUENCES TO %I', $4, $1)
+             ])",
+        )
+        .bind(&who.user)
+        .bind(&who.password)
+        .bind(tables)
+        .bind(sequences)
+        .fetch_all(admin)
+        .await?;
+        for statement in statements {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("setting up the database role {}: {e}", who.user))?;
+        }
+    }
+    Ok(())
+}
+
 /// Counts a failure to reach a database (`apm_db_connection_errors_total`, alerted on).
 pub fn connection_error(target: &HostPort, e: &sqlx::Error) {
     if matches!(
@@ -110,6 +152,7 @@ impl Db {
         }
         if !s.skip_migrate {
             MIGRATOR.run(&admin).await?;
+            ensure_roles(&admin, s).await?;
         }
         admin.close().await;
         let db = Arc::new(Db {

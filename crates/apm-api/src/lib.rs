@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod rollup;
 pub mod routes;
 pub mod seed;
+pub mod telemetry;
 
 use std::sync::Arc;
 

@@ -45,15 +45,13 @@ struct Refresh {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let telemetry = match apm_api::telemetry::init() {
+        Ok(t) => t,
+        Err(e) => {
+            apm_api::complain(&format!("setting up logs and traces: {e:#}"));
+            return ExitCode::from(1);
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -107,6 +105,8 @@ fn main() -> ExitCode {
             }
         }
     });
+    drop(rt);
+    telemetry.shutdown();
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -602,3 +602,55 @@ async fn ingest_keeps_every_character() {
         assert_eq!(got[key], awkward[key], "{key}");
     }
 }
+
+/// The writer and reader roles the settings name are created with the grants each needs.
+#[tokio::test]
+async fn writer_and_reader_roles() {
+    let tag = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    );
+    let (writer, reader) = (format!("apm_w_{tag}"), format!("apm_r_{tag}"));
+    let s = common::server_with(|settings| {
+        settings.writer = apm_api::config::Credentials {
+            user: writer.clone(),
+            password: "writer-pass".into(),
+        };
+        settings.reader = apm_api::config::Credentials {
+            user: reader.clone(),
+            password: "reader-pass".into(),
+        };
+    })
+    .await;
+    // Writes go through the writer role.
+    let (code, body) = s
+        .post(
+            "/api/requests/",
+            event("api", "/orders", 200, 12, "2025-12-14T01:00:00Z"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let pool = sqlx::PgPool::connect(&s.database_url)
+        .await
+        .expect("connect");
+    for (role, privilege, table, expected) in [
+        (&writer, "INSERT", "observability_apirequest", true),
+        (&writer, "UPDATE", "apirequest_hourly", true),
+        (&reader, "SELECT", "apirequest_daily", true),
+        (&reader, "INSERT", "observability_apirequest", false),
+        (&reader, "DELETE", "apirequest_hourly", false),
+    ] {
+        let has: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2, $3)")
+            .bind(role)
+            .bind(table)
+            .bind(privilege)
+            .fetch_one(&pool)
+            .await
+            .expect("privilege");
+        assert_eq!(has, expected, "{role} {privilege} {table}");
+    }
+}
