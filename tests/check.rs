@@ -6,6 +6,16 @@ mod common;
 use common::{hoist, hoist_in, repo};
 use expect_test::expect_file;
 
+/// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
+fn copy_api_inputs(to: &std::path::Path) {
+    for dir in ["crates/apm-api", "migrations", "vendor"] {
+        common::copy_dir(&repo().join(dir), &to.join(dir));
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(repo().join(file), to.join(file)).expect("copy");
+    }
+}
+
 #[test]
 fn the_repository_deployment_passes_check() {
     // In a scratch copy: `sandbox init` writes the sandbox's generated (git-ignored) TLS secrets.
@@ -20,6 +30,7 @@ fn the_repository_deployment_passes_check() {
     ] {
         common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
     }
+    copy_api_inputs(tmp.path());
     let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
     let init = hoist_in(tmp.path(), &["sandbox", "init"], &[]);
     assert_eq!(init.code, 0, "{}", init.stderr);
@@ -45,6 +56,7 @@ fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
     ] {
         common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
     }
+    copy_api_inputs(tmp.path());
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let run = hoist_in(
         tmp.path(),

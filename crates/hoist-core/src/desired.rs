@@ -102,9 +102,31 @@ pub enum ImageSource {
         dockerfile: String,
         args: BTreeMap<String, String>,
         context_hash: String,
+        /// Binaries added to the context before building, by file name.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        binaries: BTreeMap<String, Binary>,
     },
     /// Pulled by the host from its registry.
     Pull,
+}
+
+/// A binary hoist builds for an image's context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "from")]
+pub enum Binary {
+    /// A package of this workspace, `cargo build --release --locked -p <package>`; the image hash
+    /// covers `inputs` (paths relative to the project).
+    Workspace {
+        package: String,
+        inputs: Vec<String>,
+    },
+    /// `cargo install <name> --version =<version> --locked`, once per version and features, cached
+    /// outside the project.
+    Crate {
+        name: String,
+        version: String,
+        features: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -486,10 +486,13 @@ impl Project {
                         dockerfile: b.dockerfile.clone(),
                         args: b.args.clone(),
                         context_hash: context_hash(
-                            &self.root.join(&b.context),
+                            &self.root,
+                            &b.context,
                             &b.dockerfile,
                             &b.args,
+                            &b.binaries,
                         ),
+                        binaries: b.binaries.clone(),
                     },
                 },
                 None => ImageSpec {
@@ -634,10 +637,51 @@ pub fn container_name(project: &str, service: &str) -> String {
     format!("{project}-{service}-1")
 }
 
-/// A hash of a build context: every file's path and content, the Dockerfile name and the build args.
-pub fn context_hash(dir: &Path, dockerfile: &str, args: &BTreeMap<String, String>) -> String {
+/// A hash of a build context: every file's path and content, the Dockerfile name, the build args,
+/// and what the added binaries are made from (a workspace binary's input files, a crate's name,
+/// version and features).
+pub fn context_hash(
+    root: &Path,
+    context: &str,
+    dockerfile: &str,
+    args: &BTreeMap<String, String>,
+    binaries: &BTreeMap<String, desired::Binary>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    hash_tree(&mut h, &root.join(context));
+    h.update(dockerfile.as_bytes());
+    for (k, v) in args {
+        h.update(format!("\0{k}={v}").as_bytes());
+    }
+    for (name, binary) in binaries {
+        h.update(format!("\0binary {name}\0").as_bytes());
+        match binary {
+            desired::Binary::Workspace { package, inputs } => {
+                h.update(format!("cargo {package}\0").as_bytes());
+                for input in inputs {
+                    h.update(format!("{input}\0").as_bytes());
+                    let path = root.join(input);
+                    if path.is_dir() {
+                        hash_tree(&mut h, &path);
+                    } else if let Ok(bytes) = std::fs::read(&path) {
+                        h.update(&bytes);
+                    }
+                }
+            }
+            desired::Binary::Crate {
+                name,
+                version,
+                features,
+            } => h.update(format!("crate {name} {version} {}", features.join(",")).as_bytes()),
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+/// Every file's path (relative to `dir`) and content, in order.
+fn hash_tree(h: &mut sha2::Sha256, dir: &Path) {
+    use sha2::Digest as _;
     let mut files = Vec::new();
     collect_files(dir, dir, &mut files);
     files.sort();
@@ -649,11 +693,6 @@ pub fn context_hash(dir: &Path, dockerfile: &str, args: &BTreeMap<String, String
         }
         h.update([0]);
     }
-    h.update(dockerfile.as_bytes());
-    for (k, v) in args {
-        h.update(format!("\0{k}={v}").as_bytes());
-    }
-    hex::encode(h.finalize())
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {

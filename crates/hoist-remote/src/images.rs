@@ -24,12 +24,14 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         dockerfile,
         args,
         context_hash,
+        binaries,
     } = &spec.source
     else {
         return Ok(());
     };
     let dir = root.join(context);
-    let tar = tar_context(&dir).map_err(|e| RemoteError::Other {
+    let extra = crate::binaries::prepare(root, binaries).await?;
+    let tar = tar_context(&dir, &extra).map_err(|e| RemoteError::Other {
         host: "localhost".into(),
         detail: format!("packing {}: {e}", dir.display()),
     })?;
@@ -72,10 +74,14 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
     Ok(())
 }
 
-fn tar_context(dir: &Path) -> std::io::Result<Vec<u8>> {
+/// The context folder as a tar, with the prepared binaries added at its top.
+fn tar_context(dir: &Path, binaries: &[(String, std::path::PathBuf)]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(true);
     b.append_dir_all(".", dir)?;
+    for (name, path) in binaries {
+        b.append_path_with_name(path, name)?;
+    }
     b.into_inner()
 }
 

@@ -14,6 +14,7 @@
 //! Only this crate spawns processes or opens sockets to hosts.
 
 pub mod apply;
+pub mod binaries;
 pub mod docker;
 pub mod engine;
 pub mod error;
