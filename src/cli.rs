@@ -97,9 +97,35 @@ pub enum Command {
     /// Encrypt, decrypt and edit secrets files
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// The cluster's CA and TLS certificates, kept encrypted in the inventory
+    #[command(subcommand)]
+    Pki(PkiCommand),
     /// The local sandbox of test hosts
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create the CA and certificates, or update them to the inventory's hosts
+    /// (group_vars/all/pki.secrets.yml)
+    Issue {
+        /// Re-issue the server and client certificates
+        #[arg(long)]
+        rotate: bool,
+        /// Re-issue the CA, and so every certificate
+        #[arg(long)]
+        rotate_ca: bool,
+        /// The client certificate's common name (pgBackRest's tls-server-auth)
+        #[arg(long, default_value = "pgbr-client")]
+        client_cn: String,
+        /// Another name the server certificate must carry (a public host name, ...); kept for later runs
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Encrypt for these age recipients (default: the configured key's)
+        #[arg(short, long = "recipient", value_name = "AGE1...")]
+        recipient: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

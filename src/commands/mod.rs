@@ -4,6 +4,7 @@
 mod apply;
 mod check;
 mod inventory;
+mod pki;
 mod plan;
 mod remote;
 mod sandbox;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         } => status::logs(&cli.global, &host, &service, tail, out),
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
+        Command::Pki(cmd) => pki::run(&cli.global, cmd, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
     }
 }

@@ -145,7 +145,7 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
 }
 
 /// Replaces `path` with `content` atomically, keeping its permissions.
-fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(super) fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -163,7 +163,7 @@ fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(super) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)

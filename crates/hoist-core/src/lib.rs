@@ -10,6 +10,7 @@ pub mod desired;
 pub mod diag;
 pub mod inventory;
 pub mod observed;
+pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod project;

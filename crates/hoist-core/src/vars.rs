@@ -95,12 +95,14 @@ impl VarFile {
     }
 }
 
-/// `secrets.yml` (and `secrets.yaml`) files hold secrets.
+/// `secrets.yml` files (and `<name>.secrets.yml`, such as `pki.secrets.yml`; `.yaml` too) hold
+/// secrets.
 pub fn is_secrets_file(path: &Path) -> bool {
-    matches!(
-        path.file_name().and_then(|n| n.to_str()),
-        Some("secrets.yml" | "secrets.yaml")
-    )
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        ["secrets.yml", "secrets.yaml"]
+            .iter()
+            .any(|s| n == *s || n.ends_with(&format!(".{s}")))
+    })
 }
 
 fn is_yaml(path: &Path) -> bool {
