@@ -104,6 +104,22 @@ pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error that says the server is unreachable or going away, not that the query is wrong.
+fn is_connection_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed => true,
+        // Class 08 (connection exception), 57P01-57P03 (shutdown, cannot connect now).
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
 /// Counts a failure to reach a database (`apm_db_connection_errors_total`, alerted on).
 pub fn connection_error(target: &HostPort, e: &sqlx::Error) {
     if matches!(
@@ -230,6 +246,31 @@ impl Db {
     fn recent_write(&self) -> bool {
         let ttl = self.ttl.as_millis() as i64;
         ttl > 0 && now_ms() - self.last_write.load(Ordering::Relaxed) < ttl
+    }
+
+    /// Runs a read on the pool [`Db::reader`] picks. When a replica fails with a connection error
+    /// (it stopped, restarts, refuses connections), it is marked unhealthy until the probe finds it
+    /// back, and the read runs again on the primary: a replica going down fails no request.
+    pub async fn read<T, F, Fut>(&self, f: F) -> Result<T, sqlx::Error>
+    where
+        F: Fn(PgPool) -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let pool = self.reader();
+        match f(pool.clone()).await {
+            Err(e) if !std::ptr::eq(pool, &self.primary) && is_connection_error(&e) => {
+                if let Some(r) = self.replicas.iter().find(|r| std::ptr::eq(&r.pool, pool)) {
+                    r.healthy.store(false, Ordering::Relaxed);
+                    metrics::gauge!("apm_db_replica_healthy", "target" => r.endpoint.to_string())
+                        .set(0.0);
+                    connection_error(&r.endpoint, &e);
+                    tracing::warn!(replica = %r.endpoint, "replica failed, reading from the primary: {e}");
+                }
+                metrics::counter!("apm_db_reads_total", "to" => "primary").increment(1);
+                f(self.primary.clone()).await
+            }
+            other => other,
+        }
     }
 
     /// Where a read goes.

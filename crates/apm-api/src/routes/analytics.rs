@@ -374,7 +374,14 @@ pub async fn hourly(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -
         endpoint: keep("endpoint"),
         method: None,
     };
-    match buckets(&state, Source::Hourly, &filter, limit).await {
+    match state
+        .db
+        .read(|pool| {
+            let filter = &filter;
+            async move { buckets(&pool, Source::Hourly, filter, limit).await }
+        })
+        .await
+    {
         Ok(rows) => respond(StatusCode::OK, &Value::Array(rows)),
         Err(e) => server_error(e),
     }
@@ -401,7 +408,14 @@ pub async fn daily(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) ->
         endpoint: endpoint.as_deref(),
         method: None,
     };
-    match buckets(&state, Source::Daily, &filter, limit).await {
+    match state
+        .db
+        .read(|pool| {
+            let filter = &filter;
+            async move { buckets(&pool, Source::Daily, filter, limit).await }
+        })
+        .await
+    {
         Ok(rows) => respond(StatusCode::OK, &Value::Array(rows)),
         Err(e) => server_error(e),
     }
@@ -409,12 +423,11 @@ pub async fn daily(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) ->
 
 /// Rows of a rollup, newest bucket first; daily rows carry p95.
 async fn buckets(
-    state: &AppState,
+    pool: &PgPool,
     source: Source,
     filter: &Filter<'_>,
     limit: i64,
 ) -> Result<Vec<Value>, sqlx::Error> {
-    let pool = state.db.reader();
     let daily = source == Source::Daily;
     let mut qb = QueryBuilder::<Postgres>::new(format!(
         "SELECT bucket, service, endpoint, hits, errors, latency_sum::float8 / hits AS avg, \
@@ -607,14 +620,20 @@ pub async fn kpis(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> 
         k.end,
         k.method.is_some() || k.error_from != 500,
     );
-    match kpi_figures(&state, source, &k).await {
+    match state
+        .db
+        .read(|pool| {
+            let k = &k;
+            async move { kpi_figures(&pool, source, k).await }
+        })
+        .await
+    {
         Ok(v) => respond(StatusCode::OK, &v),
         Err(e) => server_error(e),
     }
 }
 
-async fn kpi_figures(state: &AppState, source: Source, k: &KpiForm) -> Result<Value, sqlx::Error> {
-    let pool = state.db.reader();
+async fn kpi_figures(pool: &PgPool, source: Source, k: &KpiForm) -> Result<Value, sqlx::Error> {
     let filter = k.filter();
     let mut qb = if source == Source::Raw {
         let mut qb = QueryBuilder::<Postgres>::new(
@@ -713,7 +732,14 @@ pub async fn top_endpoints(State(state): State<Arc<AppState>>, RawQuery(q): RawQ
         direction,
         with_p95,
     };
-    match ranking(&state, source, &k, &top).await {
+    match state
+        .db
+        .read(|pool| {
+            let (k, top) = (&k, &top);
+            async move { ranking(&pool, source, k, top).await }
+        })
+        .await
+    {
         Ok(results) => respond(
             StatusCode::OK,
             &json!({"source": source.name(), "results": results}),
@@ -730,12 +756,11 @@ struct Top {
 }
 
 async fn ranking(
-    state: &AppState,
+    pool: &PgPool,
     source: Source,
     k: &KpiForm,
     top: &Top,
 ) -> Result<Vec<Value>, sqlx::Error> {
-    let pool = state.db.reader();
     let filter = k.filter();
     // Ordering by p95 needs it in SQL; the values returned are computed as everywhere else.
     let sql_p95 = source == Source::Raw && top.sort_by == "p95_latency_ms";

@@ -178,13 +178,22 @@ pub async fn list(
     RawQuery(q): RawQuery,
 ) -> Response {
     let p = params(&q);
-    let pool = state.db.reader();
-    let mut count_q =
-        QueryBuilder::<Postgres>::new("SELECT count(*) FROM observability_apirequest WHERE true");
-    if let Err(errors) = filters(&mut count_q, &p) {
+    let count_sql = "SELECT count(*) FROM observability_apirequest WHERE true";
+    if let Err(errors) = filters(&mut QueryBuilder::<Postgres>::new(count_sql), &p) {
         return respond(StatusCode::BAD_REQUEST, &Value::Object(errors));
     }
-    let count: i64 = match count_q.build_query_scalar().fetch_one(pool).await {
+    let counted = state
+        .db
+        .read(|pool| {
+            let p = &p;
+            async move {
+                let mut count_q = QueryBuilder::<Postgres>::new(count_sql);
+                let _ = filters(&mut count_q, p);
+                count_q.build_query_scalar().fetch_one(&pool).await
+            }
+        })
+        .await;
+    let count: i64 = match counted {
         Ok(n) => n,
         Err(e) => return server_error(e),
     };
@@ -198,16 +207,25 @@ pub async fn list(
             _ => return detail(StatusCode::NOT_FOUND, "Invalid page."),
         },
     };
-    let mut rows_q = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {COLUMNS} FROM observability_apirequest WHERE true"
-    ));
-    let _ = filters(&mut rows_q, &p);
-    rows_q
-        .push(format!(" ORDER BY {} LIMIT ", ordering(&p)))
-        .push_bind(size)
-        .push(" OFFSET ")
-        .push_bind((page - 1) * size);
-    let rows: Vec<Stored> = match rows_q.build_query_as().fetch_all(pool).await {
+    let rows: Vec<Stored> = match state
+        .db
+        .read(|pool| {
+            let p = &p;
+            async move {
+                let mut rows_q = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT {COLUMNS} FROM observability_apirequest WHERE true"
+                ));
+                let _ = filters(&mut rows_q, p);
+                rows_q
+                    .push(format!(" ORDER BY {} LIMIT ", ordering(p)))
+                    .push_bind(size)
+                    .push(" OFFSET ")
+                    .push_bind((page - 1) * size);
+                rows_q.build_query_as().fetch_all(&pool).await
+            }
+        })
+        .await
+    {
         Ok(r) => r,
         Err(e) => return server_error(e),
     };
@@ -309,17 +327,19 @@ async fn fetch(state: &AppState, id: &str, primary: bool) -> Result<Stored, Resp
     let Ok(id) = id.parse::<i64>() else {
         return Err(detail(StatusCode::NOT_FOUND, NOT_FOUND));
     };
-    let pool = if primary {
-        &state.db.primary
-    } else {
-        state.db.reader()
+    let one = |pool: sqlx::PgPool| async move {
+        let q = format!("SELECT {COLUMNS} FROM observability_apirequest WHERE id = $1 LIMIT 1");
+        sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(q))
+            .bind(id)
+            .fetch_optional(&pool)
+            .await
     };
-    let q = format!("SELECT {COLUMNS} FROM observability_apirequest WHERE id = $1 LIMIT 1");
-    match sqlx::query_as::<_, Stored>(sqlx::AssertSqlSafe(q))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-    {
+    let found = if primary {
+        one(state.db.primary.clone()).await
+    } else {
+        state.db.read(one).await
+    };
+    match found {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(detail(StatusCode::NOT_FOUND, NOT_FOUND)),
         Err(e) => Err(server_error(e)),

@@ -37,13 +37,17 @@ pub async fn semantic_search(
         return r;
     }
     let text = text.unwrap_or_default();
-    let pool = state.db.reader();
-    match sqlx::query_scalar::<_, bool>(
-        "SELECT to_regclass('observability_apirequestembedding') IS NOT NULL",
-    )
-    .fetch_one(pool)
-    .await
-    {
+    let present = state
+        .db
+        .read(|pool| async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT to_regclass('observability_apirequestembedding') IS NOT NULL",
+            )
+            .fetch_one(&pool)
+            .await
+        })
+        .await;
+    match present {
         Ok(true) => {}
         Ok(false) => {
             return detail(
@@ -62,24 +66,34 @@ pub async fn semantic_search(
             );
         }
     };
-    let mut qb = QueryBuilder::<Postgres>::new(
-        "SELECT r.id, r.time, r.service, r.endpoint, r.method, r.status_code, r.latency_ms, \
-         (e.embedding <=> q.v)::float8 AS distance \
-         FROM observability_apirequestembedding e \
-         JOIN observability_apirequest r ON r.id = e.request_id, (SELECT ",
-    );
-    qb.push_bind(crate::embed::literal(&vector))
-        .push("::vector AS v) AS q WHERE e.source = 'error' AND r.status_code >= ")
-        .push_bind(status_from as i16);
-    if let Some(s) = &service {
-        qb.push(" AND r.service = ").push_bind(s.clone());
-    }
-    if let Some(e) = &endpoint {
-        qb.push(" AND r.endpoint = ").push_bind(e.clone());
-    }
-    qb.push(" ORDER BY e.embedding <=> q.v LIMIT ")
-        .push_bind(limit);
-    let rows = match qb.build().fetch_all(pool).await {
+    let literal = crate::embed::literal(&vector);
+    let found = state
+        .db
+        .read(|pool| {
+            let (literal, service, endpoint) = (&literal, &service, &endpoint);
+            async move {
+            let mut qb = QueryBuilder::<Postgres>::new(
+                "SELECT r.id, r.time, r.service, r.endpoint, r.method, r.status_code, r.latency_ms, \
+                 (e.embedding <=> q.v)::float8 AS distance \
+                 FROM observability_apirequestembedding e \
+                 JOIN observability_apirequest r ON r.id = e.request_id, (SELECT ",
+            );
+            qb.push_bind(literal.to_owned())
+                .push("::vector AS v) AS q WHERE e.source = 'error' AND r.status_code >= ")
+                .push_bind(status_from as i16);
+            if let Some(s) = service {
+                qb.push(" AND r.service = ").push_bind(s.clone());
+            }
+            if let Some(e) = endpoint {
+                qb.push(" AND r.endpoint = ").push_bind(e.clone());
+            }
+            qb.push(" ORDER BY e.embedding <=> q.v LIMIT ")
+                .push_bind(limit);
+            qb.build().fetch_all(&pool).await
+            }
+        })
+        .await;
+    let rows = match found {
         Ok(rows) => rows,
         Err(e) => return server_error(e),
     };
