@@ -179,3 +179,82 @@ fn a_missing_playbook_is_an_io_error() {
         run.stderr
     );
 }
+
+/// What the engine and stat report for the repository's data stack converges: services that set
+/// only an entrypoint have no command (the engine drops the image's), and files owned by a number
+/// the host has no name for read back as UNKNOWN with that uid.
+#[test]
+fn the_repository_data_stack_converges_as_hosts_report_it() {
+    use hoist_core::observed::{self, ImageDefaults};
+    let tmp = tempfile::tempdir().expect("tmp");
+    for dir in [
+        "inventory",
+        "vars",
+        "templates",
+        "stacks",
+        "playbooks",
+        "images",
+    ] {
+        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
+    }
+    copy_api_inputs(tmp.path());
+    assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
+    let (project, _) = common::load(tmp.path(), "inventory/sandbox");
+    let mut diags = hoist_core::diag::Diagnostics::new();
+    let book = hoist_core::playbook::load(
+        tmp.path(),
+        &tmp.path().join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
+    let desired = project.desired(&book, None, &mut diags);
+    assert!(!diags.has_errors(), "{:?}", diags.sorted());
+    let defaults = ImageDefaults {
+        cmd: Some(vec!["postgres".into()]),
+        ..ImageDefaults::default()
+    };
+    let observed_dir = tmp.path().join("observed");
+    std::fs::create_dir_all(&observed_dir).expect("mkdir");
+    let mut numeric = 0;
+    let mut entrypoint_only = 0;
+    for (host, want) in &desired.hosts {
+        let mut have = observed::converged(want, &defaults);
+        for (path, file) in &mut have.files {
+            let owner = want.files[path].owner.clone().unwrap_or_default();
+            if let Ok(uid) = owner.parse::<u32>() {
+                file.owner = Some("UNKNOWN".into());
+                file.uid = Some(uid);
+                numeric += 1;
+            }
+        }
+        if let Some(docker) = &have.docker {
+            entrypoint_only += docker
+                .containers
+                .values()
+                .filter(|c| c.entrypoint.is_some() && c.cmd.is_none())
+                .count();
+        }
+        std::fs::write(
+            observed_dir.join(format!("{host}.json")),
+            serde_json::to_string(&have).expect("json"),
+        )
+        .expect("write");
+    }
+    assert!(
+        numeric > 0 && entrypoint_only > 0,
+        "{numeric} {entrypoint_only}"
+    );
+    let run = hoist_in(
+        tmp.path(),
+        &[
+            "-i",
+            "inventory/sandbox",
+            "plan",
+            "site",
+            "--observed",
+            "observed",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}

@@ -57,6 +57,12 @@ pub struct ObservedFile {
     pub owner: Option<String>,
     #[serde(default)]
     pub group: Option<String>,
+    /// The numeric owner and group: a desired `owner: "999"` matches uid 999 whatever its name on
+    /// the host (or none, which stat prints as UNKNOWN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -230,6 +236,8 @@ pub fn converged(
                 mode: format!("{:04o}", f.mode),
                 owner: Some(f.owner.clone().unwrap_or_else(|| "root".into())),
                 group: Some(f.group.clone().unwrap_or_else(|| "root".into())),
+                uid: None,
+                gid: None,
             };
             (f.path.clone(), o)
         })
@@ -335,7 +343,12 @@ pub fn converged(
                     .map(|_| "healthy".into()),
                 exit_code: None,
                 env,
-                cmd: c.command.clone().or_else(|| image_defaults.cmd.clone()),
+                // The engine defaults the command to the image's only without an entrypoint.
+                cmd: match (&c.command, &c.entrypoint) {
+                    (Some(cmd), _) => Some(cmd.clone()),
+                    (None, None) => image_defaults.cmd.clone(),
+                    (None, Some(_)) => None,
+                },
                 entrypoint: c
                     .entrypoint
                     .clone()

@@ -49,7 +49,7 @@ fn parse(
             continue;
         }
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let [mode, owner, group, size] = fields[..] else {
+        let [mode, owner, group, size, uid, gid] = fields[..] else {
             return Err(bad("bad header"));
         };
         let size: usize = size.parse().map_err(|_| bad("bad size"))?;
@@ -69,6 +69,8 @@ fn parse(
             mode: format!("{:0>4}", mode),
             owner: Some(owner.to_owned()),
             group: Some(group.to_owned()),
+            uid: uid.parse().ok(),
+            gid: gid.parse().ok(),
         };
         out.insert((*path).to_owned(), (file, content));
     }
@@ -97,12 +99,13 @@ mod tests {
 
     #[test]
     fn parses_files_and_absences() {
-        let data = b"==hoist== 640 root adm 6\nhello\n==hoist== missing\n==hoist== 600 999 999 0\n";
+        let data = b"==hoist== 640 root adm 6 0 4\nhello\n==hoist== missing\n==hoist== 600 UNKNOWN UNKNOWN 0 999 999\n";
         let got = parse("h", &["/a", "/b", "/c"], data).expect("parses");
         assert_eq!(got.len(), 2);
         assert_eq!(got["/a"].0.mode, "0640");
         assert_eq!(got["/a"].0.content.as_deref(), Some("hello\n"));
-        assert_eq!(got["/c"].0.owner.as_deref(), Some("999"));
-        assert!(parse("h", &["/a"], b"==hoist== 640 root adm 60\nhello\n").is_err());
+        assert_eq!(got["/c"].0.uid, Some(999));
+        assert_eq!(got["/a"].0.gid, Some(4));
+        assert!(parse("h", &["/a"], b"==hoist== 640 root adm 60 0 0\nhello\n").is_err());
     }
 }

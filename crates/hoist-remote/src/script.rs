@@ -30,7 +30,7 @@ fn sh(script: &str, args: &[&str]) -> Vec<String> {
 
 const READ: &str = r#"for f do
   if [ -f "$f" ]; then
-    meta=$(stat -c '%a %U %G %s' -- "$f") || exit 1
+    meta=$(stat -c '%a %U %G %s %u %g' -- "$f") || exit 1
     printf '==hoist== %s\n' "$meta"
     cat -- "$f" || exit 1
   else
@@ -38,7 +38,7 @@ const READ: &str = r#"for f do
   fi
 done"#;
 
-/// Prints, for each path, `==hoist== <mode> <owner> <group> <size>` and the content, or
+/// Prints, for each path, `==hoist== <mode> <owner> <group> <size> <uid> <gid>` and the content, or
 /// `==hoist== missing`.
 pub fn read_files(paths: &[&str]) -> Vec<String> {
     sh(READ, paths)

@@ -26,15 +26,16 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
             format!("{} -> {}", have.image, want.image),
         ));
     }
-    let want_cmd = want.command.clone().or_else(|| d.cmd.clone());
-    if want_cmd.unwrap_or_default() != have.cmd.clone().unwrap_or_default() {
+    // The engine fills in the image's command only when the entrypoint is not set (compose's rule).
+    let want_cmd = match (&want.command, &want.entrypoint) {
+        (Some(c), _) => Some(c.clone()),
+        (None, None) => d.cmd.clone(),
+        (None, Some(_)) => None,
+    };
+    if want_cmd.clone().unwrap_or_default() != have.cmd.clone().unwrap_or_default() {
         out.push(Reason::new(
             "command",
-            format!(
-                "{} -> {}",
-                words(&have.cmd),
-                words(&want.command.clone().or_else(|| d.cmd.clone()))
-            ),
+            format!("{} -> {}", words(&have.cmd), words(&want_cmd)),
         ));
     }
     let want_ep = want.entrypoint.clone().or_else(|| d.entrypoint.clone());

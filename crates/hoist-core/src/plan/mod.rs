@@ -619,7 +619,8 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
         ));
     }
     if let Some(owner) = &file.owner
-        && have.owner.as_ref().is_some_and(|o| o != owner)
+        && have.owner.is_some()
+        && !same_account(owner, have.owner.as_deref(), have.uid)
     {
         reasons.push(Reason::new(
             "owner",
@@ -627,7 +628,8 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
         ));
     }
     if let Some(group) = &file.group
-        && have.group.as_ref().is_some_and(|g| g != group)
+        && have.group.is_some()
+        && !same_account(group, have.group.as_deref(), have.gid)
     {
         reasons.push(Reason::new(
             "group",
@@ -647,6 +649,11 @@ fn diff_file(file: &FileSpec, have: Option<&ObservedFile>, redactor: &Redactor) 
     );
     c.diff = diff;
     Some(c)
+}
+
+/// A desired owner or group (a name, or a number) against what stat reported.
+fn same_account(want: &str, name: Option<&str>, id: Option<u32>) -> bool {
+    name == Some(want) || id.is_some_and(|i| i.to_string() == want)
 }
 
 fn normalize_mode(m: &str) -> String {
