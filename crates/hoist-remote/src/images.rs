@@ -78,6 +78,8 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
 fn tar_context(dir: &Path, binaries: &[(String, std::path::PathBuf)]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(true);
+    // The engine's tar reader refuses GNU sparse entries, which large binaries with holes become.
+    b.sparse(false);
     b.append_dir_all(".", dir)?;
     for (name, path) in binaries {
         b.append_path_with_name(path, name)?;
@@ -152,4 +154,30 @@ pub async fn pull(remote: &Docker, host: &str, reference: &str) -> Result<()> {
         item.map_err(|e| RemoteError::docker(host, format!("pulling {reference}: {e}")))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A binary with holes (as a linker writes large ones) goes in as a regular entry: the
+    /// engine's tar reader refuses GNU sparse ones ("unhandled tar header type 83").
+    #[test]
+    fn sparse_files_are_packed_as_regular_entries() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        let holey = dir.path().join("holey");
+        let f = std::fs::File::create(&holey).expect("create");
+        f.set_len(8 << 20).expect("a hole");
+        drop(f);
+        let tar = tar_context(dir.path(), &[("bin".to_owned(), holey)]).expect("tar");
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut names = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            assert_ne!(entry.header().entry_type(), tar::EntryType::GNUSparse);
+            names.push(entry.path().expect("path").display().to_string());
+        }
+        assert!(names.contains(&"bin".to_owned()), "{names:?}");
+    }
 }
