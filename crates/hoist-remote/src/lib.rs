@@ -24,6 +24,7 @@ pub mod observe;
 pub mod sandbox;
 pub mod script;
 pub mod ssh;
+pub mod validate;
 
 pub use error::RemoteError;
 pub use ssh::{ConnectOptions, SshHost};

@@ -1,0 +1,167 @@
+//! `hoist validate`'s checks against a real primary and its streaming replica (`APM_TEST_POSTGRES`
+//! and `APM_TEST_REPLICA`: scripts/test-postgres and scripts/test-postgres-replica).
+
+use std::time::Duration;
+
+use hoist_remote::validate::{self, Standby, Thresholds};
+use sqlx::PgPool;
+
+fn url(var: &str) -> url::Url {
+    let value =
+        std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set (scripts/test sets it)"));
+    url::Url::parse(&value).expect("a URL")
+}
+
+fn with(u: &url::Url, user: &str, password: &str, db: &str) -> String {
+    let mut u = u.clone();
+    u.set_username(user).expect("user");
+    u.set_password(Some(password)).expect("password");
+    u.set_path(db);
+    u.to_string()
+}
+
+#[tokio::test]
+async fn replication_checks_name_each_standby() {
+    let primary = PgPool::connect(url("APM_TEST_POSTGRES").as_str())
+        .await
+        .expect("primary");
+    let replica = PgPool::connect(url("APM_TEST_REPLICA").as_str())
+        .await
+        .expect("replica");
+    let name: String =
+        sqlx::query_scalar("SELECT application_name FROM pg_stat_replication LIMIT 1")
+            .fetch_one(&primary)
+            .await
+            .expect("the replica streams from the primary");
+    let t = Thresholds {
+        max_lag_bytes: 64 << 20,
+        max_lag_seconds: 30.0,
+        canary_timeout: Duration::from_secs(10),
+    };
+    let standbys = [
+        Standby {
+            name: name.clone(),
+            pool: replica.clone(),
+        },
+        Standby {
+            name: "replica-gone".into(),
+            pool: replica.clone(),
+        },
+    ];
+    let checks = validate::replication(&primary, &standbys, &t).await;
+    let of = |check: &str, target: &str| {
+        checks
+            .iter()
+            .find(|c| c.check == check && c.target == target)
+            .unwrap_or_else(|| panic!("no {check} for {target}: {checks:#?}"))
+            .clone()
+    };
+    assert!(of("replication.primary_not_in_recovery", "primary").ok);
+    for check in [
+        "replication.streaming",
+        "replication.lag_bytes",
+        "replication.lag_seconds",
+        "replication.standby_in_recovery",
+        "replication.canary",
+    ] {
+        let c = of(check, &name);
+        assert!(c.ok, "{c:?}");
+    }
+    assert!(
+        of("replication.canary", &name)
+            .measured
+            .starts_with("seen after")
+    );
+    let gone = of("replication.streaming", "replica-gone");
+    assert!(!gone.ok);
+    assert!(
+        gone.measured.contains("absent from pg_stat_replication"),
+        "{gone:?}"
+    );
+    let text = validate::table(&checks);
+    assert!(text.contains("FAIL  replication.streaming"), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
+}
+
+#[tokio::test]
+async fn roles_checks_try_each_privilege() {
+    let admin_url = url("APM_TEST_POSTGRES");
+    let admin = PgPool::connect(admin_url.as_str()).await.expect("admin");
+    let tag = std::process::id();
+    let (db, writer, reader) = (
+        format!("hoist_validate_{tag}"),
+        format!("hoist_w_{tag}"),
+        format!("hoist_r_{tag}"),
+    );
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {db}"),
+        format!("CREATE DATABASE {db}"),
+        format!("DROP ROLE IF EXISTS {writer}"),
+        format!("DROP ROLE IF EXISTS {reader}"),
+        format!("CREATE ROLE {writer} LOGIN PASSWORD 'w'"),
+        format!("CREATE ROLE {reader} LOGIN PASSWORD 'r'"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&admin)
+            .await
+            .expect("setup");
+    }
+    let owner = PgPool::connect(&with(
+        &admin_url,
+        admin_url.username(),
+        admin_url.password().unwrap_or_default(),
+        &db,
+    ))
+    .await
+    .expect("the test database");
+    for sql in [
+        "CREATE TABLE events (id int)".to_owned(),
+        format!("GRANT SELECT, INSERT ON events TO {writer}"),
+        format!("GRANT SELECT ON events TO {reader}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&owner)
+            .await
+            .expect("grants");
+    }
+    let w = PgPool::connect(&with(&admin_url, &writer, "w", &db))
+        .await
+        .expect("writer");
+    let r = PgPool::connect(&with(&admin_url, &reader, "r", &db))
+        .await
+        .expect("reader");
+
+    let checks = validate::roles((&writer, &w), (&reader, &r), "events").await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    let refused = checks
+        .iter()
+        .find(|c| c.check == "roles.reader_cannot_write")
+        .expect("check");
+    assert!(refused.measured.contains("42501"), "{refused:?}");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&owner)
+        .await
+        .expect("count");
+    assert_eq!(count, 0, "the checks write nothing");
+
+    // A reader that can write is a failure, named.
+    let swapped = validate::roles((&writer, &w), (&writer, &w), "events").await;
+    let bad = swapped
+        .iter()
+        .find(|c| c.check == "roles.reader_cannot_write")
+        .expect("check");
+    assert!(!bad.ok && bad.measured == "allowed", "{bad:?}");
+    for p in [w, r, owner] {
+        p.close().await;
+    }
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {db} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await;
+    for role in [writer, reader] {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP ROLE {role}")))
+            .execute(&admin)
+            .await;
+    }
+}
