@@ -97,6 +97,9 @@ pub enum Command {
     /// Encrypt, decrypt and edit secrets files
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Prove the platform works: replication (streaming, lag, a canary row on every standby) and
+    /// the database roles; exit 1 on any failure
+    Validate,
     /// The cluster's CA and TLS certificates, kept encrypted in the inventory
     #[command(subcommand)]
     Pki(PkiCommand),

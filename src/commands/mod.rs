@@ -10,6 +10,7 @@ mod remote;
 mod sandbox;
 mod secrets;
 mod status;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
         Command::Pki(cmd) => pki::run(&cli.global, cmd, out),
+        Command::Validate => validate::run(&cli.global, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
     }
 }

@@ -231,6 +231,29 @@ impl SshHost {
         Ok(path.clone())
     }
 
+    /// A local TCP port forwarded, through the master, to `host:port` as the remote host reaches it
+    /// (a database that publishes no port is still reachable at its container address).
+    pub async fn forward_tcp(&self, host: &str, port: u16) -> Result<std::net::SocketAddr> {
+        let local = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| RemoteError::Other {
+                host: self.name.clone(),
+                detail: format!("choosing a local port to forward: {e}"),
+            })?;
+        self.session
+            .request_port_forward(
+                ForwardType::Local,
+                local,
+                openssh::Socket::TcpSocket {
+                    host: host.to_owned().into(),
+                    port,
+                },
+            )
+            .await
+            .map_err(|e| RemoteError::from_ssh(&self.name, e))?;
+        Ok(local)
+    }
+
     /// Closes the master connection and removes the local sockets.
     pub async fn close(self) {
         if let Ok(session) = Arc::try_unwrap(self.session) {

@@ -81,14 +81,39 @@ pub async fn replication(primary: &PgPool, standbys: &[Standby], t: &Thresholds)
             return out;
         }
     }
-    let rows: Vec<(String, String, Option<i64>, Option<f64>)> = sqlx::query_as(
-        "SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8, \
-                EXTRACT(EPOCH FROM replay_lag)::float8 \
-         FROM pg_stat_replication",
-    )
-    .fetch_all(primary)
-    .await
-    .unwrap_or_default();
+    // Without pg_monitor (or superuser) the rows come back with their columns hidden.
+    let rows: Vec<(Option<String>, Option<String>, Option<i64>, Option<f64>)> =
+        match sqlx::query_as(
+            "SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8, \
+                    EXTRACT(EPOCH FROM replay_lag)::float8 \
+             FROM pg_stat_replication",
+        )
+        .fetch_all(primary)
+        .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                out.push(Check::new(
+                    "replication.stats_readable",
+                    "primary",
+                    false,
+                    e.to_string(),
+                    "pg_stat_replication readable",
+                ));
+                Vec::new()
+            }
+        };
+    let rows: Vec<(String, String, Option<i64>, Option<f64>)> = rows
+        .into_iter()
+        .map(|(name, state, bytes, seconds)| {
+            (
+                name.unwrap_or_else(|| "(hidden: grant pg_monitor)".into()),
+                state.unwrap_or_else(|| "(hidden)".into()),
+                bytes,
+                seconds,
+            )
+        })
+        .collect();
     for s in standbys {
         let Some((_, state, lag_bytes, lag_s)) = rows.iter().find(|r| r.0 == s.name) else {
             let present: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
