@@ -55,6 +55,9 @@ pub struct Standby {
 
 const CANARY_TABLE: &str = "hoist_validate_canary";
 
+/// A row of pg_stat_replication: name, state, replay lag in bytes and in seconds.
+type StatRow = (Option<String>, Option<String>, Option<i64>, Option<f64>);
+
 /// Replication: the primary is not in recovery; each expected standby streams, within the lag
 /// bounds, is in recovery, and shows a row written on the primary within the timeout.
 pub async fn replication(primary: &PgPool, standbys: &[Standby], t: &Thresholds) -> Vec<Check> {
@@ -82,27 +85,26 @@ pub async fn replication(primary: &PgPool, standbys: &[Standby], t: &Thresholds)
         }
     }
     // Without pg_monitor (or superuser) the rows come back with their columns hidden.
-    let rows: Vec<(Option<String>, Option<String>, Option<i64>, Option<f64>)> =
-        match sqlx::query_as(
-            "SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8, \
+    let rows: Vec<StatRow> = match sqlx::query_as(
+        "SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::int8, \
                     EXTRACT(EPOCH FROM replay_lag)::float8 \
              FROM pg_stat_replication",
-        )
-        .fetch_all(primary)
-        .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                out.push(Check::new(
-                    "replication.stats_readable",
-                    "primary",
-                    false,
-                    e.to_string(),
-                    "pg_stat_replication readable",
-                ));
-                Vec::new()
-            }
-        };
+    )
+    .fetch_all(primary)
+    .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            out.push(Check::new(
+                "replication.stats_readable",
+                "primary",
+                false,
+                e.to_string(),
+                "pg_stat_replication readable",
+            ));
+            Vec::new()
+        }
+    };
     let rows: Vec<(String, String, Option<i64>, Option<f64>)> = rows
         .into_iter()
         .map(|(name, state, bytes, seconds)| {
