@@ -118,7 +118,7 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
     let rt = tokio::runtime::Runtime::new()?;
     let checks: Vec<Check> = rt.block_on(async {
         let (mut hosts, failed) =
-            remote::connect(&project.inventory, &[host.clone()], global).await;
+            remote::connect(&project.inventory, std::slice::from_ref(&host), global).await;
         if let Some(e) = failed.get(&host) {
             return Err(anyhow!("{e}"));
         }
