@@ -448,4 +448,129 @@ fn sandbox_end_to_end() {
         "{}",
         refused.stderr
     );
+
+    step(
+        "the repository's DATA stack: a primary and two streaming standbys, proven by hoist validate",
+    );
+    // The repository's own deployment (not the fixture), its data play alone: the CONTROL role
+    // needs Grafana, which has no package this machine can install.
+    let data_play = tmp.path().join("data.yml");
+    let yaml = r#"- name: engine
+  hosts: all
+  steps:
+    - engine: {}
+    - file: {template: env.cluster.j2, dest: /etc/apm/cluster.env, mode: "0600", owner: root}
+- name: data
+  hosts: data
+  steps:
+    - stack: data
+    - wait: {stack: data, service: db-init, condition: completed, timeout: 180s}
+    - wait: {stack: data, service: db-replica-1, condition: healthy, timeout: 10m}
+    - wait: {stack: data, service: db-replica-2, condition: healthy, timeout: 10m}
+"#;
+    std::fs::write(&data_play, yaml).expect("write");
+    let play = data_play.display().to_string();
+    let platform = |args: &[&str]| {
+        let mut full = vec!["-i", "inventory/sandbox"];
+        full.extend(args);
+        hoist_in(&repo(), &full, &[])
+    };
+    ok(
+        &platform(&["apply", &play, "--yes"]),
+        "apply the data stack",
+    );
+    // The roles are tried on the canary table: the API's table comes with the APP role.
+    let validate = || {
+        platform(&[
+            "-e",
+            "validate_roles_table=hoist_validate_canary",
+            "--json",
+            "validate",
+        ])
+    };
+    let report = |run: &Run| -> serde_json::Value {
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("validate --json: {e}\n{}\n{}", run.stdout, run.stderr))
+    };
+    let green = validate();
+    let doc = report(&green);
+    assert_eq!(
+        (green.code, doc["failed"].as_u64()),
+        (0, Some(0)),
+        "{}",
+        green.stdout
+    );
+    for standby in ["replica_1", "replica_2"] {
+        for check in ["replication.streaming", "replication.canary"] {
+            assert!(
+                doc["checks"]
+                    .as_array()
+                    .expect("checks")
+                    .iter()
+                    .any(|c| { c["check"] == check && c["target"] == standby && c["ok"] == true }),
+                "{check} for {standby}: {}",
+                green.stdout
+            );
+        }
+    }
+
+    step("applying again changes nothing and does not re-clone the standbys");
+    let standbys_started = || {
+        on_host(
+            "172.30.0.11",
+            "docker inspect -f '{{.State.StartedAt}}' apm-data-db-replica-1-1 apm-data-db-replica-2-1",
+        )
+    };
+    let before = standbys_started();
+    let plan = platform(&["plan", &play]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+    ok(
+        &platform(&["apply", &play, "--yes"]),
+        "apply the data stack again",
+    );
+    assert_eq!(
+        standbys_started(),
+        before,
+        "the standbys were not restarted"
+    );
+
+    step("a stopped standby fails validate, by name; started again, validate is green");
+    on_host("172.30.0.11", "docker stop apm-data-db-replica-2-1");
+    let red = validate();
+    assert_eq!(red.code, 1, "{}", red.stdout);
+    let failed: Vec<String> = report(&red)["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["check"].as_str().unwrap_or(""),
+                c["target"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&"replication.streaming replica_2".to_owned()),
+        "{failed:?}"
+    );
+    assert!(
+        failed.iter().all(|f| f.ends_with("replica_2")),
+        "{failed:?}"
+    );
+    on_host("172.30.0.11", "docker start apm-data-db-replica-2-1");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let again = validate();
+        if again.code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "validate stays red:\n{}",
+            again.stdout
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
