@@ -70,9 +70,17 @@ async fn reads_follow_a_live_replica_and_survive_its_stop() {
     .await;
     let mut on_replica = replica_url.clone();
     on_replica.set_path(url::Url::parse(&s.database_url).expect("url").path());
-    let replica = sqlx::PgPool::connect(on_replica.as_str())
-        .await
-        .expect("the test database on the replica");
+    // The test database was just created on the primary: the replica has it once it replays that.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let replica = loop {
+        match sqlx::PgPool::connect(on_replica.as_str()).await {
+            Ok(pool) => break pool,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the test database on the replica: {e}"),
+        }
+    };
     let version: i32 =
         sqlx::query_scalar("SELECT current_setting('server_version_num')::int / 10000")
             .fetch_one(&replica)
