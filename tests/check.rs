@@ -6,6 +6,27 @@ mod common;
 use common::{hoist, hoist_in, repo};
 use expect_test::expect_file;
 
+/// A scratch copy of the repository's deployment (and `extra` folders), with what the apm-api
+/// image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
+fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for dir in [
+        "inventory",
+        "vars",
+        "templates",
+        "stacks",
+        "playbooks",
+        "images",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
+    }
+    copy_api_inputs(tmp.path());
+    tmp
+}
+
 /// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
 fn copy_api_inputs(to: &std::path::Path) {
     for dir in ["crates/apm-api", "migrations", "vendor"] {
@@ -19,18 +40,7 @@ fn copy_api_inputs(to: &std::path::Path) {
 #[test]
 fn the_repository_deployment_passes_check() {
     // In a scratch copy: `sandbox init` writes the sandbox's generated (git-ignored) TLS secrets.
-    let tmp = tempfile::tempdir().expect("tmp");
-    for dir in [
-        "inventory",
-        "vars",
-        "templates",
-        "stacks",
-        "playbooks",
-        "images",
-    ] {
-        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
-    }
-    copy_api_inputs(tmp.path());
+    let tmp = deployment_copy(&[]);
     let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
     let init = hoist_in(tmp.path(), &["sandbox", "init"], &[]);
     assert_eq!(init.code, 0, "{}", init.stderr);
@@ -44,19 +54,7 @@ fn the_repository_deployment_passes_check() {
 
 #[test]
 fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    for dir in [
-        "inventory",
-        "vars",
-        "templates",
-        "stacks",
-        "playbooks",
-        "images",
-        "tests/fixtures/sandbox-bare",
-    ] {
-        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
-    }
-    copy_api_inputs(tmp.path());
+    let tmp = deployment_copy(&["tests/fixtures/sandbox-bare"]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let run = hoist_in(
         tmp.path(),
@@ -186,18 +184,7 @@ fn a_missing_playbook_is_an_io_error() {
 #[test]
 fn the_repository_data_stack_converges_as_hosts_report_it() {
     use hoist_core::observed::{self, ImageDefaults};
-    let tmp = tempfile::tempdir().expect("tmp");
-    for dir in [
-        "inventory",
-        "vars",
-        "templates",
-        "stacks",
-        "playbooks",
-        "images",
-    ] {
-        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
-    }
-    copy_api_inputs(tmp.path());
+    let tmp = deployment_copy(&[]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let (project, _) = common::load(tmp.path(), "inventory/sandbox");
     let mut diags = hoist_core::diag::Diagnostics::new();

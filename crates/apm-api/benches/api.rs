@@ -155,7 +155,7 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         let bodies: Vec<Vec<u8>> = (0..ingest_rows.div_ceil(5000))
             .map(|i| {
                 let n = 5000.min(ingest_rows - i * 5000);
-                let events: Vec<_> = (0..n).map(|_| apm_api::seed::to_json(&g.event())).collect();
+                let events: Vec<_> = (0..n).map(|_| g.event().to_json()).collect();
                 serde_json::to_vec(&events).expect("json")
             })
             .collect();

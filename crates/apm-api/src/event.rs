@@ -30,12 +30,11 @@ pub struct Stored {
     pub event: Event,
 }
 
-impl Stored {
-    /// The JSON object, fields in the original's order.
+impl Event {
+    /// The fields as the API writes and takes them, in the original's order.
     pub fn to_json(&self) -> Value {
-        let e = &self.event;
+        let e = self;
         json!({
-            "id": self.id,
             "time": utc_z(&e.time),
             "service": e.service,
             "endpoint": e.endpoint,
@@ -46,6 +45,18 @@ impl Stored {
             "user_ref": e.user_ref,
             "tags": e.tags.0,
         })
+    }
+}
+
+impl Stored {
+    /// The JSON object: `id`, then the event's fields.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), json!(self.id));
+        if let Value::Object(fields) = self.event.to_json() {
+            m.extend(fields);
+        }
+        Value::Object(m)
     }
 }
 

@@ -43,14 +43,18 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// A request's route pattern (`/api/requests/{id}/`), or `unmatched`.
+pub fn route(req: &Request) -> String {
+    req.extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into())
+}
+
 /// Counts and times every request by its route pattern (not its concrete path: ids would explode
 /// the label set).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = route(&req);
     let method = req.method().to_string();
     let start = Instant::now();
     let response = next.run(req).await;

@@ -11,7 +11,6 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
 use crate::event::Event;
-use crate::json::utc_z;
 
 #[derive(Debug, clap::Args)]
 pub struct Options {
@@ -218,21 +217,6 @@ impl Generator {
     }
 }
 
-/// The event as the ingest endpoint takes it.
-pub fn to_json(e: &Event) -> Value {
-    json!({
-        "time": utc_z(&e.time),
-        "service": e.service,
-        "endpoint": e.endpoint,
-        "method": e.method,
-        "status_code": e.status_code,
-        "latency_ms": e.latency_ms,
-        "trace_id": e.trace_id,
-        "user_ref": e.user_ref,
-        "tags": e.tags.0,
-    })
-}
-
 pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Result<()> {
     let mut generator = Generator::new(o)?;
     if o.truncate && o.confirm_truncate != "yes" {
@@ -289,7 +273,7 @@ pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Res
         left -= n as u64;
         let events: Vec<Event> = (0..n).map(|_| generator.event()).collect();
         if let Some(client) = &client {
-            let body = json!({"events": events.iter().map(to_json).collect::<Vec<_>>()});
+            let body = json!({"events": events.iter().map(Event::to_json).collect::<Vec<_>>()});
             let resp = client
                 .post(&url)
                 .json(&body)
@@ -311,7 +295,7 @@ pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Res
         let events = if o.validate {
             let mut valid = Vec::with_capacity(events.len());
             for e in &events {
-                match to_json(e) {
+                match e.to_json() {
                     Value::Object(m) => match crate::event::validate(&m, None) {
                         Ok(v) => valid.push(v),
                         Err(_) => rejected += 1,

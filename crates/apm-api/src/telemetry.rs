@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::Request;
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -104,11 +104,7 @@ fn parent(headers: &HeaderMap) -> opentelemetry::Context {
 /// Runs a request in a span and logs one line for it: method, route, status, duration, and the
 /// trace and span ids (from the exported span, else the caller's trace id or a new one).
 pub async fn trace(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = crate::metrics::route(&req);
     let method = req.method().to_string();
     let caller = parent(req.headers());
     let span = tracing::info_span!(
