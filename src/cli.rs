@@ -97,9 +97,14 @@ pub enum Command {
     /// Encrypt, decrypt and edit secrets files
     #[command(subcommand)]
     Secrets(SecretsCommand),
-    /// Prove the platform works: replication (streaming, lag, a canary row on every standby) and
-    /// the database roles; exit 1 on any failure
-    Validate,
+    /// Prove the platform works: replication (streaming, lag, a canary row on every standby),
+    /// backups (pgbackrest check, a recent backup in each repository, no WAL gap), the object
+    /// store (TLS verified, buckets), the database roles and the API; exit 1 on any failure
+    Validate {
+        /// Only these checks (comma-separated): replication, backups, object_store, roles, api
+        #[arg(long, value_delimiter = ',', value_name = "CHECKS")]
+        only: Vec<String>,
+    },
     /// The cluster's CA and TLS certificates, kept encrypted in the inventory
     #[command(subcommand)]
     Pki(PkiCommand),

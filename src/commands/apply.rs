@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use hoist_core::desired::ActionKind;
 use hoist_core::plan::Plan;
 use hoist_core::render;
 use hoist_remote::apply::{self, ApplyOptions, Event};
 
 use crate::cli::{ApplyArgs, Global};
-use crate::commands::{plan as planning, remote};
+use crate::commands::{plan as planning, remote, validate};
 use crate::output::Output;
 
 pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8> {
@@ -55,6 +56,14 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         Err(code) => return Ok(code),
     };
     let redactor = loaded.project.redactor.clone();
+    // The validate steps' settings are read before anything is applied: a missing variable
+    // fails here, not after the platform was changed.
+    let checks = validations(&loaded.desired);
+    let validation = if checks.is_empty() {
+        None
+    } else {
+        Some(Arc::new(validate::config(&loaded.project, &checks)?))
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let (hosts, observed, failed) = planning::observe_live(global, &loaded).await;
@@ -81,6 +90,7 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
                 gate_timeout: Duration::from_secs(args.gate_timeout),
                 forks: global.forks,
                 break_lock: args.break_lock,
+                validate: validation,
             };
             let printer = out.clone();
             let json = out.json;
@@ -94,20 +104,27 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
                     printer.eprint(&(line(&e) + "\n"));
                 }
             });
-            let reports = apply::apply(&hosts, &loaded.desired, &plan, &redactor, &opts, events).await;
-            let mut ok = failed.is_empty();
-            for r in &reports {
-                ok &= r.ok;
-            }
+            let report =
+                apply::apply(&hosts, &loaded.desired, &plan, &redactor, &opts, events).await;
+            let ok = failed.is_empty() && report.ok();
             if json {
-                let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": reports, "unreachable": failed.keys().collect::<Vec<_>>()});
+                let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": report.hosts, "checks_failed": report.checks.iter().filter(|c| !c.ok).count(), "unreachable": failed.keys().collect::<Vec<_>>()});
                 out.print(&(redactor.redact(&summary.to_string()) + "\n"));
             } else {
-                for r in &reports {
+                for r in &report.hosts {
                     match &r.error {
                         None => out.eprint(&format!("{}: ok, {} change(s)\n", r.host, r.changes)),
                         Some(e) => out.error(e),
                     }
+                }
+                let red: Vec<String> = report
+                    .checks
+                    .iter()
+                    .filter(|c| !c.ok)
+                    .map(|c| format!("{} {}", c.check, c.target))
+                    .collect();
+                if !red.is_empty() {
+                    out.error(&format!("validation failed: {}", red.join(", ")));
                 }
             }
             Ok::<u8, anyhow::Error>(if ok { 0 } else { 1 })
@@ -194,7 +211,28 @@ fn line(e: &Event) -> String {
             "{host}: done, {changes} change(s) in {:.1} s",
             *ms as f64 / 1000.0
         ),
+        Event::Validated { checks, .. } => format!(
+            "validate:\n{}",
+            hoist_remote::validate::table(checks).trim_end()
+        ),
     }
+}
+
+/// Every check the playbook's `validate` steps ask for.
+fn validations(desired: &hoist_core::desired::Desired) -> Vec<String> {
+    let mut checks: Vec<String> = desired
+        .hosts
+        .values()
+        .flat_map(|h| &h.actions)
+        .filter_map(|a| match &a.action {
+            Some(ActionKind::Validate(c)) => Some(c.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    checks.sort();
+    checks.dedup();
+    checks
 }
 
 /// One progress line per host, on a terminal.
@@ -233,6 +271,10 @@ impl Bars {
             | Event::Note { host, .. }
             | Event::HostFailed { host, .. }
             | Event::HostDone { host, .. } => host,
+            Event::Validated { .. } => {
+                let _ = self.multi.println(out.redacted(&line(e)));
+                return;
+            }
         };
         let Some(bar) = self.hosts.get(host) else {
             return;

@@ -37,7 +37,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
         Command::Pki(cmd) => pki::run(&cli.global, cmd, out),
-        Command::Validate => validate::run(&cli.global, out),
+        Command::Validate { only } => validate::run(&cli.global, &only, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
     }
 }

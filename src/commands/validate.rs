@@ -1,63 +1,198 @@
-//! `hoist validate`: proves that the platform works, not just that its containers run. From the
-//! first data host's SSH master it forwards local ports to the primary and each standby (as that
-//! host reaches them, so databases that publish no port are covered too), then runs the replication
-//! and roles checks (hoist_remote::validate). A table for people, `--json` for CI; exit 1 on any
-//! failure. Addresses, names and limits come from the `validate_*` variables (vars/defaults.yml).
+//! `hoist validate`: proves that the platform works, not just that its containers run. The checks
+//! (hoist_remote::validate) go through the SSH masters of the hosts that carry each service: the
+//! databases through local ports the first data host forwards (so databases that publish no port
+//! are covered too), pgBackRest in the scheduler container through the first control host's engine,
+//! the object store and the API over HTTPS through forwarded ports, verified as the names their
+//! clients use. A table for people, `--json` for CI; exit 1 on any failure. Addresses, names and
+//! limits come from the `validate_*` variables (vars/defaults.yml). The same checks run as a
+//! playbook's `validate` step (`config` is shared with apply).
 
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use hoist_core::diag::Diagnostics;
+use hoist_core::playbook::CHECKS;
+use hoist_core::project::Project;
 use hoist_core::vars::{HostVars, SecretsMode};
-use hoist_remote::validate::{self, Check, Standby, Thresholds};
-use hoist_remote::{SshHost, validate as checks};
+use hoist_remote::validate::{
+    self, Address, ApiConfig, BackupConfig, Check, Config, DbConfig, Login, ObjectStoreConfig,
+    Thresholds,
+};
 use serde_json::Value;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::cli::Global;
 use crate::commands::remote;
 use crate::output::Output;
 
-fn var(vars: &HostVars, name: &str) -> anyhow::Result<String> {
-    vars.scalar(name)
-        .ok_or_else(|| anyhow!("the variable `{name}` is not set for this host"))
+/// The variables of the first host of `group`, which the checks of that role go through.
+fn first_of<'p>(project: &'p Project, group: &str) -> anyhow::Result<(String, &'p HostVars)> {
+    let hosts = project
+        .inventory
+        .select(group)
+        .map_err(anyhow::Error::msg)?;
+    let host = hosts
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("the inventory has no host in group `{group}`"))?;
+    let vars = project
+        .vars
+        .get(&host)
+        .ok_or_else(|| anyhow!("no variables for {host}"))?;
+    Ok((host, vars))
 }
 
-fn host_port(text: &str, what: &str) -> anyhow::Result<(String, u16)> {
+struct Vars<'a> {
+    host: &'a str,
+    vars: &'a HostVars,
+}
+
+impl Vars<'_> {
+    fn get(&self, name: &str) -> anyhow::Result<String> {
+        self.vars
+            .scalar(name)
+            .ok_or_else(|| anyhow!("{}: the variable `{name}` is not set", self.host))
+    }
+
+    fn number(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self.get(name)?;
+        text.trim()
+            .parse::<f64>()
+            .with_context(|| format!("{}: `{name}` = {text:?} is not a number", self.host))
+    }
+
+    fn port(&self, name: &str) -> anyhow::Result<u16> {
+        let text = self.get(name)?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{}: `{name}` = {text:?} is not a port", self.host))
+    }
+
+    fn address(&self, name: &str) -> anyhow::Result<Address> {
+        host_port(&self.get(name)?).with_context(|| format!("{}: `{name}`", self.host))
+    }
+
+    fn login(&self, user: &str, password: &str) -> anyhow::Result<Login> {
+        Ok(Login {
+            user: self.get(user)?,
+            password: self.get(password)?,
+        })
+    }
+}
+
+fn host_port(text: &str) -> anyhow::Result<Address> {
     let (host, port) = text
         .rsplit_once(':')
-        .ok_or_else(|| anyhow!("{what}: expected host:port, found {text:?}"))?;
+        .ok_or_else(|| anyhow!("expected host:port, found {text:?}"))?;
     let port = port
         .parse()
-        .with_context(|| format!("{what}: {port:?} is not a port"))?;
+        .with_context(|| format!("{port:?} is not a port"))?;
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }
 
-async fn pool(
-    ssh: &SshHost,
-    at: &(String, u16),
-    db: &str,
-    user: &str,
-    password: &str,
-) -> anyhow::Result<PgPool> {
-    let local = ssh.forward_tcp(&at.0, at.1).await?;
-    let options = PgConnectOptions::new()
-        .host(&local.ip().to_string())
-        .port(local.port())
-        .database(db)
-        .username(user)
-        .password(password)
-        .application_name("hoist-validate");
-    PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .with_context(|| format!("connecting to {}:{} as {user}", at.0, at.1))
+/// The checks' configuration for `which`, from the inventory's variables; a missing or malformed
+/// variable is an error naming the host and the variable.
+pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
+    let wants = |k: &str| which.iter().any(|w| w == k);
+    let mut cfg = Config::default();
+    if wants("replication") || wants("roles") {
+        let (host, vars) = first_of(project, "data")?;
+        let v = Vars { host: &host, vars };
+        let standbys = match vars.values.get("validate_standbys") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    let field = |f: &str| {
+                        item[f].as_str().map(str::to_owned).ok_or_else(|| {
+                            anyhow!("{host}: `validate_standbys[{i}].{f}` is not set")
+                        })
+                    };
+                    let at = host_port(&field("address")?)
+                        .with_context(|| format!("{host}: `validate_standbys[{i}].address`"))?;
+                    Ok((field("name")?, at))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            Some(_) => bail!("{host}: `validate_standbys` must be a list"),
+            None => Vec::new(),
+        };
+        cfg.db = Some(DbConfig {
+            primary: v.address("validate_primary")?,
+            standbys,
+            database: v.get("postgres_db")?,
+            admin: v.login("postgres_user", "postgres_password")?,
+            writer: v.login("postgres_writer_user", "postgres_writer_password")?,
+            reader: v.login("postgres_reader_user", "postgres_reader_password")?,
+            table: v.get("validate_roles_table")?,
+            thresholds: Thresholds {
+                max_lag_bytes: v.number("validate_max_lag_bytes")? as i64,
+                max_lag_seconds: v.number("validate_max_lag_seconds")?,
+                canary_timeout: Duration::from_secs_f64(
+                    v.number("validate_canary_timeout_seconds")?,
+                ),
+            },
+            host: host.clone(),
+        });
+    }
+    if wants("backups") {
+        let (host, vars) = first_of(project, "control")?;
+        let v = Vars { host: &host, vars };
+        let hours = |name: &str| -> anyhow::Result<Duration> {
+            Ok(Duration::from_secs_f64(v.number(name)? * 3600.0))
+        };
+        cfg.backups = Some(BackupConfig {
+            container: v.get("validate_backup_container")?,
+            user: v.get("validate_backup_user")?,
+            stanza: v.get("pgbackrest_stanza")?,
+            repos: vec![
+                (1, hours("validate_backup_repo1_max_age_hours")?),
+                (2, hours("validate_backup_repo2_max_age_hours")?),
+            ],
+            host: host.clone(),
+        });
+    }
+    if wants("object_store") {
+        let (host, vars) = first_of(project, "control")?;
+        let v = Vars { host: &host, vars };
+        cfg.object_store = Some(ObjectStoreConfig {
+            address: v.address("validate_object_store")?,
+            name: v.get("objectstore_host")?,
+            port: v.port("objectstore_port")?,
+            ca: v.get("tls_ca_cert")?,
+            region: v.get("objectstore_region")?,
+            access_key: v.get("objectstore_access_key_id")?,
+            secret_key: v.get("objectstore_secret_key")?,
+            buckets: vec![
+                v.get("objectstore_bucket")?,
+                v.get("objectstore_bucket_cold")?,
+            ],
+            host: host.clone(),
+        });
+    }
+    if wants("api") {
+        let (host, vars) = first_of(project, "app")?;
+        let v = Vars { host: &host, vars };
+        cfg.api = Some(ApiConfig {
+            address: v.address("validate_api")?,
+            name: v.get("app_public_host")?,
+            port: v.port("app_https_port")?,
+            ca: v.get("tls_ca_cert")?,
+            host: host.clone(),
+        });
+    }
+    Ok(cfg)
 }
 
-pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
+pub fn run(global: &Global, only: &[String], out: &Output) -> anyhow::Result<u8> {
+    for c in only {
+        if !CHECKS.contains(&c.as_str()) {
+            bail!("unknown check `{c}` (known: {})", CHECKS.join(", "));
+        }
+    }
+    let which: Vec<String> = if only.is_empty() {
+        CHECKS.iter().map(|c| (*c).to_owned()).collect()
+    } else {
+        only.to_vec()
+    };
     let inv = super::inventory_dir(global)?;
     let mut diags = Diagnostics::new();
     let Some(project) = super::load_project(global, &inv, SecretsMode::Required, &mut diags)?
@@ -67,115 +202,22 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
         }
         return Ok(1);
     };
-    let data = project
-        .inventory
-        .select("data")
-        .map_err(anyhow::Error::msg)?;
-    let Some(host) = data.first().cloned() else {
-        bail!("the inventory has no host in group `data`");
-    };
-    let vars = project
-        .vars
-        .get(&host)
-        .ok_or_else(|| anyhow!("no variables for {host}"))?;
-    let primary_at = host_port(&var(vars, "validate_primary")?, "validate_primary")?;
-    let standbys: Vec<(String, (String, u16))> = match vars.values.get("validate_standbys") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                let name = i["name"].as_str().unwrap_or_default().to_owned();
-                let at = host_port(
-                    i["address"].as_str().unwrap_or_default(),
-                    "validate_standbys",
-                )?;
-                Ok((name, at))
-            })
-            .collect::<anyhow::Result<_>>()?,
-        _ => Vec::new(),
-    };
-    let number = |name: &str| -> anyhow::Result<f64> {
-        var(vars, name)?
-            .parse::<f64>()
-            .with_context(|| format!("`{name}` is not a number"))
-    };
-    let t = Thresholds {
-        max_lag_bytes: number("validate_max_lag_bytes")? as i64,
-        max_lag_seconds: number("validate_max_lag_seconds")?,
-        canary_timeout: Duration::from_secs_f64(number("validate_canary_timeout_seconds")?),
-    };
-    let db = var(vars, "postgres_db")?;
-    let admin = (var(vars, "postgres_user")?, var(vars, "postgres_password")?);
-    let writer = (
-        var(vars, "postgres_writer_user")?,
-        var(vars, "postgres_writer_password")?,
-    );
-    let reader = (
-        var(vars, "postgres_reader_user")?,
-        var(vars, "postgres_reader_password")?,
-    );
-    let table = var(vars, "validate_roles_table")?;
-
+    let cfg = config(&project, &which)?;
     let rt = tokio::runtime::Runtime::new()?;
     let checks: Vec<Check> = rt.block_on(async {
-        let (mut hosts, failed) =
-            remote::connect(&project.inventory, std::slice::from_ref(&host), global).await;
-        if let Some(e) = failed.get(&host) {
+        let names = cfg.hosts();
+        let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
+        if let Some(e) = failed.values().next() {
+            remote::close(hosts).await;
             return Err(anyhow!("{e}"));
         }
-        let ssh = hosts
-            .remove(&host)
-            .ok_or_else(|| anyhow!("{host}: not connected"))?;
-        let result = async {
-            let primary = pool(&ssh, &primary_at, &db, &admin.0, &admin.1).await?;
-            let mut pools = Vec::new();
-            let mut checks = Vec::new();
-            for (name, at) in &standbys {
-                match pool(&ssh, at, &db, &admin.0, &admin.1).await {
-                    Ok(p) => pools.push(Standby {
-                        name: name.clone(),
-                        pool: p,
-                    }),
-                    Err(e) => checks.push(Check {
-                        check: "replication.standby_reachable".into(),
-                        target: name.clone(),
-                        ok: false,
-                        measured: format!("{e:#}"),
-                        threshold: "answers".into(),
-                    }),
-                }
-            }
-            // A standby that does not answer is also reported by the primary (not streaming).
-            let mut expected = pools.clone();
-            for (name, _) in &standbys {
-                if !expected.iter().any(|s| &s.name == name) {
-                    expected.push(Standby {
-                        name: name.clone(),
-                        pool: primary.clone(),
-                    });
-                }
-            }
-            checks.extend(validate::replication(&primary, &expected, &t).await);
-            checks.retain(|c| {
-                // The stand-in connection of an unreachable standby proves nothing about it.
-                !(pools.iter().all(|p| p.name != c.target)
-                    && matches!(
-                        c.check.as_str(),
-                        "replication.standby_in_recovery" | "replication.canary"
-                    ))
-            });
-            let w = pool(&ssh, &primary_at, &db, &writer.0, &writer.1).await?;
-            let r = pool(&ssh, &primary_at, &db, &reader.0, &reader.1).await?;
-            checks.extend(checks::roles((&writer.0, &w), (&reader.0, &r), &table).await);
-            Ok::<Vec<Check>, anyhow::Error>(checks)
-        }
-        .await;
-        ssh.close().await;
-        result
+        let checks = validate::run(&hosts, &cfg, &which).await;
+        remote::close(hosts).await;
+        Ok::<_, anyhow::Error>(checks)
     })?;
     let failed = checks.iter().filter(|c| !c.ok).count();
     if global.json {
-        let doc =
-            serde_json::json!({"version": 1, "host": host, "checks": checks, "failed": failed});
+        let doc = serde_json::json!({"version": 1, "checks": checks, "failed": failed});
         out.print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     } else {
         out.print(&validate::table(&checks));

@@ -3,8 +3,9 @@
 //!
 //! Phases: (1) on every host at once: take the host's lock, set up the engine, put files, deliver
 //! images, create networks and volumes; (2) play by play, the hosts of that play at once: create,
-//! recreate or start containers in dependency order, then run the play's actions (wait, exec);
-//! (3) deletions, only when asked; then release the locks. A host that fails is reported and left
+//! recreate or start containers in dependency order, then run the play's actions (wait, exec),
+//! then, once for the whole play, its `validate` checks (crate::validate); (3) deletions, only when
+//! asked; then release the locks. A host that fails is reported and left
 //! out of later phases; the others carry on.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use tokio::sync::Mutex;
 use crate::docker::{self, Gate};
 use crate::error::{RemoteError, Result};
 use crate::ssh::SshHost;
+use crate::validate::{self, Check};
 use crate::{engine, files, images, observe, script};
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,8 @@ pub struct ApplyOptions {
     pub forks: usize,
     /// Take the lock even if another run holds it.
     pub break_lock: bool,
+    /// What the playbook's `validate` steps check, and how (None: the playbook has none).
+    pub validate: Option<Arc<validate::Config>>,
 }
 
 /// What apply reports as it goes (progress lines, or JSON events).
@@ -84,6 +88,12 @@ pub enum Event {
         changes: usize,
         ms: u128,
     },
+    /// A play's `validate` step ran its checks (once for the play, not per host).
+    Validated {
+        play: usize,
+        checks: Vec<Check>,
+        failed: usize,
+    },
 }
 
 pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
@@ -120,6 +130,20 @@ impl HostRun<'_> {
     }
 }
 
+/// The outcome of an apply: per host, and the checks of the `validate` steps.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplyReport {
+    pub hosts: Vec<HostReport>,
+    pub checks: Vec<Check>,
+}
+
+impl ApplyReport {
+    /// Every host applied and every check passed.
+    pub fn ok(&self) -> bool {
+        self.hosts.iter().all(|h| h.ok) && self.checks.iter().all(|c| c.ok)
+    }
+}
+
 /// The outcome of building one image, shared by every host that needs it.
 type BuildOnce = Arc<tokio::sync::OnceCell<std::result::Result<(), String>>>;
 
@@ -137,8 +161,9 @@ pub async fn apply(
     redactor: &Redactor,
     opts: &ApplyOptions,
     events: Events,
-) -> Vec<HostReport> {
+) -> ApplyReport {
     let owner = lock_owner();
+    let mut checks = Vec::new();
     let mut runs: Vec<HostRun<'_>> = plan
         .hosts
         .iter()
@@ -244,6 +269,10 @@ pub async fn apply(
             .collect()
             .await;
         slots = done.into_iter().map(Some).collect();
+        let wanted = validations(slots.iter().flatten(), play);
+        if !wanted.is_empty() {
+            checks.extend(validate_play(hosts, &slots, play, &wanted, opts, &events).await);
+        }
     }
 
     // Phase 3: deletions, then unlock.
@@ -286,7 +315,71 @@ pub async fn apply(
         }
     }
     reports.sort_by(|a, b| a.host.cmp(&b.host));
-    reports
+    ApplyReport {
+        hosts: reports,
+        checks,
+    }
+}
+
+/// The checks a play's `validate` steps ask for, over all its hosts (each host carries the step).
+fn validations<'a>(runs: impl Iterator<Item = &'a HostRun<'a>>, play: usize) -> Vec<String> {
+    let mut wanted: Vec<String> = Vec::new();
+    for run in runs {
+        for a in run.want.actions.iter().filter(|a| a.play_index == play) {
+            if let Some(ActionKind::Validate(checks)) = &a.action {
+                wanted.extend(checks.iter().cloned());
+            }
+        }
+    }
+    wanted.sort_by_key(|c| {
+        hoist_core::playbook::CHECKS
+            .iter()
+            .position(|k| k == c)
+            .unwrap_or(usize::MAX)
+    });
+    wanted.dedup();
+    wanted
+}
+
+/// Runs a play's checks once, after every host of the play converged; a host that failed makes
+/// them pointless, and is itself the failure to report.
+async fn validate_play(
+    hosts: &BTreeMap<String, SshHost>,
+    runs: &[Option<HostRun<'_>>],
+    play: usize,
+    wanted: &[String],
+    opts: &ApplyOptions,
+    events: &Events,
+) -> Vec<Check> {
+    let note = |message: String| {
+        for run in runs.iter().flatten() {
+            events(Event::Note {
+                host: run.ssh.name.clone(),
+                message: message.clone(),
+            });
+        }
+    };
+    if runs.iter().flatten().any(|r| r.error.is_some()) {
+        note(format!(
+            "validate {}: not run, a host of the play failed",
+            wanted.join(", ")
+        ));
+        return Vec::new();
+    }
+    let Some(cfg) = &opts.validate else {
+        note(format!(
+            "validate {}: no checks configured",
+            wanted.join(", ")
+        ));
+        return Vec::new();
+    };
+    let checks = validate::run(hosts, cfg, wanted).await;
+    events(Event::Validated {
+        play,
+        failed: checks.iter().filter(|c| !c.ok).count(),
+        checks: checks.clone(),
+    });
+    checks
 }
 
 fn host_of(e: &RemoteError) -> String {
@@ -709,17 +802,8 @@ async fn converge_play(
                     });
                 }
             }
-            Some(ActionKind::Validate(checks)) => {
-                events(Event::Note {
-                    host: host.clone(),
-                    message: format!(
-                        "validate {}: checks run with `hoist validate`, which this build does not have yet",
-                        checks.join(", ")
-                    ),
-                });
-                continue;
-            }
-            None => continue,
+            // Run once for the play when all its hosts are done (validate_play).
+            Some(ActionKind::Validate(_)) | None => continue,
         }
         events(Event::ActionDone {
             host: host.clone(),

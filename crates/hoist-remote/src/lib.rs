@@ -8,6 +8,7 @@
 //! - [`engine`]: observing, installing, configuring and starting the Docker engine.
 //! - [`docker`]: the engine's API through the forwarded socket (bollard): observe and apply.
 //! - [`observe`]: a host's observed state in few round trips.
+//! - [`https`]: HTTPS through a forwarded port, verified as the service's own name.
 //! - [`images`]: building images locally and streaming them to hosts without a registry.
 //! - [`sandbox`]: the local sandbox of test hosts (containers with sshd and their own engine).
 //!
@@ -19,6 +20,7 @@ pub mod docker;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod https;
 pub mod images;
 pub mod observe;
 pub mod sandbox;

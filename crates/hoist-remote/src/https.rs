@@ -1,0 +1,102 @@
+//! HTTPS to a service through a forwarded port, verified as the name clients use.
+//!
+//! Checks reach services through the SSH master's forwarded ports, so the address connected to
+//! (127.0.0.1:some port) is not the name the service's certificate carries (`objectstore`, the API's
+//! public name or address). A URL-based client ties the two together; here the connection goes to
+//! the forwarded address while TLS verifies the chain against the cluster CA and the certificate
+//! against `server_name`, and HTTP/1.1 (hyper) sends `Host: server_name:port`, as a client would.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+/// What a request got back.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// One request: `method path` to `connect` (a forwarded address), TLS verified as `server_name`
+/// against the PEM `ca`, with `host` as the Host header. Errors are one line for a check's report.
+pub async fn request(
+    connect: SocketAddr,
+    server_name: &str,
+    host: &str,
+    ca: &str,
+    method: http::Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<Response, String> {
+    tokio::time::timeout(timeout, send(connect, server_name, host, ca, method, path))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs_f32())))
+}
+
+async fn send(
+    connect: SocketAddr,
+    server_name: &str,
+    host: &str,
+    ca: &str,
+    method: http::Method,
+    path: &str,
+) -> Result<Response, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the CA certificate is refused: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate to verify against".into());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| format!("{server_name:?} is not a TLS server name: {e}"))?;
+    let tcp = tokio::net::TcpStream::connect(connect)
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS as {server_name}: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let driver = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request {path}: {e}"))?;
+    let result = async {
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?
+            .to_bytes();
+        Ok(Response { status, body })
+    }
+    .await;
+    driver.abort();
+    result
+}
