@@ -65,9 +65,16 @@ fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
 /// Creates (or updates the password of) the writer and reader roles the settings name, when they
 /// are not the admin, and grants what each needs: the writer reads and writes every table of the
 /// schema, the reader only reads. Default privileges extend the grants to tables created later by
-/// the admin (the migrations' owner).
+/// the admin (the migrations' owner). An admin that may not manage roles (the platform's: its
+/// data stack creates the roles and sets their passwords) leaves existing roles as they are and
+/// only grants.
 pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
     let writes = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE";
+    let manages_roles: bool = sqlx::query_scalar(
+        "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(admin)
+    .await?;
     for (who, tables, sequences) in [
         (&s.writer, writes, "USAGE, SELECT, UPDATE"),
         (&s.reader, "SELECT", "SELECT"),
@@ -76,22 +83,23 @@ pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
             continue;
         }
         let statements: Vec<String> = sqlx::query_scalar(
-            "SELECT unnest(ARRAY[
-                CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
-                     THEN format('ALTER ROLE %I LOGIN PASSWORD %L', $1, $2)
-                     ELSE format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2) END,
+            "SELECT s FROM unnest(ARRAY[
+                CASE WHEN NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)
+                          THEN format('CREATE ROLE %I LOGIN PASSWORD %L', $1, $2)
+                     WHEN $5 THEN format('ALTER ROLE %I LOGIN PASSWORD %L', $1, $2) END,
                 format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), $1),
                 format('GRANT USAGE ON SCHEMA public TO %I', $1),
                 format('GRANT %s ON ALL TABLES IN SCHEMA public TO %I', $3, $1),
                 format('GRANT %s ON ALL SEQUENCES IN SCHEMA public TO %I', $4, $1),
                 format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON TABLES TO %I', $3, $1),
                 format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON SEQUENCES TO %I', $4, $1)
-             ])",
+             ]) AS s WHERE s IS NOT NULL",
         )
         .bind(&who.user)
         .bind(&who.password)
         .bind(tables)
         .bind(sequences)
+        .bind(manages_roles)
         .fetch_all(admin)
         .await?;
         for statement in statements {

@@ -359,10 +359,17 @@ async fn validate_play(
             });
         }
     };
-    if runs.iter().flatten().any(|r| r.error.is_some()) {
+    let failed: Vec<&str> = runs
+        .iter()
+        .flatten()
+        .filter(|r| r.error.is_some())
+        .map(|r| r.ssh.name.as_str())
+        .collect();
+    if !failed.is_empty() {
         note(format!(
-            "validate {}: not run, a host of the play failed",
-            wanted.join(", ")
+            "validate {}: not run, {} failed",
+            wanted.join(", "),
+            failed.join(", ")
         ));
         return Vec::new();
     }
