@@ -486,6 +486,8 @@ fn sandbox_end_to_end() {
             "validate_roles_table=hoist_validate_canary",
             "--json",
             "validate",
+            "--only",
+            "replication,roles",
         ])
     };
     let report = |run: &Run| -> serde_json::Value {
@@ -574,51 +576,169 @@ fn sandbox_end_to_end() {
         std::thread::sleep(Duration::from_secs(2));
     }
 
-    step(
-        "the repository's CONTROL stack: Garage behind TLS, the stanza, a full backup in each repository",
-    );
+    step("the whole site from the repository (DATA, CONTROL, APP), its validate step all green");
     // Without the grafana profile: Grafana comes only from a registry. Garage's binary is built
-    // once (about 14 minutes) into hoist's cache outside the clone, then reused.
-    let control_play = tmp.path().join("control.yml");
-    let yaml = r#"- name: control
-  hosts: control
-  steps:
-    - stack: control
-    - wait: {stack: control, service: objectstore, condition: healthy, timeout: 180s}
-    - wait: {stack: control, service: scheduler, condition: healthy, timeout: 120s}
-    - exec: {stack: control, service: scheduler, command: [apm-backup, stanza-create]}
-    - exec: {stack: control, service: scheduler, command: [apm-backup, ensure-full, "1"]}
-    - exec: {stack: control, service: scheduler, command: [apm-backup, ensure-full, "2"]}
-"#;
-    std::fs::write(&control_play, yaml).expect("write");
-    let control = control_play.display().to_string();
-    ok(
-        &platform(&["apply", &control, "--yes"]),
-        "apply the control stack",
+    // once (about 14 minutes) into hoist's cache outside the clone, then reused; the API is built
+    // from this repository.
+    let original = std::fs::read_to_string(repo().join("playbooks/site.yml")).expect("site.yml");
+    let text = original.replace(
+        "stack: {name: control, profiles: [grafana]}",
+        "stack: control",
     );
-    let backups = || -> Vec<u64> {
-        let info = on_host(
+    assert_ne!(
+        text, original,
+        "site.yml enables the grafana profile on the control stack"
+    );
+    let site_play = tmp.path().join("site.yml");
+    std::fs::write(&site_play, text).expect("write");
+    let site = site_play.display().to_string();
+    let applied = platform(&["--json", "apply", &site, "--yes"]);
+    ok(&applied, "apply the site");
+    let events: Vec<serde_json::Value> = applied
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let validated: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "validated")
+        .collect();
+    assert_eq!(validated.len(), 1, "one validate step: {}", applied.stdout);
+    assert_eq!(validated[0]["failed"], 0, "{}", applied.stdout);
+    let passed = |doc: &serde_json::Value, check: &str, target: &str| {
+        doc["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .any(|c| c["check"] == check && c["target"] == target && c["ok"] == true)
+    };
+    let everything = [
+        ("replication.streaming", "replica_1"),
+        ("replication.streaming", "replica_2"),
+        ("replication.canary", "replica_2"),
+        ("backups.check", "apm"),
+        ("backups.recent", "repo1"),
+        ("backups.recent", "repo2"),
+        ("backups.wal_continuous", "repo1"),
+        ("backups.wal_continuous", "repo2"),
+        ("object_store.tls", "objectstore"),
+        ("object_store.bucket", "pgbackrest"),
+        ("object_store.bucket", "pgbackrest-cold"),
+        ("roles.reader_cannot_write", "apm_reader"),
+        ("roles.writer_can_write", "apm_writer"),
+        ("api.health", "172.30.0.13"),
+    ];
+    for (check, target) in everything {
+        assert!(
+            passed(validated[0], check, target),
+            "{check} {target} in the validate step: {}",
+            applied.stdout
+        );
+    }
+    let green = platform(&["--json", "validate"]);
+    let doc = report(&green);
+    assert_eq!(
+        (green.code, doc["failed"].as_u64()),
+        (0, Some(0)),
+        "{}",
+        green.stdout
+    );
+    for (check, target) in everything {
+        assert!(
+            passed(&doc, check, target),
+            "{check} {target}: {}",
+            green.stdout
+        );
+    }
+
+    step("applying the site again changes nothing: no restart, no new backup, the same stanza");
+    let info = || -> serde_json::Value {
+        let text = on_host(
             "172.30.0.12",
             "docker exec apm-control-scheduler-1 pgbackrest --stanza=apm --output=json info",
         );
-        let doc: serde_json::Value = serde_json::from_str(&info).expect("pgbackrest info JSON");
-        doc[0]["backup"]
+        serde_json::from_str(&text).expect("pgbackrest info JSON")
+    };
+    let backups = |info: &serde_json::Value| -> Vec<(u64, String)> {
+        info[0]["backup"]
             .as_array()
             .map(|b| {
                 b.iter()
-                    .filter_map(|x| x["database"]["repo-key"].as_u64())
+                    .map(|x| {
+                        (
+                            x["database"]["repo-key"].as_u64().unwrap_or(0),
+                            x["label"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
     };
-    let taken = backups();
+    let before = info();
+    let taken = backups(&before);
     assert!(
-        taken.contains(&1) && taken.contains(&2),
+        taken.iter().any(|b| b.0 == 1) && taken.iter().any(|b| b.0 == 2),
         "a backup in repo1 and repo2: {taken:?}"
     );
+    let started = start_times();
+    let plan = platform(&["plan", &site]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
     ok(
-        &platform(&["apply", &control, "--yes"]),
-        "apply the control stack again",
+        &platform(&["apply", &site, "--yes"]),
+        "apply the site again",
     );
-    assert_eq!(backups(), taken, "a second apply takes no new full backup");
+    assert_eq!(start_times(), started, "no container was restarted");
+    let after = info();
+    assert_eq!(backups(&after), taken, "a second apply takes no backup");
+    assert_eq!(
+        after[0]["db"], before[0]["db"],
+        "the stanza was not created again"
+    );
+
+    step("a restore of repo1's latest backup into a scratch container matches the primary");
+    let sql = |statement: &str| {
+        on_host(
+            "172.30.0.11",
+            &format!(
+                "docker exec -u postgres apm-data-db-1 psql -d apm -qAt -v ON_ERROR_STOP=1 -c \"{statement}\""
+            ),
+        )
+    };
+    const PROBE: &str = "SELECT count(*) || ' ' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM restore_probe";
+    sql(
+        "DROP TABLE IF EXISTS restore_probe; CREATE TABLE restore_probe AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g",
+    );
+    let at_backup = sql(PROBE).trim().to_owned();
+    on_host(
+        "172.30.0.12",
+        "docker exec apm-control-scheduler-1 apm-backup full 1",
+    );
+    // Written after the backup: a restore of that backup must not have it.
+    sql("INSERT INTO restore_probe VALUES (5001, 'after'); SELECT pg_switch_wal()");
+    assert_ne!(sql(PROBE).trim(), at_backup);
+    // The data host's own pgBackRest config and CA; PostgreSQL without hot standby accepts
+    // connections only once recovery has reached the backup's consistent point and promoted.
+    let restored = on_host(
+        "172.30.0.11",
+        &format!(
+            r#"docker run --rm --name apm-restore-probe --add-host objectstore:172.30.0.12 \
+  -v /opt/hoist/apm-data/templates/pgbackrest/pgbackrest-db.conf:/etc/pgbackrest/pgbackrest.conf:ro \
+  -v /opt/hoist/apm-data/templates/tls/ca.crt:/etc/pgbackrest/tls/ca.crt:ro \
+  --entrypoint bash apm/db:17 -euc '
+pgbackrest --stanza=apm --repo=1 --pg1-path=/tmp/pgdata --lock-path=/tmp --log-level-console=warn \
+  --type=immediate --target-action=promote restore
+pg_ctl -D /tmp/pgdata -l /tmp/pg.log -w -t 120 -o "-c port=5499 -c listen_addresses= \
+  -c unix_socket_directories=/tmp -c archive_mode=off -c hot_standby=off \
+  -c shared_preload_libraries=timescaledb" start >/dev/null || {{ cat /tmp/pg.log >&2; exit 1; }}
+until [ "$(psql -h /tmp -p 5499 -d apm -Atc "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; do sleep 0.5; done
+psql -h /tmp -p 5499 -d apm -Atc "$0"
+' "{PROBE}""#
+        ),
+    );
+    assert_eq!(
+        restored.trim(),
+        at_backup,
+        "rows and checksum of the restore"
+    );
+    assert!(at_backup.starts_with("5000 "), "{at_backup}");
 }
