@@ -87,6 +87,114 @@ fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
     );
 }
 
+/// An inventory with its own S3 endpoint (MinIO, a cloud): Garage and its TLS front are left out
+/// with their files, the scheduler's dependency on them goes, and every pgBackRest and the
+/// Prometheus config follow the endpoint.
+#[test]
+fn another_s3_endpoint_leaves_garage_out() {
+    let tmp = deployment_copy(&[]);
+    assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
+    let desired = |extra: &[&str]| {
+        let (project, _) = common::load_with(tmp.path(), "inventory/sandbox", extra);
+        let mut diags = hoist_core::diag::Diagnostics::new();
+        let book = hoist_core::playbook::load(
+            tmp.path(),
+            &tmp.path().join("playbooks/site.yml"),
+            &mut diags,
+        )
+        .expect("site.yml");
+        let desired = project.desired(&book, None, &mut diags);
+        assert!(!diags.has_errors(), "{:?}", diags.sorted());
+        desired
+    };
+    let file = |d: &hoist_core::desired::Desired, host: &str, path: &str| {
+        d.hosts[host]
+            .files
+            .get(path)
+            .map(|f| f.content.clone())
+            .unwrap_or_default()
+    };
+    let container = |d: &hoist_core::desired::Desired, host: &str, name: &str| {
+        d.hosts[host]
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    };
+    let conf = "/opt/hoist/apm-data/templates/pgbackrest/pgbackrest-db.conf";
+    let prometheus = "/opt/hoist/apm-control/templates/prometheus/prometheus.yml";
+
+    let bundled = desired(&[]);
+    assert!(container(&bundled, "control-1", "apm-control-garage-1").is_some());
+    let scheduler = container(&bundled, "control-1", "apm-control-scheduler-1").expect("scheduler");
+    assert!(
+        scheduler
+            .depends_on
+            .contains_key("apm-control-objectstore-1"),
+        "{:?}",
+        scheduler.depends_on
+    );
+    assert!(
+        scheduler
+            .extra_hosts
+            .contains(&"objectstore:172.30.0.12".to_owned())
+    );
+    let text = file(&bundled, "data-1", conf);
+    for line in [
+        "repo1-s3-endpoint=objectstore",
+        "repo2-s3-uri-style=path",
+        "repo1-storage-ca-file=/etc/pgbackrest/tls/ca.crt",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    assert!(file(&bundled, "control-1", prometheus).contains("job_name: garage"));
+
+    let external = desired(&[
+        "objectstore_profile=external",
+        "objectstore_host=s3.backup.lan",
+        "objectstore_address=10.0.0.50",
+        "objectstore_port=443",
+        "objectstore_uri_style=host",
+        "objectstore_ca_file=/etc/ssl/certs/ca-certificates.crt",
+    ]);
+    let control = &external.hosts["control-1"];
+    for gone in ["apm-control-garage-1", "apm-control-objectstore-1"] {
+        assert!(container(&external, "control-1", gone).is_none(), "{gone}");
+    }
+    assert!(
+        !control
+            .files
+            .keys()
+            .any(|p| p.contains("garage/") || p.ends_with("objectstore.conf")),
+        "{:?}",
+        control.files.keys()
+    );
+    let scheduler =
+        container(&external, "control-1", "apm-control-scheduler-1").expect("scheduler");
+    assert!(
+        scheduler.depends_on.is_empty(),
+        "{:?}",
+        scheduler.depends_on
+    );
+    assert!(
+        scheduler
+            .extra_hosts
+            .contains(&"s3.backup.lan:10.0.0.50".to_owned())
+    );
+    let db = container(&external, "data-1", "apm-data-db-1").expect("db");
+    assert_eq!(db.extra_hosts, vec!["s3.backup.lan:10.0.0.50".to_owned()]);
+    let text = file(&external, "data-1", conf);
+    for line in [
+        "repo1-s3-endpoint=s3.backup.lan",
+        "repo2-storage-port=443",
+        "repo1-s3-uri-style=host",
+        "repo2-storage-ca-file=/etc/ssl/certs/ca-certificates.crt",
+    ] {
+        assert!(text.contains(line), "{line}:\n{text}");
+    }
+    assert!(!file(&external, "control-1", prometheus).contains("garage"));
+}
+
 #[test]
 fn every_diagnostic_kind_is_located() {
     let broken = repo().join("tests/fixtures/broken");

@@ -582,8 +582,8 @@ fn sandbox_end_to_end() {
     // from this repository.
     let original = std::fs::read_to_string(repo().join("playbooks/site.yml")).expect("site.yml");
     let text = original.replace(
-        "stack: {name: control, profiles: [grafana]}",
-        "stack: control",
+        "stack: {name: control, profiles: [garage, grafana]}",
+        "stack: {name: control, profiles: [garage]}",
     );
     assert_ne!(
         text, original,

@@ -157,7 +157,7 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
             address: v.address("validate_object_store")?,
             name: v.get("objectstore_host")?,
             port: v.port("objectstore_port")?,
-            ca: v.get("tls_ca_cert")?,
+            ca: v.get("validate_object_store_ca")?,
             region: v.get("objectstore_region")?,
             access_key: v.get("objectstore_access_key_id")?,
             secret_key: v.get("objectstore_secret_key")?,
@@ -165,6 +165,7 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
                 v.get("objectstore_bucket")?,
                 v.get("objectstore_bucket_cold")?,
             ],
+            path_style: v.get("objectstore_uri_style")? != "host",
             host: host.clone(),
         });
     }

@@ -75,11 +75,17 @@ pub fn hoist(args: &[&str]) -> Run {
 
 /// Loads a fixture project the way the CLI does.
 pub fn load(root: &Path, inventory: &str) -> (Project, Diagnostics) {
+    load_with(root, inventory, &[])
+}
+
+/// Loads a project with extra variables (`NAME=VALUE`, as `-e` takes them).
+pub fn load_with(root: &Path, inventory: &str, extra: &[&str]) -> (Project, Diagnostics) {
     let mut diags = Diagnostics::new();
+    let extra: Vec<String> = extra.iter().map(|e| (*e).to_owned()).collect();
     let opts = LoadOptions {
         root: root.to_path_buf(),
         inventory: PathBuf::from(inventory),
-        extra_vars: Vec::new(),
+        extra_vars: hoist_core::vars::parse_extra(&extra).expect("extra vars"),
         secrets: SecretsMode::Required,
         keyring: Some(
             hoist_core::vault::Keyring::parse(

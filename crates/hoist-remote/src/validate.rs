@@ -384,6 +384,8 @@ pub struct ObjectStoreConfig {
     pub access_key: String,
     pub secret_key: String,
     pub buckets: Vec<String>,
+    /// Path-style bucket URLs (Garage, MinIO); otherwise virtual-hosted (`bucket.name`).
+    pub path_style: bool,
 }
 
 /// The API behind its TLS proxy.
@@ -894,18 +896,19 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
     };
     let credentials = rusty_s3::Credentials::new(c.access_key.clone(), c.secret_key.clone());
     for name in &c.buckets {
-        let bucket = match rusty_s3::Bucket::new(
-            endpoint.clone(),
-            rusty_s3::UrlStyle::Path,
-            name.clone(),
-            c.region.clone(),
-        ) {
-            Ok(b) => b,
-            Err(e) => {
-                out.push(failed("object_store.bucket", name, e.to_string(), "exists"));
-                continue;
-            }
+        let style = if c.path_style {
+            rusty_s3::UrlStyle::Path
+        } else {
+            rusty_s3::UrlStyle::VirtualHost
         };
+        let bucket =
+            match rusty_s3::Bucket::new(endpoint.clone(), style, name.clone(), c.region.clone()) {
+                Ok(b) => b,
+                Err(e) => {
+                    out.push(failed("object_store.bucket", name, e.to_string(), "exists"));
+                    continue;
+                }
+            };
         use rusty_s3::S3Action as _;
         let signed = rusty_s3::actions::HeadBucket::new(&bucket, Some(&credentials))
             .sign(Duration::from_secs(60));
@@ -913,10 +916,12 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
             Some(q) => format!("{}?{q}", signed.path()),
             None => signed.path().to_owned(),
         };
+        // Virtual-hosted buckets are names of their own (`bucket.endpoint`).
+        let name_of_bucket = signed.host_str().unwrap_or(&c.name).to_owned();
         let r = https::request(
             local,
-            &c.name,
-            &host,
+            &name_of_bucket,
+            &format!("{name_of_bucket}:{}", c.port),
             &c.ca,
             http::Method::HEAD,
             &path,

@@ -9,7 +9,7 @@
 pub mod interpolate;
 mod service;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use minijinja::Environment;
@@ -190,6 +190,7 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     }
 
     let mut services = BTreeMap::new();
+    let mut left_out = BTreeSet::new();
     let stack_dir = file.path.parent().unwrap_or(Path::new("."));
     if let Some(v) = top.require(&mut ctx, "services") {
         for (name, loc, body) in ctx.entries(v, "services") {
@@ -201,6 +202,8 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
                     svc.profiles.is_empty() || svc.profiles.iter().any(|p| lc.profiles.contains(p));
                 if active {
                     services.insert(name, svc);
+                } else {
+                    left_out.insert(name);
                 }
             }
         }
@@ -225,7 +228,12 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
             },
         );
     }
-    check_references(&mut ctx, &services, &volumes, &networks);
+    // Compose: an optional dependency on a service the profiles leave out is no dependency.
+    for svc in services.values_mut() {
+        svc.depends_on
+            .retain(|dep, c| c.required || !left_out.contains(dep));
+    }
+    check_references(&mut ctx, &services, &left_out, &volumes, &networks);
     if ctx.diags.error_count() > errors_before {
         return None;
     }
@@ -267,13 +275,21 @@ fn resource(
 fn check_references(
     ctx: &mut Ctx<'_>,
     services: &BTreeMap<String, Service>,
+    left_out: &BTreeSet<String>,
     volumes: &BTreeMap<String, VolumeDef>,
     networks: &BTreeMap<String, NetworkDef>,
 ) {
     for (name, svc) in services {
         let path = yaml::join("services", name);
         for (dep, cond) in &svc.depends_on {
-            if !services.contains_key(dep) {
+            if left_out.contains(dep) {
+                ctx.error(
+                    cond.loc,
+                    &yaml::join(&path, "depends_on"),
+                    Kind::UnknownReference,
+                    format!("`{dep}` is left out by the enabled profiles (`required: false` makes the dependency optional)"),
+                );
+            } else if !services.contains_key(dep) {
                 ctx.error(
                     cond.loc,
                     &yaml::join(&path, "depends_on"),

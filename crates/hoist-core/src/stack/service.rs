@@ -65,6 +65,9 @@ pub enum ConditionKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub kind: ConditionKind,
+    /// Compose's `required: false`: a dependency on a service this deployment leaves out (by its
+    /// profiles) is dropped instead of being an error.
+    pub required: bool,
     pub loc: Loc,
 }
 
@@ -1025,6 +1028,7 @@ fn depends_on(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Conditio
                         name,
                         Condition {
                             kind: ConditionKind::ServiceStarted,
+                            required: true,
                             loc: item.loc,
                         },
                     );
@@ -1035,6 +1039,7 @@ fn depends_on(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Conditio
             for (name, loc, body) in ctx.entries(v, p) {
                 let np = yaml::join(p, &name);
                 let mut kind = ConditionKind::ServiceStarted;
+                let mut required = true;
                 if let Some(mut f) = ctx.fields(body, &np) {
                     if let Some(c) = f.get("condition") {
                         let cp = yaml::join(&np, "condition");
@@ -1047,10 +1052,17 @@ fn depends_on(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Conditio
                         }
                     }
                     let _ = f.bool(ctx, "restart");
-                    let _ = f.bool(ctx, "required");
+                    required = f.bool(ctx, "required").unwrap_or(true);
                     f.finish(ctx, true);
                 }
-                out.insert(name, Condition { kind, loc });
+                out.insert(
+                    name,
+                    Condition {
+                        kind,
+                        required,
+                        loc,
+                    },
+                );
             }
         }
     }
