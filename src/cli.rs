@@ -108,6 +108,9 @@ pub enum Command {
     /// The cluster's CA and TLS certificates, kept encrypted in the inventory
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Rehearse a recovery on the real hosts, without touching the live cluster
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// The local sandbox of test hosts
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -133,6 +136,26 @@ pub enum PkiCommand {
         /// Encrypt for these age recipients (default: the configured key's)
         #[arg(short, long = "recipient", value_name = "AGE1...")]
         recipient: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Restore a backup into a scratch container on the first data host, start PostgreSQL on
+    /// it, and measure what came back; the container is removed afterwards
+    Restore {
+        /// The repository to restore from (1 hot, 2 cold)
+        #[arg(long, default_value_t = 1)]
+        repo: u32,
+        /// A backup label (default: the repository's newest backup)
+        #[arg(long, value_name = "LABEL")]
+        set: Option<String>,
+        /// Also report the row count and md5 of this table's rows, to compare with the primary
+        #[arg(long, value_name = "TABLE")]
+        checksum: Option<String>,
+        /// Give up after this many seconds
+        #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+        timeout: u64,
     },
 }
 

@@ -695,7 +695,7 @@ fn sandbox_end_to_end() {
         "the stanza was not created again"
     );
 
-    step("a restore of repo1's latest backup into a scratch container matches the primary");
+    step("hoist drill restore: repo1's latest backup in a scratch container matches the primary");
     let sql = |statement: &str| {
         on_host(
             "172.30.0.11",
@@ -704,41 +704,60 @@ fn sandbox_end_to_end() {
             ),
         )
     };
-    const PROBE: &str = "SELECT count(*) || ' ' || md5(string_agg(id || ':' || v, ',' ORDER BY id)) FROM restore_probe";
+    // Computed on the primary as the drill computes it on the restored copy.
+    const PROBE: &str = "SELECT count(*) || ' ' || md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM restore_probe AS t";
     sql(
         "DROP TABLE IF EXISTS restore_probe; CREATE TABLE restore_probe AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 5000) g",
     );
     let at_backup = sql(PROBE).trim().to_owned();
+    assert!(at_backup.starts_with("5000 "), "{at_backup}");
     on_host(
         "172.30.0.12",
-        "docker exec apm-control-scheduler-1 apm-backup full 1",
+        "docker exec apm-control-scheduler-1 apm-backup incr 1",
     );
     // Written after the backup: a restore of that backup must not have it.
     sql("INSERT INTO restore_probe VALUES (5001, 'after'); SELECT pg_switch_wal()");
     assert_ne!(sql(PROBE).trim(), at_backup);
-    // The data host's own pgBackRest config and CA; PostgreSQL without hot standby accepts
-    // connections only once recovery has reached the backup's consistent point and promoted.
-    let restored = on_host(
-        "172.30.0.11",
-        &format!(
-            r#"docker run --rm --name apm-restore-probe --add-host objectstore:172.30.0.12 \
-  -v /opt/hoist/apm-data/templates/pgbackrest/pgbackrest-db.conf:/etc/pgbackrest/pgbackrest.conf:ro \
-  -v /opt/hoist/apm-data/templates/tls/ca.crt:/etc/pgbackrest/tls/ca.crt:ro \
-  --entrypoint bash apm/db:17 -euc '
-pgbackrest --stanza=apm --repo=1 --pg1-path=/tmp/pgdata --lock-path=/tmp --log-level-console=warn \
-  --type=immediate --target-action=promote restore
-pg_ctl -D /tmp/pgdata -l /tmp/pg.log -w -t 120 -o "-c port=5499 -c listen_addresses= \
-  -c unix_socket_directories=/tmp -c archive_mode=off -c hot_standby=off \
-  -c shared_preload_libraries=timescaledb" start >/dev/null || {{ cat /tmp/pg.log >&2; exit 1; }}
-until [ "$(psql -h /tmp -p 5499 -d apm -Atc "SELECT pg_is_in_recovery()" 2>/dev/null)" = f ]; do sleep 0.5; done
-psql -h /tmp -p 5499 -d apm -Atc "$0"
-' "{PROBE}""#
-        ),
-    );
+    let drill = platform(&[
+        "--json",
+        "drill",
+        "restore",
+        "--repo",
+        "1",
+        "--checksum",
+        "restore_probe",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&drill.stdout)
+        .unwrap_or_else(|e| panic!("drill --json: {e}\n{}\n{}", drill.stdout, drill.stderr));
     assert_eq!(
-        restored.trim(),
+        (drill.code, doc["failed"].as_u64()),
+        (0, Some(0)),
+        "{}",
+        drill.stdout
+    );
+    let measured = |check: &str, target: &str| -> String {
+        doc["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .find(|c| c["check"] == check && c["target"] == target)
+            .and_then(|c| c["measured"].as_str())
+            .unwrap_or_else(|| panic!("{check} {target}: {}", drill.stdout))
+            .to_owned()
+    };
+    assert_eq!(
+        measured("drill.checksum", "restore_probe"),
         at_backup,
         "rows and checksum of the restore"
     );
-    assert!(at_backup.starts_with("5000 "), "{at_backup}");
+    assert!(measured("drill.recovery", "repo1").starts_with("recovered"));
+    assert!(
+        measured("drill.rows", "observability_apirequest")
+            .parse::<u64>()
+            .is_ok()
+    );
+    assert!(
+        !containers("172.30.0.11").contains("hoist-drill-restore"),
+        "the scratch container is gone"
+    );
 }

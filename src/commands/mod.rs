@@ -3,6 +3,7 @@
 
 mod apply;
 mod check;
+mod drill;
 mod inventory;
 mod pki;
 mod plan;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
         Command::Pki(cmd) => pki::run(&cli.global, cmd, out),
+        Command::Drill(cmd) => drill::run(&cli.global, cmd, out),
         Command::Validate { only } => validate::run(&cli.global, &only, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
     }

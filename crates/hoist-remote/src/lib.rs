@@ -6,6 +6,7 @@
 //! - [`script`]: the one place remote command lines are built, as argument vectors.
 //! - [`files`]: reading managed files and putting them atomically.
 //! - [`engine`]: observing, installing, configuring and starting the Docker engine.
+//! - [`drill`]: rehearsals on the real hosts (restore a backup into a scratch container).
 //! - [`docker`]: the engine's API through the forwarded socket (bollard): observe and apply.
 //! - [`observe`]: a host's observed state in few round trips.
 //! - [`https`]: HTTPS through a forwarded port, verified as the service's own name.
@@ -17,6 +18,7 @@
 pub mod apply;
 pub mod binaries;
 pub mod docker;
+pub mod drill;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -1,0 +1,323 @@
+//! Drills: rehearsals that prove the platform can recover, run against the real hosts.
+//!
+//! The restore drill restores a repository's backup into a scratch container on a data host and
+//! proves the result is a working database: the scratch container copies the primary's image,
+//! configuration files and host names (so it reaches the repository as the primary does), runs
+//! `pgbackrest restore` into its own filesystem, starts PostgreSQL on it with archiving off (a
+//! restored cluster must never push WAL into the live archive), waits for recovery to end, and
+//! measures what it restored. The container is removed whatever happens; nothing of the live
+//! cluster is touched.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
+    StartContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt as _;
+
+use crate::docker;
+use crate::validate::Check;
+
+/// What to restore, and where.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    /// The inventory host the drill runs on.
+    pub host: String,
+    /// The container whose image, configuration mounts and host names the scratch one copies.
+    pub source: String,
+    pub stanza: String,
+    pub repo: u32,
+    /// A backup label; the repository's newest backup when None.
+    pub set: Option<String>,
+    pub database: String,
+    /// Tables whose rows are counted after the restore.
+    pub count: Vec<String>,
+    /// A table whose rows are also checksummed (md5 of its rows in order).
+    pub checksum: Option<String>,
+    pub timeout: Duration,
+}
+
+/// The scratch container's name: one drill at a time per host.
+pub const SCRATCH: &str = "hoist-drill-restore";
+
+/// Runs in the scratch container as the image's user (PostgreSQL's). Arguments: stanza, repo,
+/// set, database, the table to checksum, then the tables to count. Each result is one line
+/// starting with `hoist-drill`, which the drill reads back from the logs.
+const SCRIPT: &str = r#"
+stanza=$0 repo=$1 set=$2 db=$3 checksum=$4
+shift 4
+now() { date +%s.%N; }
+out() { printf 'hoist-drill %s\n' "$*"; }
+info=$(pgbackrest --stanza="$stanza" --repo="$repo" --output=json info)
+out info "$info"
+args=(--stanza="$stanza" --repo="$repo" --pg1-path=/tmp/restore --lock-path=/tmp --log-path=/tmp
+      --log-level-console=warn --log-level-file=off --type=immediate --target-action=promote)
+[ -n "$set" ] && args+=(--set="$set")
+t0=$(now)
+pgbackrest "${args[@]}" restore
+out restored "$(now)" "$t0"
+# The primary's own settings, then what a scratch copy needs: no archiving into the live
+# repository, no connections until recovery has ended, only a local socket.
+postgres -D /tmp/restore "$@" -c archive_mode=off -c hot_standby=off -c port=5499 \
+  -c listen_addresses= -c unix_socket_directories=/tmp >/tmp/postgres.log 2>&1 &
+t1=$(now)
+until [ "$(psql -h /tmp -p 5499 -d "$db" -XAtc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
+  if ! kill -0 $! 2>/dev/null; then tail -20 /tmp/postgres.log >&2; exit 3; fi
+  sleep 0.5
+done
+out recovered "$(now)" "$t1"
+sql() { psql -h /tmp -p 5499 -d "$db" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+out size "$(sql "SELECT pg_database_size(current_database())")"
+for t in ${COUNT_TABLES:-}; do
+  out count "$t" "$(sql "SELECT count(*) FROM $t" 2>&1 | head -n1)"
+done
+if [ -n "$checksum" ]; then
+  out checksum "$checksum" "$(sql "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text)), '-') FROM $checksum AS t" 2>&1 | head -n1)"
+fi
+"#;
+
+fn check(
+    name: &str,
+    target: &str,
+    ok: bool,
+    measured: impl Into<String>,
+    threshold: &str,
+) -> Check {
+    Check {
+        check: name.to_owned(),
+        target: target.to_owned(),
+        ok,
+        measured: measured.into(),
+        threshold: threshold.to_owned(),
+    }
+}
+
+/// The restore drill on the engine `d` of `c.host`; one check per step, failures included.
+pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
+    let target = format!("repo{}", c.repo);
+    let started = Instant::now();
+    let mut out = match run(d, c).await {
+        Ok(lines) => read(&lines, c, &target),
+        Err(e) => vec![check("drill.restore", &target, false, e, "restores")],
+    };
+    let _ = d
+        .remove_container(
+            SCRATCH,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+    let ok = out.iter().all(|k| k.ok);
+    out.push(check(
+        "drill.total",
+        &target,
+        ok,
+        format!("{:.1} s", started.elapsed().as_secs_f64()),
+        &format!("every step, within {} s", c.timeout.as_secs()),
+    ));
+    out
+}
+
+/// Creates the scratch container from the source's image and configuration, runs the script to
+/// its end, and returns its output lines.
+async fn run(d: &Docker, c: &RestoreConfig) -> Result<Vec<String>, String> {
+    let source = d
+        .inspect_container(&c.source, None::<InspectContainerOptions>)
+        .await
+        .map_err(|e| format!("{}: {e}", c.source))?;
+    let config = source.config.unwrap_or_default();
+    let host_config = source.host_config.unwrap_or_default();
+    // Only the read-only files (configuration, certificates): never the live data or socket.
+    let mounts: Vec<Mount> = source
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ.as_deref() == Some("bind") && m.rw == Some(false))
+        .map(|m| Mount {
+            target: m.destination,
+            source: m.source,
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    let mut args = vec![
+        SCRIPT.to_owned(),
+        c.stanza.clone(),
+        c.repo.to_string(),
+        c.set.clone().unwrap_or_default(),
+        c.database.clone(),
+        c.checksum.clone().unwrap_or_default(),
+    ];
+    args.extend(config.cmd.unwrap_or_default());
+    let mut cmd = vec![
+        "bash".to_owned(),
+        "-euo".to_owned(),
+        "pipefail".to_owned(),
+        "-c".to_owned(),
+    ];
+    cmd.extend(args);
+    let body = ContainerCreateBody {
+        image: config.image,
+        user: config.user,
+        entrypoint: Some(cmd),
+        cmd: Some(Vec::new()),
+        env: Some(vec![format!("COUNT_TABLES={}", c.count.join(" "))]),
+        labels: Some(HashMap::from([(
+            "io.hoist.drill".to_owned(),
+            "restore".to_owned(),
+        )])),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            extra_hosts: host_config.extra_hosts,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let _ = d
+        .remove_container(
+            SCRATCH,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
+    d.create_container(
+        Some(
+            CreateContainerOptionsBuilder::default()
+                .name(SCRATCH)
+                .build(),
+        ),
+        body,
+    )
+    .await
+    .map_err(|e| format!("creating {SCRATCH}: {e}"))?;
+    d.start_container(SCRATCH, None::<StartContainerOptions>)
+        .await
+        .map_err(|e| format!("starting {SCRATCH}: {e}"))?;
+    let mut waiting = d.wait_container(SCRATCH, None::<WaitContainerOptions>);
+    let exit = match tokio::time::timeout(c.timeout, waiting.next()).await {
+        Err(_) => return Err(format!("not done after {} s", c.timeout.as_secs())),
+        // A non-zero exit arrives as an error carrying the code.
+        Ok(Some(Ok(r))) => r.status_code,
+        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+        Ok(Some(Err(e))) => return Err(e.to_string()),
+        Ok(None) => -1,
+    };
+    let logs = docker::logs_tail(d, SCRATCH, 10_000).await;
+    if exit != 0 {
+        // pgBackRest's and PostgreSQL's own error lines say what went wrong.
+        let said: Vec<&str> = logs
+            .lines()
+            .filter(|l| !l.starts_with("hoist-drill ") && !l.trim().is_empty())
+            .collect();
+        let errors: Vec<&str> = said
+            .iter()
+            .copied()
+            .filter(|l| l.contains("ERROR") || l.contains("FATAL"))
+            .collect();
+        let shown = if errors.is_empty() { said } else { errors };
+        let tail = &shown[shown.len().saturating_sub(5)..];
+        return Err(format!("exit {exit}: {}", tail.join(" | ")));
+    }
+    Ok(logs.lines().map(str::to_owned).collect())
+}
+
+fn seconds(end: &str, start: &str) -> f64 {
+    end.parse::<f64>().unwrap_or(0.0) - start.parse::<f64>().unwrap_or(0.0)
+}
+
+/// The checks from the script's `hoist-drill` lines.
+fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
+    let mut out = Vec::new();
+    let fields = |l: &str| -> Vec<String> {
+        l.strip_prefix("hoist-drill ")
+            .map(|r| r.splitn(3, ' ').map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    let mut label = String::from("the newest backup");
+    for line in lines {
+        let f = fields(line);
+        match f.first().map(String::as_str) {
+            Some("info") => {
+                let json = f[1..].join(" ");
+                if let Some(l) = backup_label(&json, c.repo, c.set.as_deref()) {
+                    label = l;
+                }
+            }
+            Some("restored") if f.len() == 3 => out.push(check(
+                "drill.restore",
+                target,
+                true,
+                format!("{label} restored in {:.1} s", seconds(&f[1], &f[2])),
+                "restores",
+            )),
+            Some("recovered") if f.len() == 3 => out.push(check(
+                "drill.recovery",
+                target,
+                true,
+                format!("recovered and promoted in {:.1} s", seconds(&f[1], &f[2])),
+                "PostgreSQL starts on it",
+            )),
+            Some("size") if f.len() >= 2 => {
+                let bytes: u64 = f[1].trim().parse().unwrap_or(0);
+                out.push(check(
+                    "drill.database",
+                    &c.database,
+                    bytes > 0,
+                    format!("{:.1} MB", bytes as f64 / 1e6),
+                    "answers",
+                ));
+            }
+            Some("count") if f.len() == 3 => {
+                let n = f[2].trim();
+                out.push(check(
+                    "drill.rows",
+                    &f[1],
+                    n.parse::<u64>().is_ok(),
+                    n,
+                    "readable",
+                ));
+            }
+            Some("checksum") if f.len() == 3 => {
+                let v = f[2].trim();
+                out.push(check(
+                    "drill.checksum",
+                    &f[1],
+                    v.split(' ')
+                        .next()
+                        .is_some_and(|n| n.parse::<u64>().is_ok()),
+                    v,
+                    "rows and md5",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if !out.iter().any(|k| k.check == "drill.recovery") {
+        out.push(check(
+            "drill.recovery",
+            target,
+            false,
+            "the drill ended before PostgreSQL recovered",
+            "PostgreSQL starts on it",
+        ));
+    }
+    out
+}
+
+/// The label of the backup a restore of `repo` takes: `set`, or the repository's newest.
+fn backup_label(info: &str, repo: u32, set: Option<&str>) -> Option<String> {
+    if let Some(s) = set {
+        return Some(s.to_owned());
+    }
+    let doc: serde_json::Value = serde_json::from_str(info).ok()?;
+    doc.get(0)?["backup"]
+        .as_array()?
+        .iter()
+        .filter(|b| b["database"]["repo-key"].as_u64() == Some(repo.into()))
+        .max_by_key(|b| b["timestamp"]["stop"].as_u64().unwrap_or(0))
+        .and_then(|b| b["label"].as_str())
+        .map(str::to_owned)
+}
