@@ -157,6 +157,16 @@ pub enum DrillCommand {
         #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
         timeout: u64,
     },
+    /// Stop the bundled object store while the primary keeps writing, start it again, and prove
+    /// that archiving caught up with nothing missing
+    ObjectstoreOutage {
+        /// How long the object store stays down
+        #[arg(long = "for", default_value_t = 30, value_name = "SECONDS")]
+        hold: u64,
+        /// How long archiving may take to catch up once it is back
+        #[arg(long, default_value_t = 180, value_name = "SECONDS")]
+        catch_up: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -760,4 +760,44 @@ fn sandbox_end_to_end() {
         !containers("172.30.0.11").contains("hoist-drill-restore"),
         "the scratch container is gone"
     );
+
+    step(
+        "hoist drill objectstore-outage: writes go on, archiving waits, then catches up with no gap",
+    );
+    let outage = platform(&["--json", "drill", "objectstore-outage", "--for", "15"]);
+    let doc: serde_json::Value = serde_json::from_str(&outage.stdout)
+        .unwrap_or_else(|e| panic!("drill --json: {e}\n{}\n{}", outage.stdout, outage.stderr));
+    assert_eq!(
+        (outage.code, doc["failed"].as_u64()),
+        (0, Some(0)),
+        "{}",
+        outage.stdout
+    );
+    for check in [
+        "drill.writes_during_outage",
+        "drill.archive_held",
+        "drill.restarted",
+        "drill.catch_up",
+        "backups.wal_continuous",
+    ] {
+        assert!(
+            doc["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .any(|c| c["check"] == check && c["ok"] == true),
+            "{check}: {}",
+            outage.stdout
+        );
+    }
+    assert!(
+        containers("172.30.0.12").contains("apm-control-objectstore-1")
+            && on_host(
+                "172.30.0.12",
+                "docker inspect -f '{{.State.Running}}' apm-control-objectstore-1"
+            )
+            .trim()
+                == "true",
+        "the object store runs again"
+    );
 }

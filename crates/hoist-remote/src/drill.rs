@@ -8,7 +8,7 @@
 //! measures what it restored. The container is removed whatever happens; nothing of the live
 //! cluster is touched.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -20,7 +20,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt as _;
 
 use crate::docker;
-use crate::validate::Check;
+use crate::ssh::SshHost;
+use crate::validate::{self, Check};
 
 /// What to restore, and where.
 #[derive(Debug, Clone)]
@@ -320,4 +321,241 @@ fn backup_label(info: &str, repo: u32, set: Option<&str>) -> Option<String> {
         .max_by_key(|b| b["timestamp"]["stop"].as_u64().unwrap_or(0))
         .and_then(|b| b["label"].as_str())
         .map(str::to_owned)
+}
+
+/// The object-store outage drill: what stops, for how long, and what proves recovery.
+#[derive(Debug, Clone)]
+pub struct OutageConfig {
+    /// The object store's container on the control host (its TLS front: the S3 endpoint).
+    pub container: String,
+    /// How long the object store stays down.
+    pub hold: Duration,
+    /// How long archiving may take to catch up once it is back.
+    pub catch_up: Duration,
+}
+
+/// pg_stat_archiver: archived and failed counts, last archived and last failed segment.
+type Archiver = (i64, i64, String, String);
+
+async fn archiver(primary: &sqlx::PgPool) -> Result<Archiver, String> {
+    sqlx::query_as(
+        "SELECT archived_count, failed_count, coalesce(last_archived_wal, ''), \
+                coalesce(last_failed_wal, '') FROM pg_stat_archiver",
+    )
+    .fetch_one(primary)
+    .await
+    .map_err(|e| e.to_string())
+}
+
+/// Writes a row (so there is WAL to switch) and switches to a new segment; returns the closed
+/// segment's name, which the archiver must push.
+async fn write_and_switch(primary: &sqlx::PgPool) -> Result<String, String> {
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS hoist_drill_outage (at timestamptz PRIMARY KEY DEFAULT clock_timestamp())",
+    )
+    .execute(primary)
+    .await
+    .map_err(|e| e.to_string())?;
+    sqlx::query("INSERT INTO hoist_drill_outage DEFAULT VALUES")
+        .execute(primary)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query_scalar("SELECT pg_walfile_name(pg_switch_wal())")
+        .fetch_one(primary)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The object-store outage drill with the connected hosts: the primary as `cfg.db` says (through
+/// its data host's master), the object store's container on `cfg.backups`' control host; then the
+/// backup checks of `hoist validate` (pgbackrest check, WAL continuity) prove nothing was lost.
+pub async fn objectstore_outage(
+    hosts: &BTreeMap<String, SshHost>,
+    cfg: &validate::Config,
+    c: &OutageConfig,
+) -> Vec<Check> {
+    let (Some(db), Some(b)) = (&cfg.db, &cfg.backups) else {
+        return vec![check(
+            "drill.outage",
+            &c.container,
+            false,
+            "needs the database and backup settings",
+            "configured",
+        )];
+    };
+    let (Some(data), Some(control)) = (hosts.get(&db.host), hosts.get(&b.host)) else {
+        return vec![check(
+            "drill.outage",
+            &c.container,
+            false,
+            "hosts not connected",
+            "connected",
+        )];
+    };
+    let primary = match validate::pool(data, &db.primary, &db.database, &db.admin).await {
+        Ok(p) => p,
+        Err(e) => return vec![check("drill.archiver", "primary", false, e, "readable")],
+    };
+    let d = match docker::connect(control).await {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![check(
+                "drill.outage",
+                &c.container,
+                false,
+                e.to_string(),
+                "stopped",
+            )];
+        }
+    };
+    let mut out = outage(&b.host, &d, &primary, c).await;
+    let segment = sqlx::query_scalar::<_, String>(
+        "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
+    )
+    .fetch_one(&primary)
+    .await
+    .ok()
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(validate::DEFAULT_SEGMENT);
+    out.extend(validate::backups(&d, b, segment).await);
+    out
+}
+
+/// Stops the object store for `c.hold` while the primary keeps writing, starts it again, and
+/// proves that WAL archived during the outage caught up: writes commit while it is down, the
+/// segments closed meanwhile are not archived (the outage was real), and once it is back every one
+/// of them is, within `c.catch_up`. The object store is started again whatever happens.
+async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig) -> Vec<Check> {
+    let target = c.container.as_str();
+    let mut out = Vec::new();
+    let before = match archiver(primary).await {
+        Ok(a) => a,
+        Err(e) => return vec![check("drill.archiver", "primary", false, e, "readable")],
+    };
+    let stopped = d
+        .stop_container(
+            target,
+            Some(
+                bollard::query_parameters::StopContainerOptionsBuilder::default()
+                    .t(10)
+                    .build(),
+            ),
+        )
+        .await;
+    if let Err(e) = stopped {
+        return vec![check(
+            "drill.outage",
+            target,
+            false,
+            e.to_string(),
+            "stopped",
+        )];
+    }
+    let down = Instant::now();
+    // While it is down: the primary still commits, and the closed segment waits.
+    let written = Instant::now();
+    let during = write_and_switch(primary).await;
+    out.push(match &during {
+        Ok(seg) => check(
+            "drill.writes_during_outage",
+            "primary",
+            true,
+            format!(
+                "committed in {} ms, closed {seg}",
+                written.elapsed().as_millis()
+            ),
+            "commit",
+        ),
+        Err(e) => check("drill.writes_during_outage", "primary", false, e, "commit"),
+    });
+    tokio::time::sleep(c.hold.saturating_sub(down.elapsed())).await;
+    let held = archiver(primary).await;
+    let started = docker::start(host, d, target).await;
+    let back = Instant::now();
+    if let (Ok(seg), Ok(a)) = (&during, &held) {
+        let pending = a.2.as_str() < seg.as_str();
+        out.push(check(
+            "drill.archive_held",
+            "primary",
+            pending,
+            format!(
+                "last archived {}, {} failed attempt(s) in {:.0} s",
+                if a.2.is_empty() { "none" } else { &a.2 },
+                a.1 - before.1,
+                down.elapsed().as_secs_f64()
+            ),
+            &format!("{seg} not archived while down"),
+        ));
+    }
+    if let Err(e) = started {
+        out.push(check(
+            "drill.restarted",
+            target,
+            false,
+            e.to_string(),
+            "healthy",
+        ));
+        return out;
+    }
+    let healthy = docker::wait(
+        host,
+        d,
+        target,
+        docker::Gate::Healthy,
+        Duration::from_secs(120),
+    )
+    .await;
+    out.push(match healthy {
+        Ok(()) => check(
+            "drill.restarted",
+            target,
+            true,
+            format!("healthy after {:.1} s", back.elapsed().as_secs_f64()),
+            "healthy",
+        ),
+        Err(e) => check("drill.restarted", target, false, e.to_string(), "healthy"),
+    });
+    // A new segment wakes the archiver at once instead of at its next timeout.
+    let last = match write_and_switch(primary).await {
+        Ok(seg) => seg,
+        Err(e) => {
+            out.push(check("drill.catch_up", "primary", false, e, "archived"));
+            return out;
+        }
+    };
+    let threshold = format!("{last} archived within {} s", c.catch_up.as_secs());
+    loop {
+        match archiver(primary).await {
+            Ok(a) if a.2.as_str() >= last.as_str() => {
+                out.push(check(
+                    "drill.catch_up",
+                    "primary",
+                    true,
+                    format!(
+                        "{} segment(s) archived {:.1} s after the store was back",
+                        a.0 - before.0,
+                        back.elapsed().as_secs_f64()
+                    ),
+                    &threshold,
+                ));
+                break;
+            }
+            Ok(a) if back.elapsed() >= c.catch_up => {
+                out.push(check(
+                    "drill.catch_up",
+                    "primary",
+                    false,
+                    format!("last archived {} after {} s", a.2, c.catch_up.as_secs()),
+                    &threshold,
+                ));
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => {
+                out.push(check("drill.catch_up", "primary", false, e, &threshold));
+                break;
+            }
+        }
+    }
+    out
 }

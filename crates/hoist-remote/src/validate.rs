@@ -497,7 +497,12 @@ async fn forward(
         .map_err(|e| e.to_string())
 }
 
-async fn pool(ssh: &SshHost, at: &Address, db: &str, login: &Login) -> Result<PgPool, String> {
+pub(crate) async fn pool(
+    ssh: &SshHost,
+    at: &Address,
+    db: &str,
+    login: &Login,
+) -> Result<PgPool, String> {
     let local = ssh
         .forward_tcp(&at.0, at.1)
         .await
@@ -596,7 +601,7 @@ async fn databases(
 }
 
 /// PostgreSQL's default WAL segment size, when the primary could not be asked.
-const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
 
 async fn pgbackrest(d: &Docker, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
     let mut argv = vec!["pgbackrest".to_owned(), format!("--stanza={}", c.stanza)];
