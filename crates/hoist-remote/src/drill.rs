@@ -468,7 +468,20 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         ),
         Err(e) => check("drill.writes_during_outage", "primary", false, e, "commit"),
     });
-    tokio::time::sleep(c.hold.saturating_sub(down.elapsed())).await;
+    // Ctrl-C ends the outage early: the store is started again below either way.
+    let interrupted = tokio::select! {
+        () = tokio::time::sleep(c.hold.saturating_sub(down.elapsed())) => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
+    if interrupted {
+        out.push(check(
+            "drill.outage",
+            target,
+            false,
+            format!("interrupted after {:.0} s", down.elapsed().as_secs_f64()),
+            &format!("held {} s", c.hold.as_secs()),
+        ));
+    }
     let held = archiver(primary).await;
     let started = docker::start(host, d, target).await;
     let back = Instant::now();
