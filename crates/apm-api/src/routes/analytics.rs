@@ -374,17 +374,7 @@ pub async fn hourly(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -
         endpoint: keep("endpoint"),
         method: None,
     };
-    match state
-        .db
-        .read(|pool| {
-            let filter = &filter;
-            async move { buckets(&pool, Source::Hourly, filter, limit).await }
-        })
-        .await
-    {
-        Ok(rows) => respond(StatusCode::OK, &Value::Array(rows)),
-        Err(e) => server_error(e),
-    }
+    rollup_rows(&state, Source::Hourly, &filter, limit).await
 }
 
 pub async fn daily(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) -> Response {
@@ -408,12 +398,19 @@ pub async fn daily(State(state): State<Arc<AppState>>, RawQuery(q): RawQuery) ->
         endpoint: endpoint.as_deref(),
         method: None,
     };
+    rollup_rows(&state, Source::Daily, &filter, limit).await
+}
+
+/// The hourly and daily responses: the rollup's rows, read where reads go.
+async fn rollup_rows(
+    state: &AppState,
+    source: Source,
+    filter: &Filter<'_>,
+    limit: i64,
+) -> Response {
     match state
         .db
-        .read(|pool| {
-            let filter = &filter;
-            async move { buckets(&pool, Source::Daily, filter, limit).await }
-        })
+        .read(|pool| async move { buckets(&pool, source, filter, limit).await })
         .await
     {
         Ok(rows) => respond(StatusCode::OK, &Value::Array(rows)),
