@@ -131,6 +131,35 @@ fn host_power(container: &str, on: bool) {
     });
 }
 
+/// Runs a command in a sandbox host's container on the local engine (not over SSH): for changing
+/// the host's own firewall, which SSH to it must not depend on.
+fn host_exec(container: &str, argv: &[&str]) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use futures_util::StreamExt as _;
+        let d = bollard::Docker::connect_with_local_defaults().expect("local engine");
+        let exec = d
+            .create_exec(
+                container,
+                bollard::models::ExecConfig {
+                    cmd: Some(argv.iter().map(|a| (*a).to_owned()).collect()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("exec");
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            d.start_exec(&exec.id, None).await.expect("start exec")
+        {
+            while output.next().await.is_some() {}
+        }
+        let code = d.inspect_exec(&exec.id).await.expect("inspect").exit_code;
+        assert_eq!(code, Some(0), "{container}: {argv:?}");
+    });
+}
+
 #[test]
 fn sandbox_end_to_end() {
     step("fresh sandbox: three bare hosts");
@@ -393,6 +422,58 @@ fn sandbox_end_to_end() {
         )
         .starts_with("root 644"),
         "files are put as root"
+    );
+
+    step("a host behind a jump host: direct SSH to it refused, reached through another host");
+    let inv = tmp.path().join("inventory/jump");
+    std::fs::create_dir_all(&inv).expect("mkdir");
+    std::fs::write(
+        inv.join("hosts.yml"),
+        format!(
+            "connection: {{identity_file: {}, known_hosts_file: {}}}\nhosts:\n  data-1: {{address: 172.30.0.11}}\n  app-1: {{address: 172.30.0.13, jump: data-1}}\ngroups:\n  web: {{hosts: [app-1]}}\n",
+            state.join("id_ed25519").display(),
+            state.join("known_hosts").display()
+        ),
+    )
+    .expect("write");
+    let only_from_data_1 = [
+        "-p",
+        "tcp",
+        "--dport",
+        "22",
+        "!",
+        "-s",
+        "172.30.0.11",
+        "-j",
+        "REJECT",
+    ];
+    let firewall = |op: &str| {
+        let mut argv = vec!["iptables", op, "INPUT"];
+        argv.extend(only_from_data_1);
+        host_exec("hoist-sandbox-app-1", &argv);
+    };
+    firewall("-I");
+    let jumped = clean(hoist_in(
+        &repo(),
+        &[
+            "--project",
+            "tests/fixtures/e2e",
+            "-i",
+            &inv.display().to_string(),
+            "-e",
+            "greeting=hola",
+            "plan",
+            "test",
+            "--limit",
+            "app-1",
+        ],
+        &[],
+    ));
+    firewall("-D");
+    assert_eq!(
+        jumped.code, 0,
+        "plan through the jump host sees the converged host:\n{}\n{}",
+        jumped.stdout, jumped.stderr
     );
 
     step("a host key mismatch is refused");

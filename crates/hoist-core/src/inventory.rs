@@ -21,7 +21,7 @@ pub struct Connection {
     pub port: u16,
     pub identity_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
-    /// A jump host: another inventory host's name or `[user@]host[:port]`.
+    /// A jump host: `[user@]host[:port]` (another inventory host's name is resolved to that).
     pub jump: Option<String>,
     /// Run commands through `sudo` (for non-root users).
     pub r#become: bool,
@@ -162,6 +162,26 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
                     loc,
                 },
             );
+        }
+    }
+
+    // A jump named after another host of the inventory is that host's user, address and port
+    // (ssh would look the name up in DNS).
+    let resolved: BTreeMap<String, String> = hosts
+        .values()
+        .map(|h| {
+            let c = &h.connection;
+            let address = if h.address.contains(':') {
+                format!("[{}]", h.address)
+            } else {
+                h.address.clone()
+            };
+            (h.name.clone(), format!("{}@{address}:{}", c.user, c.port))
+        })
+        .collect();
+    for host in hosts.values_mut() {
+        if let Some(spec) = host.connection.jump.as_ref().and_then(|j| resolved.get(j)) {
+            host.connection.jump = Some(spec.clone());
         }
     }
 

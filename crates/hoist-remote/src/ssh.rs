@@ -107,7 +107,17 @@ impl SshHost {
             b.user_known_hosts_file(k);
         }
         if let Some(j) = &c.jump {
-            b.jump_hosts([j.as_str()]);
+            // OpenSSH starts the jump's own ssh with `-F` and nothing else of our command line:
+            // the key, known_hosts and host-key policy reach it through a config file, which also
+            // keeps the user's ~/.ssh/config for what it does not set.
+            let config = dir.join("ssh_config");
+            std::fs::write(&config, jump_config(c, opts.accept_new_host_keys)).map_err(|e| {
+                RemoteError::Other {
+                    host: host.name.clone(),
+                    detail: format!("writing {}: {e}", config.display()),
+                }
+            })?;
+            b.config_file(&config).jump_hosts([j.as_str()]);
         }
         let connect = b.connect_mux(&host.address);
         let session = match tokio::time::timeout(
@@ -261,6 +271,29 @@ impl SshHost {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The ssh_config a jump host needs: the inventory's connection settings for every host the
+/// connection goes through, then the user's own config.
+fn jump_config(c: &hoist_core::inventory::Connection, accept_new: bool) -> String {
+    let quoted = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        format!("\"{}\"", p.display())
+    };
+    let mut s = String::from("Host *\n");
+    if let Some(k) = &c.identity_file {
+        s.push_str(&format!("  IdentityFile {}\n", quoted(k)));
+    }
+    if let Some(k) = &c.known_hosts_file {
+        s.push_str(&format!("  UserKnownHostsFile {}\n", quoted(k)));
+    }
+    s.push_str(if accept_new {
+        "  StrictHostKeyChecking accept-new\n"
+    } else {
+        "  StrictHostKeyChecking yes\n"
+    });
+    s.push_str("  BatchMode yes\nInclude ~/.ssh/config\n");
+    s
 }
 
 fn last_lines(text: &str, n: usize) -> String {
