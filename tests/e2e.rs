@@ -214,8 +214,21 @@ fn sandbox_end_to_end() {
         "{}",
         plan.stdout
     );
-    ok(&hoist(&["apply", "test", "--yes"]), "second apply");
+    let again = hoist(&["apply", "test", "--yes"]);
+    ok(&again, "second apply");
     assert_eq!(start_times(), before, "a no-op apply restarts nothing");
+    assert!(
+        again.stderr.contains("skipped, `unless` exited 0"),
+        "{}",
+        again.stderr
+    );
+    for (_, addr) in HOSTS {
+        assert_eq!(
+            on_host(addr, "docker exec e2e-api-1 cat /tmp/first-run"),
+            "ran\n",
+            "the guarded exec ran once on {addr}"
+        );
+    }
 
     step(
         "one changed variable: that file's diff, and a recreate of exactly the containers mounting it",

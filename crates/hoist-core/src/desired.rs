@@ -216,6 +216,7 @@ pub enum ActionKind {
         container: String,
         command: Vec<String>,
         user: Option<String>,
+        unless: Option<Vec<String>>,
     },
     Validate(Vec<String>),
 }
@@ -252,17 +253,23 @@ impl ActionSpec {
                 service,
                 command,
                 user,
+                unless,
             } => {
                 let c = container.unwrap_or_else(|| format!("{stack}/{service}"));
+                let words = |argv: &[String]| {
+                    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_default()
+                };
+                let guard = unless
+                    .as_ref()
+                    .map(|u| format!(" (unless {})", words(u)))
+                    .unwrap_or_default();
                 (
-                    format!(
-                        "exec in {c}: {}",
-                        shlex::try_join(command.iter().map(String::as_str)).unwrap_or_default()
-                    ),
+                    format!("exec in {c}: {}{guard}", words(command)),
                     ActionKind::Exec {
                         container: c,
                         command: command.clone(),
                         user: user.clone(),
+                        unless: unless.clone(),
                     },
                 )
             }

@@ -63,6 +63,8 @@ pub enum Action {
         service: String,
         command: Vec<String>,
         user: Option<String>,
+        /// Skip the command when this one, run first in the same container, exits 0.
+        unless: Option<Vec<String>>,
     },
     /// Run validation checks.
     Validate { checks: Vec<String> },
@@ -226,13 +228,16 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
             let service = ef
                 .require(ctx, "service")
                 .and_then(|n| ctx.string(n, &yaml::join(&p, "service")));
-            let command = ef.require(ctx, "command").map(|n| match &n.value {
-                Value::Seq(_) => ctx.string_list(n, &yaml::join(&p, "command")),
+            // A list is the argv; a string runs through `sh -c`.
+            let argv = |ctx: &mut Ctx<'_>, n: &Node, field: &str| match &n.value {
+                Value::Seq(_) => ctx.string_list(n, &yaml::join(&p, field)),
                 _ => ctx
-                    .string(n, &yaml::join(&p, "command"))
+                    .string(n, &yaml::join(&p, field))
                     .map(|s| vec!["sh".into(), "-c".into(), s])
                     .unwrap_or_default(),
-            });
+            };
+            let command = ef.require(ctx, "command").map(|n| argv(ctx, n, "command"));
+            let unless = ef.get("unless").map(|n| argv(ctx, n, "unless"));
             let user = ef.string(ctx, "user");
             ef.finish(ctx, true);
             match (stack, service, command) {
@@ -242,6 +247,7 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
                         service,
                         command,
                         user,
+                        unless: unless.filter(|u| !u.is_empty()),
                     })
                 }
                 _ => None,

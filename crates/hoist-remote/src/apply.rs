@@ -787,11 +787,23 @@ async fn converge_play(
                 container,
                 command,
                 user,
+                unless,
             }) => {
                 let d = run.docker.clone().ok_or_else(|| RemoteError::Other {
                     host: host.clone(),
                     detail: "the Docker engine is not connected".into(),
                 })?;
+                if let Some(guard) = unless {
+                    let (code, _) =
+                        docker::exec(&host, &d, container, guard, user.as_deref()).await?;
+                    if code == 0 {
+                        events(Event::Note {
+                            host: host.clone(),
+                            message: format!("{}: skipped, `unless` exited 0", a.describe),
+                        });
+                        continue;
+                    }
+                }
                 let (code, output) =
                     docker::exec(&host, &d, container, command, user.as_deref()).await?;
                 if code != 0 {
