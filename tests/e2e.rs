@@ -49,6 +49,77 @@ fn ok(run: &Run, what: &str) {
     );
 }
 
+/// Writes `inventory/<name>/hosts.yml` under `dir` for the e2e fixture: the sandbox's key,
+/// `known_hosts`, further `connection` settings (`"key: value, "`), then `body` (hosts and groups).
+/// Returns the inventory's path for `-i`.
+fn fixture_inventory(
+    dir: &std::path::Path,
+    name: &str,
+    connection: &str,
+    known_hosts: &std::path::Path,
+    body: &str,
+) -> String {
+    let inv = dir.join("inventory").join(name);
+    std::fs::create_dir_all(&inv).expect("mkdir");
+    std::fs::write(
+        inv.join("hosts.yml"),
+        format!(
+            "connection: {{{connection}identity_file: {}, known_hosts_file: {}}}\n{body}",
+            repo().join(".hoist/sandbox/id_ed25519").display(),
+            known_hosts.display()
+        ),
+    )
+    .expect("write");
+    inv.display().to_string()
+}
+
+/// hoist on the e2e fixture with another inventory, its outputs checked for the secret.
+fn with_inventory(inv: &str, args: &[&str]) -> Run {
+    let mut full = vec!["--project", "tests/fixtures/e2e", "-i", inv];
+    full.extend(args);
+    clean(hoist_in(&repo(), &full, &[]))
+}
+
+/// The document `validate --json` or `drill ... --json` printed.
+fn report(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("--json: {e}\n{}\n{}", run.stdout, run.stderr))
+}
+
+/// The report of a run whose every check passed: exit 0, none failed.
+fn all_green(run: &Run) -> serde_json::Value {
+    let doc = report(run);
+    assert_eq!(
+        (run.code, doc["failed"].as_u64()),
+        (0, Some(0)),
+        "{}",
+        run.stdout
+    );
+    doc
+}
+
+/// The check of that name on `target` (on any target when None).
+fn find_check<'a>(
+    doc: &'a serde_json::Value,
+    check: &str,
+    target: Option<&str>,
+) -> Option<&'a serde_json::Value> {
+    doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|c| c["check"] == check && target.is_none_or(|t| c["target"] == t))
+}
+
+/// Whether a report has that check on `target` (any when None), passed.
+fn passed(doc: &serde_json::Value, check: &str, target: Option<&str>) -> bool {
+    doc["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .any(|c| c["check"] == check && target.is_none_or(|t| c["target"] == t) && c["ok"] == true)
+}
+
 /// A command on a sandbox host, over the sandbox's own key (not through hoist).
 fn on_host(address: &str, command: &str) -> String {
     let state = repo().join(".hoist/sandbox");
@@ -401,24 +472,15 @@ fn sandbox_end_to_end() {
     step(
         "a non-root user with become: files and engine through sudo, the socket through its group",
     );
-    let inv = tmp.path().join("inventory/deploy");
-    std::fs::create_dir_all(&inv).expect("mkdir");
     let state = repo().join(".hoist/sandbox");
-    std::fs::write(
-        inv.join("hosts.yml"),
-        format!(
-            "connection: {{user: deploy, become: true, identity_file: {}, known_hosts_file: {}}}\nhosts:\n  app-1: {{address: 172.30.0.13}}\ngroups:\n  web: {{hosts: [app-1]}}\n",
-            state.join("id_ed25519").display(),
-            state.join("known_hosts").display()
-        ),
-    )
-    .expect("write");
-    let inv_arg = inv.display().to_string();
-    let as_deploy = |args: &[&str]| {
-        let mut full = vec!["--project", "tests/fixtures/e2e", "-i", &inv_arg];
-        full.extend(args);
-        clean(hoist_in(&repo(), &full, &[]))
-    };
+    let deploy = fixture_inventory(
+        tmp.path(),
+        "deploy",
+        "user: deploy, become: true, ",
+        &state.join("known_hosts"),
+        "hosts:\n  app-1: {address: 172.30.0.13}\ngroups:\n  web: {hosts: [app-1]}\n",
+    );
+    let as_deploy = |args: &[&str]| with_inventory(&deploy, args);
     ok(
         &as_deploy(&["-e", "greeting=ciao", "plan", "test"]),
         "plan as deploy sees the converged host",
@@ -438,17 +500,13 @@ fn sandbox_end_to_end() {
     );
 
     step("a host behind a jump host: direct SSH to it refused, reached through another host");
-    let inv = tmp.path().join("inventory/jump");
-    std::fs::create_dir_all(&inv).expect("mkdir");
-    std::fs::write(
-        inv.join("hosts.yml"),
-        format!(
-            "connection: {{identity_file: {}, known_hosts_file: {}}}\nhosts:\n  data-1: {{address: 172.30.0.11}}\n  app-1: {{address: 172.30.0.13, jump: data-1}}\ngroups:\n  web: {{hosts: [app-1]}}\n",
-            state.join("id_ed25519").display(),
-            state.join("known_hosts").display()
-        ),
-    )
-    .expect("write");
+    let jump = fixture_inventory(
+        tmp.path(),
+        "jump",
+        "",
+        &state.join("known_hosts"),
+        "hosts:\n  data-1: {address: 172.30.0.11}\n  app-1: {address: 172.30.0.13, jump: data-1}\ngroups:\n  web: {hosts: [app-1]}\n",
+    );
     let only_from_data_1 = [
         "-p",
         "tcp",
@@ -466,22 +524,10 @@ fn sandbox_end_to_end() {
         host_exec("hoist-sandbox-app-1", &argv);
     };
     firewall("-I");
-    let jumped = clean(hoist_in(
-        &repo(),
-        &[
-            "--project",
-            "tests/fixtures/e2e",
-            "-i",
-            &inv.display().to_string(),
-            "-e",
-            "greeting=hola",
-            "plan",
-            "test",
-            "--limit",
-            "app-1",
-        ],
-        &[],
-    ));
+    let jumped = with_inventory(
+        &jump,
+        &["-e", "greeting=hola", "plan", "test", "--limit", "app-1"],
+    );
     firewall("-D");
     assert_eq!(
         jumped.code, 0,
@@ -490,7 +536,6 @@ fn sandbox_end_to_end() {
     );
 
     step("a host key mismatch is refused");
-    let state = repo().join(".hoist/sandbox");
     let known = std::fs::read_to_string(state.join("known_hosts")).expect("known_hosts");
     let other = known
         .lines()
@@ -511,29 +556,14 @@ fn sandbox_end_to_end() {
         })
         .collect();
     std::fs::write(tmp.path().join("known_hosts"), forged).expect("write");
-    let inv = tmp.path().join("inventory/forged");
-    std::fs::create_dir_all(&inv).expect("mkdir");
-    std::fs::write(
-        inv.join("hosts.yml"),
-        format!(
-            "connection: {{identity_file: {}, known_hosts_file: {}}}\nhosts:\n  data-1: {{address: 172.30.0.11}}\ngroups:\n  web: {{hosts: [data-1]}}\n",
-            state.join("id_ed25519").display(),
-            tmp.path().join("known_hosts").display()
-        ),
-    )
-    .expect("write");
-    let refused = clean(hoist_in(
-        &repo(),
-        &[
-            "--project",
-            "tests/fixtures/e2e",
-            "-i",
-            &inv.display().to_string(),
-            "plan",
-            "test",
-        ],
-        &[],
-    ));
+    let forged = fixture_inventory(
+        tmp.path(),
+        "forged",
+        "",
+        &tmp.path().join("known_hosts"),
+        "hosts:\n  data-1: {address: 172.30.0.11}\ngroups:\n  web: {hosts: [data-1]}\n",
+    );
+    let refused = with_inventory(&forged, &["plan", "test"]);
     assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
     assert!(
         refused
@@ -584,26 +614,12 @@ fn sandbox_end_to_end() {
             "replication,roles",
         ])
     };
-    let report = |run: &Run| -> serde_json::Value {
-        serde_json::from_str(&run.stdout)
-            .unwrap_or_else(|e| panic!("validate --json: {e}\n{}\n{}", run.stdout, run.stderr))
-    };
     let green = validate();
-    let doc = report(&green);
-    assert_eq!(
-        (green.code, doc["failed"].as_u64()),
-        (0, Some(0)),
-        "{}",
-        green.stdout
-    );
+    let doc = all_green(&green);
     for standby in ["replica_1", "replica_2"] {
         for check in ["replication.streaming", "replication.canary"] {
             assert!(
-                doc["checks"]
-                    .as_array()
-                    .expect("checks")
-                    .iter()
-                    .any(|c| { c["check"] == check && c["target"] == standby && c["ok"] == true }),
+                passed(&doc, check, Some(standby)),
                 "{check} for {standby}: {}",
                 green.stdout
             );
@@ -699,13 +715,6 @@ fn sandbox_end_to_end() {
         .collect();
     assert_eq!(validated.len(), 1, "one validate step: {}", applied.stdout);
     assert_eq!(validated[0]["failed"], 0, "{}", applied.stdout);
-    let passed = |doc: &serde_json::Value, check: &str, target: &str| {
-        doc["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .any(|c| c["check"] == check && c["target"] == target && c["ok"] == true)
-    };
     let everything = [
         ("replication.streaming", "replica_1"),
         ("replication.streaming", "replica_2"),
@@ -724,22 +733,16 @@ fn sandbox_end_to_end() {
     ];
     for (check, target) in everything {
         assert!(
-            passed(validated[0], check, target),
+            passed(validated[0], check, Some(target)),
             "{check} {target} in the validate step: {}",
             applied.stdout
         );
     }
     let green = platform(&["--json", "validate"]);
-    let doc = report(&green);
-    assert_eq!(
-        (green.code, doc["failed"].as_u64()),
-        (0, Some(0)),
-        "{}",
-        green.stdout
-    );
+    let doc = all_green(&green);
     for (check, target) in everything {
         assert!(
-            passed(&doc, check, target),
+            passed(&doc, check, Some(target)),
             "{check} {target}: {}",
             green.stdout
         );
@@ -821,20 +824,9 @@ fn sandbox_end_to_end() {
         "--checksum",
         "restore_probe",
     ]);
-    let doc: serde_json::Value = serde_json::from_str(&drill.stdout)
-        .unwrap_or_else(|e| panic!("drill --json: {e}\n{}\n{}", drill.stdout, drill.stderr));
-    assert_eq!(
-        (drill.code, doc["failed"].as_u64()),
-        (0, Some(0)),
-        "{}",
-        drill.stdout
-    );
+    let doc = all_green(&drill);
     let measured = |check: &str, target: &str| -> String {
-        doc["checks"]
-            .as_array()
-            .expect("checks")
-            .iter()
-            .find(|c| c["check"] == check && c["target"] == target)
+        find_check(&doc, check, Some(target))
             .and_then(|c| c["measured"].as_str())
             .unwrap_or_else(|| panic!("{check} {target}: {}", drill.stdout))
             .to_owned()
@@ -859,14 +851,7 @@ fn sandbox_end_to_end() {
         "hoist drill objectstore-outage: writes go on, archiving waits, then catches up with no gap",
     );
     let outage = platform(&["--json", "drill", "objectstore-outage", "--for", "15"]);
-    let doc: serde_json::Value = serde_json::from_str(&outage.stdout)
-        .unwrap_or_else(|e| panic!("drill --json: {e}\n{}\n{}", outage.stdout, outage.stderr));
-    assert_eq!(
-        (outage.code, doc["failed"].as_u64()),
-        (0, Some(0)),
-        "{}",
-        outage.stdout
-    );
+    let doc = all_green(&outage);
     for check in [
         "drill.writes_during_outage",
         "drill.archive_held",
@@ -874,15 +859,7 @@ fn sandbox_end_to_end() {
         "drill.catch_up",
         "backups.wal_continuous",
     ] {
-        assert!(
-            doc["checks"]
-                .as_array()
-                .expect("checks")
-                .iter()
-                .any(|c| c["check"] == check && c["ok"] == true),
-            "{check}: {}",
-            outage.stdout
-        );
+        assert!(passed(&doc, check, None), "{check}: {}", outage.stdout);
     }
     assert!(
         containers("172.30.0.12").contains("apm-control-objectstore-1")
