@@ -28,6 +28,18 @@ fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
 }
 
 /// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
+/// The desired state of the repository's site.yml on the sandbox inventory of a deployment copy
+/// (after `sandbox init`), with extra variables (`NAME=VALUE`).
+fn site_desired(root: &std::path::Path, extra: &[&str]) -> hoist_core::desired::Desired {
+    let (project, _) = common::load_with(root, "inventory/sandbox", extra);
+    let mut diags = hoist_core::diag::Diagnostics::new();
+    let book = hoist_core::playbook::load(root, &root.join("playbooks/site.yml"), &mut diags)
+        .expect("site.yml");
+    let desired = project.desired(&book, None, &mut diags);
+    assert!(!diags.has_errors(), "{:?}", diags.sorted());
+    desired
+}
+
 fn copy_api_inputs(to: &std::path::Path) {
     for dir in ["crates/apm-api", "migrations", "vendor"] {
         common::copy_dir(&repo().join(dir), &to.join(dir));
@@ -94,19 +106,7 @@ fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
 fn another_s3_endpoint_leaves_garage_out() {
     let tmp = deployment_copy(&[]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
-    let desired = |extra: &[&str]| {
-        let (project, _) = common::load_with(tmp.path(), "inventory/sandbox", extra);
-        let mut diags = hoist_core::diag::Diagnostics::new();
-        let book = hoist_core::playbook::load(
-            tmp.path(),
-            &tmp.path().join("playbooks/site.yml"),
-            &mut diags,
-        )
-        .expect("site.yml");
-        let desired = project.desired(&book, None, &mut diags);
-        assert!(!diags.has_errors(), "{:?}", diags.sorted());
-        desired
-    };
+    let desired = |extra: &[&str]| site_desired(tmp.path(), extra);
     let file = |d: &hoist_core::desired::Desired, host: &str, path: &str| {
         d.hosts[host]
             .files
@@ -294,16 +294,7 @@ fn the_repository_data_stack_converges_as_hosts_report_it() {
     use hoist_core::observed::{self, ImageDefaults};
     let tmp = deployment_copy(&[]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
-    let (project, _) = common::load(tmp.path(), "inventory/sandbox");
-    let mut diags = hoist_core::diag::Diagnostics::new();
-    let book = hoist_core::playbook::load(
-        tmp.path(),
-        &tmp.path().join("playbooks/site.yml"),
-        &mut diags,
-    )
-    .expect("site.yml");
-    let desired = project.desired(&book, None, &mut diags);
-    assert!(!diags.has_errors(), "{:?}", diags.sorted());
+    let desired = site_desired(tmp.path(), &[]);
     let defaults = ImageDefaults {
         cmd: Some(vec!["postgres".into()]),
         ..ImageDefaults::default()
