@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use hoist_core::desired::ActionKind;
+use hoist_core::desired;
 use hoist_core::plan::Plan;
 use hoist_core::render;
 use hoist_remote::apply::{self, ApplyOptions, Event};
@@ -58,7 +58,7 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
     let redactor = loaded.project.redactor.clone();
     // The validate steps' settings are read before anything is applied: a missing variable
     // fails here, not after the platform was changed.
-    let checks = validations(&loaded.desired);
+    let checks = desired::validations(loaded.desired.hosts.values(), None);
     let validation = if checks.is_empty() {
         None
     } else {
@@ -216,23 +216,6 @@ fn line(e: &Event) -> String {
             hoist_remote::validate::table(checks).trim_end()
         ),
     }
-}
-
-/// Every check the playbook's `validate` steps ask for.
-fn validations(desired: &hoist_core::desired::Desired) -> Vec<String> {
-    let mut checks: Vec<String> = desired
-        .hosts
-        .values()
-        .flat_map(|h| &h.actions)
-        .filter_map(|a| match &a.action {
-            Some(ActionKind::Validate(c)) => Some(c.iter().cloned()),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    checks.sort();
-    checks.dedup();
-    checks
 }
 
 /// One progress line per host, on a terminal.

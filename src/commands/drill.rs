@@ -7,16 +7,13 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use hoist_core::diag::Diagnostics;
-use hoist_core::project::Project;
-use hoist_core::vars::SecretsMode;
+use hoist_remote::docker;
 use hoist_remote::drill::{self, OutageConfig, RestoreConfig};
 use hoist_remote::validate::Check;
-use hoist_remote::{docker, validate};
-use serde_json::Value;
 
 use crate::cli::{DrillCommand, Global};
 use crate::commands::remote;
+use crate::commands::validate::{first_of, print_checks};
 use crate::output::Output;
 
 pub fn run(global: &Global, cmd: DrillCommand, out: &Output) -> anyhow::Result<u8> {
@@ -33,18 +30,6 @@ pub fn run(global: &Global, cmd: DrillCommand, out: &Output) -> anyhow::Result<u
     }
 }
 
-fn load(global: &Global, out: &Output) -> anyhow::Result<Option<Project>> {
-    let inv = super::inventory_dir(global)?;
-    let mut diags = Diagnostics::new();
-    let project = super::load_project(global, &inv, SecretsMode::Required, &mut diags)?;
-    if project.is_none() {
-        for d in diags.sorted() {
-            out.eprint(&format!("{d}\n"));
-        }
-    }
-    Ok(project)
-}
-
 /// Prints the drill's checks; the exit code says whether every step passed.
 fn report(
     global: &Global,
@@ -53,14 +38,10 @@ fn report(
     host: &str,
     checks: &[Check],
 ) -> anyhow::Result<u8> {
-    let failed = checks.iter().filter(|c| !c.ok).count();
-    if global.json {
-        let doc = serde_json::json!({"version": 1, "drill": drill, "host": host, "checks": checks, "failed": failed});
-        out.print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
-    } else {
-        out.print(&validate::table(checks));
-    }
-    Ok(u8::from(failed > 0))
+    let mut about = serde_json::Map::new();
+    about.insert("drill".into(), drill.into());
+    about.insert("host".into(), host.into());
+    print_checks(global, out, about, checks)
 }
 
 fn objectstore_outage(
@@ -69,44 +50,31 @@ fn objectstore_outage(
     catch_up: u64,
     out: &Output,
 ) -> anyhow::Result<u8> {
-    let Some(project) = load(global, out)? else {
+    let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
     let which = ["replication".to_owned(), "backups".to_owned()];
     let cfg = super::validate::config(&project, &which)?;
-    let Some(backups) = &cfg.backups else {
-        bail!("no backup settings");
-    };
-    let control = backups.host.clone();
-    let vars = project
-        .vars
-        .get(&control)
-        .ok_or_else(|| anyhow!("no variables for {control}"))?;
-    if vars.scalar("objectstore_profile").as_deref() != Some("garage") {
+    let v = first_of(&project, "control")?;
+    let control = &v.host;
+    if v.get("objectstore_profile")? != "garage" {
         bail!(
             "{control}: objectstore_profile is not `garage`: the drill stops the bundled object store, and this inventory uses another S3 endpoint"
         );
     }
-    let container = vars.scalar("drill_objectstore_container").ok_or_else(|| {
-        anyhow!("{control}: the variable `drill_objectstore_container` is not set")
-    })?;
     let outage = OutageConfig {
-        container,
+        container: v.get("drill_objectstore_container")?,
         hold: Duration::from_secs(hold),
         catch_up: Duration::from_secs(catch_up),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let checks = rt.block_on(async {
-        let (hosts, failed) = remote::connect(&project.inventory, &cfg.hosts(), global).await;
-        if let Some(e) = failed.values().next() {
-            remote::close(hosts).await;
-            return Err(anyhow!("{e}"));
-        }
+        let hosts = remote::connect_every(&project.inventory, &cfg.hosts(), global).await?;
         let checks = drill::objectstore_outage(&hosts, &cfg, &outage).await;
         remote::close(hosts).await;
-        Ok(checks)
+        Ok::<_, anyhow::Error>(checks)
     })?;
-    report(global, out, "objectstore-outage", &control, &checks)
+    report(global, out, "objectstore-outage", control, &checks)
 }
 
 fn restore(
@@ -120,64 +88,35 @@ fn restore(
     if !(1..=2).contains(&repo) {
         bail!("--repo: {repo} is not a repository of the platform (1 hot, 2 cold)");
     }
-    let Some(project) = load(global, out)? else {
+    let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
-    let data = project
-        .inventory
-        .select("data")
-        .map_err(anyhow::Error::msg)?;
-    let host = data
-        .first()
-        .cloned()
-        .ok_or_else(|| anyhow!("the inventory has no host in group `data`"))?;
-    let vars = project
-        .vars
-        .get(&host)
-        .ok_or_else(|| anyhow!("no variables for {host}"))?;
-    let var = |name: &str| {
-        vars.scalar(name)
-            .ok_or_else(|| anyhow!("{host}: the variable `{name}` is not set"))
-    };
-    let count = match vars.values.get("drill_restore_count") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                anyhow!("{host}: `drill_restore_count` must be a list of table names")
-            })?,
-        Some(_) => bail!("{host}: `drill_restore_count` must be a list of table names"),
-        None => Vec::new(),
-    };
+    let v = first_of(&project, "data")?;
+    let host = v.host.clone();
     let cfg = RestoreConfig {
         host: host.clone(),
-        source: var("drill_restore_source")?,
-        stanza: var("pgbackrest_stanza")?,
+        source: v.get("drill_restore_source")?,
+        stanza: v.get("pgbackrest_stanza")?,
         repo,
         set,
-        database: var("postgres_db")?,
-        count,
+        database: v.get("postgres_db")?,
+        count: v.strings("drill_restore_count")?,
         checksum,
         timeout: Duration::from_secs(timeout),
     };
     let rt = tokio::runtime::Runtime::new()?;
     let checks = rt.block_on(async {
-        let (hosts, failed) =
-            remote::connect(&project.inventory, std::slice::from_ref(&host), global).await;
-        if let Some(e) = failed.values().next() {
-            remote::close(hosts).await;
-            return Err(anyhow!("{e}"));
-        }
-        let result = match hosts.get(&host) {
+        let hosts =
+            remote::connect_every(&project.inventory, std::slice::from_ref(&host), global).await?;
+        let checks = match hosts.get(&host) {
             Some(ssh) => match docker::connect(ssh).await {
                 Ok(d) => Ok(drill::restore(&d, &cfg).await),
-                Err(e) => Err(anyhow!("{e}")),
+                Err(e) => Err(anyhow::Error::from(e)),
             },
             None => Err(anyhow!("{host}: not connected")),
         };
         remote::close(hosts).await;
-        result
+        checks
     })?;
     report(global, out, "restore", &host, &checks)
 }

@@ -77,6 +77,20 @@ fn inventories(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Loads the project of the chosen inventory, secrets decrypted; on input errors prints them and
+/// returns None (exit 1).
+fn load_with_secrets(global: &Global, out: &Output) -> anyhow::Result<Option<Project>> {
+    let inv = inventory_dir(global)?;
+    let mut diags = Diagnostics::new();
+    let project = load_project(global, &inv, SecretsMode::Required, &mut diags)?;
+    if project.is_none() {
+        for d in diags.sorted() {
+            out.eprint(&format!("{d}\n"));
+        }
+    }
+    Ok(project)
+}
+
 /// Loads the project for `inventory`; diagnostics are collected, not printed.
 fn load_project(
     global: &Global,

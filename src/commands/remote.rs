@@ -48,6 +48,21 @@ pub async fn connect(
     (ok, failed)
 }
 
+/// Connects to every one of `names`; the first host that fails is the error (the others are
+/// closed again).
+pub async fn connect_every(
+    inv: &Inventory,
+    names: &[String],
+    global: &Global,
+) -> anyhow::Result<BTreeMap<String, SshHost>> {
+    let (hosts, failed) = connect(inv, names, global).await;
+    if let Some(e) = failed.into_values().next() {
+        close(hosts).await;
+        return Err(e.into());
+    }
+    Ok(hosts)
+}
+
 /// Observes every connected host for its desired state.
 pub async fn observe_all(
     hosts: &BTreeMap<String, SshHost>,

@@ -10,10 +10,9 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use hoist_core::diag::Diagnostics;
 use hoist_core::playbook::CHECKS;
 use hoist_core::project::Project;
-use hoist_core::vars::{HostVars, SecretsMode};
+use hoist_core::vars::HostVars;
 use hoist_remote::validate::{
     self, Address, ApiConfig, BackupConfig, Check, Config, DbConfig, Login, ObjectStoreConfig,
     Thresholds,
@@ -25,7 +24,7 @@ use crate::commands::remote;
 use crate::output::Output;
 
 /// The variables of the first host of `group`, which the checks of that role go through.
-fn first_of<'p>(project: &'p Project, group: &str) -> anyhow::Result<(String, &'p HostVars)> {
+pub(super) fn first_of<'p>(project: &'p Project, group: &str) -> anyhow::Result<Vars<'p>> {
     let hosts = project
         .inventory
         .select(group)
@@ -38,16 +37,17 @@ fn first_of<'p>(project: &'p Project, group: &str) -> anyhow::Result<(String, &'
         .vars
         .get(&host)
         .ok_or_else(|| anyhow!("no variables for {host}"))?;
-    Ok((host, vars))
+    Ok(Vars { host, vars })
 }
 
-struct Vars<'a> {
-    host: &'a str,
+/// One host's variables, read with errors naming the host and the variable.
+pub(super) struct Vars<'a> {
+    pub host: String,
     vars: &'a HostVars,
 }
 
 impl Vars<'_> {
-    fn get(&self, name: &str) -> anyhow::Result<String> {
+    pub fn get(&self, name: &str) -> anyhow::Result<String> {
         self.vars
             .scalar(name)
             .ok_or_else(|| anyhow!("{}: the variable `{name}` is not set", self.host))
@@ -69,6 +69,19 @@ impl Vars<'_> {
 
     fn address(&self, name: &str) -> anyhow::Result<Address> {
         host_port(&self.get(name)?).with_context(|| format!("{}: `{name}`", self.host))
+    }
+
+    /// A list of strings; absent is empty.
+    pub fn strings(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let wrong = || anyhow!("{}: `{name}` must be a list of strings", self.host);
+        match self.vars.values.get(name) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(wrong))
+                .collect(),
+            Some(_) => Err(wrong()),
+        }
     }
 
     fn login(&self, user: &str, password: &str) -> anyhow::Result<Login> {
@@ -95,9 +108,9 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
     let wants = |k: &str| which.iter().any(|w| w == k);
     let mut cfg = Config::default();
     if wants("replication") || wants("roles") {
-        let (host, vars) = first_of(project, "data")?;
-        let v = Vars { host: &host, vars };
-        let standbys = match vars.values.get("validate_standbys") {
+        let v = first_of(project, "data")?;
+        let host = &v.host;
+        let standbys = match v.vars.values.get("validate_standbys") {
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
@@ -130,12 +143,11 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
                     v.number("validate_canary_timeout_seconds")?,
                 ),
             },
-            host: host.clone(),
+            host: v.host.clone(),
         });
     }
     if wants("backups") {
-        let (host, vars) = first_of(project, "control")?;
-        let v = Vars { host: &host, vars };
+        let v = first_of(project, "control")?;
         let hours = |name: &str| -> anyhow::Result<Duration> {
             Ok(Duration::from_secs_f64(v.number(name)? * 3600.0))
         };
@@ -147,12 +159,11 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
                 (1, hours("validate_backup_repo1_max_age_hours")?),
                 (2, hours("validate_backup_repo2_max_age_hours")?),
             ],
-            host: host.clone(),
+            host: v.host.clone(),
         });
     }
     if wants("object_store") {
-        let (host, vars) = first_of(project, "control")?;
-        let v = Vars { host: &host, vars };
+        let v = first_of(project, "control")?;
         cfg.object_store = Some(ObjectStoreConfig {
             address: v.address("validate_object_store")?,
             name: v.get("objectstore_host")?,
@@ -166,18 +177,17 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
                 v.get("objectstore_bucket_cold")?,
             ],
             path_style: v.get("objectstore_uri_style")? != "host",
-            host: host.clone(),
+            host: v.host.clone(),
         });
     }
     if wants("api") {
-        let (host, vars) = first_of(project, "app")?;
-        let v = Vars { host: &host, vars };
+        let v = first_of(project, "app")?;
         cfg.api = Some(ApiConfig {
             address: v.address("validate_api")?,
             name: v.get("app_public_host")?,
             port: v.port("app_https_port")?,
             ca: v.get("tls_ca_cert")?,
-            host: host.clone(),
+            host: v.host.clone(),
         });
     }
     Ok(cfg)
@@ -194,34 +204,38 @@ pub fn run(global: &Global, only: &[String], out: &Output) -> anyhow::Result<u8>
     } else {
         only.to_vec()
     };
-    let inv = super::inventory_dir(global)?;
-    let mut diags = Diagnostics::new();
-    let Some(project) = super::load_project(global, &inv, SecretsMode::Required, &mut diags)?
-    else {
-        for d in diags.sorted() {
-            out.eprint(&format!("{d}\n"));
-        }
+    let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
     let cfg = config(&project, &which)?;
     let rt = tokio::runtime::Runtime::new()?;
     let checks: Vec<Check> = rt.block_on(async {
-        let names = cfg.hosts();
-        let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
-        if let Some(e) = failed.values().next() {
-            remote::close(hosts).await;
-            return Err(anyhow!("{e}"));
-        }
+        let hosts = remote::connect_every(&project.inventory, &cfg.hosts(), global).await?;
         let checks = validate::run(&hosts, &cfg, &which).await;
         remote::close(hosts).await;
         Ok::<_, anyhow::Error>(checks)
     })?;
+    print_checks(global, out, serde_json::Map::new(), &checks)
+}
+
+/// Prints checks as a table, or with `--json` as a versioned document (`about` fields first);
+/// the exit code is 1 when any failed.
+pub(super) fn print_checks(
+    global: &Global,
+    out: &Output,
+    about: serde_json::Map<String, Value>,
+    checks: &[Check],
+) -> anyhow::Result<u8> {
     let failed = checks.iter().filter(|c| !c.ok).count();
     if global.json {
-        let doc = serde_json::json!({"version": 1, "checks": checks, "failed": failed});
+        let mut doc = serde_json::Map::new();
+        doc.insert("version".into(), 1.into());
+        doc.extend(about);
+        doc.insert("checks".into(), serde_json::to_value(checks)?);
+        doc.insert("failed".into(), failed.into());
         out.print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     } else {
-        out.print(&validate::table(&checks));
+        out.print(&validate::table(checks));
     }
     Ok(u8::from(failed > 0))
 }

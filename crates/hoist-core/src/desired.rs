@@ -221,6 +221,32 @@ pub enum ActionKind {
     Validate(Vec<String>),
 }
 
+/// The checks the `validate` steps of `hosts` ask for (of one play, or of every play), once
+/// each, in the order of [`crate::playbook::CHECKS`].
+pub fn validations<'a>(
+    hosts: impl IntoIterator<Item = &'a HostDesired>,
+    play: Option<usize>,
+) -> Vec<String> {
+    let mut wanted: Vec<String> = hosts
+        .into_iter()
+        .flat_map(|h| &h.actions)
+        .filter(|a| play.is_none_or(|p| a.play_index == p))
+        .filter_map(|a| match &a.action {
+            Some(ActionKind::Validate(checks)) => Some(checks.iter().cloned()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    wanted.sort_by_key(|c| {
+        crate::playbook::CHECKS
+            .iter()
+            .position(|k| k == c)
+            .unwrap_or(usize::MAX)
+    });
+    wanted.dedup();
+    wanted
+}
+
 impl ActionSpec {
     pub fn from_action(
         play: &str,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures_util::StreamExt as _;
-use hoist_core::desired::{ActionKind, ContainerSpec, Desired, HostDesired, ImageSource};
+use hoist_core::desired::{self, ActionKind, ContainerSpec, Desired, HostDesired, ImageSource};
 use hoist_core::observed::Observed;
 use hoist_core::plan::{self, Change, ChangeAction, HostPlan, Plan, ResourceKind};
 use hoist_core::playbook::Wait;
@@ -269,7 +269,7 @@ pub async fn apply(
             .collect()
             .await;
         slots = done.into_iter().map(Some).collect();
-        let wanted = validations(slots.iter().flatten(), play);
+        let wanted = desired::validations(slots.iter().flatten().map(|r| r.want), Some(play));
         if !wanted.is_empty() {
             checks.extend(validate_play(hosts, &slots, play, &wanted, opts, &events).await);
         }
@@ -319,26 +319,6 @@ pub async fn apply(
         hosts: reports,
         checks,
     }
-}
-
-/// The checks a play's `validate` steps ask for, over all its hosts (each host carries the step).
-fn validations<'a>(runs: impl Iterator<Item = &'a HostRun<'a>>, play: usize) -> Vec<String> {
-    let mut wanted: Vec<String> = Vec::new();
-    for run in runs {
-        for a in run.want.actions.iter().filter(|a| a.play_index == play) {
-            if let Some(ActionKind::Validate(checks)) = &a.action {
-                wanted.extend(checks.iter().cloned());
-            }
-        }
-    }
-    wanted.sort_by_key(|c| {
-        hoist_core::playbook::CHECKS
-            .iter()
-            .position(|k| k == c)
-            .unwrap_or(usize::MAX)
-    });
-    wanted.dedup();
-    wanted
 }
 
 /// Runs a play's checks once, after every host of the play converged; a host that failed makes
@@ -612,7 +592,7 @@ async fn prepare(
 
 async fn put_daemon_json(ssh: &SshHost, daemon: &serde_json::Value) -> Result<()> {
     let content = serde_json::to_string_pretty(daemon).unwrap_or_default() + "\n";
-    let spec = hoist_core::desired::FileSpec {
+    let spec = desired::FileSpec {
         path: script::DAEMON_JSON.into(),
         content,
         mode: 0o644,
@@ -628,7 +608,7 @@ async fn build_once(
     local: &Docker,
     builds: &Builds,
     root: &std::path::Path,
-    spec: &hoist_core::desired::ImageSpec,
+    spec: &desired::ImageSpec,
 ) -> std::result::Result<(), String> {
     let cell = builds
         .done
@@ -642,7 +622,7 @@ async fn build_once(
             && let Ok(img) = local.inspect_image(&spec.reference).await
         {
             let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
-            if labels.get(hoist_core::desired::labels::CONTEXT_HASH) == Some(context_hash) {
+            if labels.get(desired::labels::CONTEXT_HASH) == Some(context_hash) {
                 return Ok(());
             }
         }

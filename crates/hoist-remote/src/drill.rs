@@ -81,29 +81,13 @@ if [ -n "$checksum" ]; then
 fi
 "#;
 
-fn check(
-    name: &str,
-    target: &str,
-    ok: bool,
-    measured: impl Into<String>,
-    threshold: &str,
-) -> Check {
-    Check {
-        check: name.to_owned(),
-        target: target.to_owned(),
-        ok,
-        measured: measured.into(),
-        threshold: threshold.to_owned(),
-    }
-}
-
 /// The restore drill on the engine `d` of `c.host`; one check per step, failures included.
 pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
     let target = format!("repo{}", c.repo);
     let started = Instant::now();
     let mut out = match run(d, c).await {
         Ok(lines) => read(&lines, c, &target),
-        Err(e) => vec![check("drill.restore", &target, false, e, "restores")],
+        Err(e) => vec![Check::new("drill.restore", &target, false, e, "restores")],
     };
     let _ = d
         .remove_container(
@@ -112,12 +96,12 @@ pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
         )
         .await;
     let ok = out.iter().all(|k| k.ok);
-    out.push(check(
+    out.push(Check::new(
         "drill.total",
         &target,
         ok,
         format!("{:.1} s", started.elapsed().as_secs_f64()),
-        &format!("every step, within {} s", c.timeout.as_secs()),
+        format!("every step, within {} s", c.timeout.as_secs()),
     ));
     out
 }
@@ -247,14 +231,14 @@ fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
                     label = l;
                 }
             }
-            Some("restored") if f.len() == 3 => out.push(check(
+            Some("restored") if f.len() == 3 => out.push(Check::new(
                 "drill.restore",
                 target,
                 true,
                 format!("{label} restored in {:.1} s", seconds(&f[1], &f[2])),
                 "restores",
             )),
-            Some("recovered") if f.len() == 3 => out.push(check(
+            Some("recovered") if f.len() == 3 => out.push(Check::new(
                 "drill.recovery",
                 target,
                 true,
@@ -263,7 +247,7 @@ fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
             )),
             Some("size") if f.len() >= 2 => {
                 let bytes: u64 = f[1].trim().parse().unwrap_or(0);
-                out.push(check(
+                out.push(Check::new(
                     "drill.database",
                     &c.database,
                     bytes > 0,
@@ -273,7 +257,7 @@ fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
             }
             Some("count") if f.len() == 3 => {
                 let n = f[2].trim();
-                out.push(check(
+                out.push(Check::new(
                     "drill.rows",
                     &f[1],
                     n.parse::<u64>().is_ok(),
@@ -283,7 +267,7 @@ fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
             }
             Some("checksum") if f.len() == 3 => {
                 let v = f[2].trim();
-                out.push(check(
+                out.push(Check::new(
                     "drill.checksum",
                     &f[1],
                     v.split(' ')
@@ -297,7 +281,7 @@ fn read(lines: &[String], c: &RestoreConfig, target: &str) -> Vec<Check> {
         }
     }
     if !out.iter().any(|k| k.check == "drill.recovery") {
-        out.push(check(
+        out.push(Check::new(
             "drill.recovery",
             target,
             false,
@@ -375,7 +359,7 @@ pub async fn objectstore_outage(
     c: &OutageConfig,
 ) -> Vec<Check> {
     let (Some(db), Some(b)) = (&cfg.db, &cfg.backups) else {
-        return vec![check(
+        return vec![Check::new(
             "drill.outage",
             &c.container,
             false,
@@ -384,7 +368,7 @@ pub async fn objectstore_outage(
         )];
     };
     let (Some(data), Some(control)) = (hosts.get(&db.host), hosts.get(&b.host)) else {
-        return vec![check(
+        return vec![Check::new(
             "drill.outage",
             &c.container,
             false,
@@ -394,12 +378,20 @@ pub async fn objectstore_outage(
     };
     let primary = match validate::pool(data, &db.primary, &db.database, &db.admin).await {
         Ok(p) => p,
-        Err(e) => return vec![check("drill.archiver", "primary", false, e, "readable")],
+        Err(e) => {
+            return vec![Check::new(
+                "drill.archiver",
+                "primary",
+                false,
+                e,
+                "readable",
+            )];
+        }
     };
     let d = match docker::connect(control).await {
         Ok(d) => d,
         Err(e) => {
-            return vec![check(
+            return vec![Check::new(
                 "drill.outage",
                 &c.container,
                 false,
@@ -409,14 +401,7 @@ pub async fn objectstore_outage(
         }
     };
     let mut out = outage(&b.host, &d, &primary, c).await;
-    let segment = sqlx::query_scalar::<_, String>(
-        "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
-    )
-    .fetch_one(&primary)
-    .await
-    .ok()
-    .and_then(|s| s.parse().ok())
-    .unwrap_or(validate::DEFAULT_SEGMENT);
+    let segment = validate::segment_size(&primary).await;
     out.extend(validate::backups(&d, b, segment).await);
     out
 }
@@ -430,7 +415,15 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
     let mut out = Vec::new();
     let before = match archiver(primary).await {
         Ok(a) => a,
-        Err(e) => return vec![check("drill.archiver", "primary", false, e, "readable")],
+        Err(e) => {
+            return vec![Check::new(
+                "drill.archiver",
+                "primary",
+                false,
+                e,
+                "readable",
+            )];
+        }
     };
     let stopped = d
         .stop_container(
@@ -443,7 +436,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         )
         .await;
     if let Err(e) = stopped {
-        return vec![check(
+        return vec![Check::new(
             "drill.outage",
             target,
             false,
@@ -456,7 +449,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
     let written = Instant::now();
     let during = write_and_switch(primary).await;
     out.push(match &during {
-        Ok(seg) => check(
+        Ok(seg) => Check::new(
             "drill.writes_during_outage",
             "primary",
             true,
@@ -466,7 +459,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
             ),
             "commit",
         ),
-        Err(e) => check("drill.writes_during_outage", "primary", false, e, "commit"),
+        Err(e) => Check::new("drill.writes_during_outage", "primary", false, e, "commit"),
     });
     // Ctrl-C ends the outage early: the store is started again below either way.
     let interrupted = tokio::select! {
@@ -474,12 +467,12 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         _ = tokio::signal::ctrl_c() => true,
     };
     if interrupted {
-        out.push(check(
+        out.push(Check::new(
             "drill.outage",
             target,
             false,
             format!("interrupted after {:.0} s", down.elapsed().as_secs_f64()),
-            &format!("held {} s", c.hold.as_secs()),
+            format!("held {} s", c.hold.as_secs()),
         ));
     }
     let held = archiver(primary).await;
@@ -487,7 +480,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
     let back = Instant::now();
     if let (Ok(seg), Ok(a)) = (&during, &held) {
         let pending = a.2.as_str() < seg.as_str();
-        out.push(check(
+        out.push(Check::new(
             "drill.archive_held",
             "primary",
             pending,
@@ -497,11 +490,11 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
                 a.1 - before.1,
                 down.elapsed().as_secs_f64()
             ),
-            &format!("{seg} not archived while down"),
+            format!("{seg} not archived while down"),
         ));
     }
     if let Err(e) = started {
-        out.push(check(
+        out.push(Check::new(
             "drill.restarted",
             target,
             false,
@@ -519,20 +512,26 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
     )
     .await;
     out.push(match healthy {
-        Ok(()) => check(
+        Ok(()) => Check::new(
             "drill.restarted",
             target,
             true,
             format!("healthy after {:.1} s", back.elapsed().as_secs_f64()),
             "healthy",
         ),
-        Err(e) => check("drill.restarted", target, false, e.to_string(), "healthy"),
+        Err(e) => Check::new("drill.restarted", target, false, e.to_string(), "healthy"),
     });
     // A new segment wakes the archiver at once instead of at its next timeout.
     let last = match write_and_switch(primary).await {
         Ok(seg) => seg,
         Err(e) => {
-            out.push(check("drill.catch_up", "primary", false, e, "archived"));
+            out.push(Check::new(
+                "drill.catch_up",
+                "primary",
+                false,
+                e,
+                "archived",
+            ));
             return out;
         }
     };
@@ -540,7 +539,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
     loop {
         match archiver(primary).await {
             Ok(a) if a.2.as_str() >= last.as_str() => {
-                out.push(check(
+                out.push(Check::new(
                     "drill.catch_up",
                     "primary",
                     true,
@@ -554,7 +553,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
                 break;
             }
             Ok(a) if back.elapsed() >= c.catch_up => {
-                out.push(check(
+                out.push(Check::new(
                     "drill.catch_up",
                     "primary",
                     false,
@@ -565,7 +564,13 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
             }
             Ok(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             Err(e) => {
-                out.push(check("drill.catch_up", "primary", false, e, &threshold));
+                out.push(Check::new(
+                    "drill.catch_up",
+                    "primary",
+                    false,
+                    e,
+                    &threshold,
+                ));
                 break;
             }
         }

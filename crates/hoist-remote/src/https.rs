@@ -4,7 +4,7 @@
 //! (127.0.0.1:some port) is not the name the service's certificate carries (`objectstore`, the API's
 //! public name or address). A URL-based client ties the two together; here the connection goes to
 //! the forwarded address while TLS verifies the chain against the cluster CA and the certificate
-//! against `server_name`, and HTTP/1.1 (hyper) sends `Host: server_name:port`, as a client would.
+//! against the clients' name, and HTTP/1.1 (hyper) sends the Host header a client would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,80 +23,86 @@ pub struct Response {
     pub body: Bytes,
 }
 
-/// One request: `method path` to `connect` (a forwarded address), TLS verified as `server_name`
-/// against the PEM `ca`, with `host` as the Host header. Errors are one line for a check's report.
-pub async fn request(
-    connect: SocketAddr,
-    server_name: &str,
-    host: &str,
-    ca: &str,
-    method: http::Method,
-    path: &str,
-    timeout: Duration,
-) -> Result<Response, String> {
-    tokio::time::timeout(timeout, send(connect, server_name, host, ca, method, path))
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} s", timeout.as_secs_f32())))
+/// How long one request may take, connection and TLS included.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TLS service reached at `connect` (a forwarded address) and verified, against the PEM `ca`,
+/// as `name` on `port`: the name and port its clients use.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    pub connect: SocketAddr,
+    pub name: &'a str,
+    pub port: u16,
+    pub ca: &'a str,
 }
 
-async fn send(
-    connect: SocketAddr,
-    server_name: &str,
-    host: &str,
-    ca: &str,
-    method: http::Method,
-    path: &str,
-) -> Result<Response, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-        let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("the CA certificate is refused: {e}"))?;
+impl Endpoint<'_> {
+    /// `method path`, with the Host header a client of `name:port` sends. Errors are one line for
+    /// a check's report.
+    pub async fn request(&self, method: http::Method, path: &str) -> Result<Response, String> {
+        tokio::time::timeout(TIMEOUT, self.send(method, path))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", TIMEOUT.as_secs())))
     }
-    if roots.is_empty() {
-        return Err("no CA certificate to verify against".into());
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from(server_name.to_owned())
-        .map_err(|e| format!("{server_name:?} is not a TLS server name: {e}"))?;
-    let tcp = tokio::net::TcpStream::connect(connect)
-        .await
-        .map_err(|e| format!("connecting: {e}"))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("TLS as {server_name}: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let driver = tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, host)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request {path}: {e}"))?;
-    let result = async {
-        let resp = sender
-            .send_request(req)
+
+    async fn send(&self, method: http::Method, path: &str) -> Result<Response, String> {
+        let (connect, server_name, ca) = (self.connect, self.name, self.ca);
+        let host = if self.port == 443 {
+            server_name.to_owned()
+        } else {
+            format!("{server_name}:{}", self.port)
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+            let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA certificate is refused: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("no CA certificate to verify against".into());
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| format!("{server_name:?} is not a TLS server name: {e}"))?;
+        let tcp = tokio::net::TcpStream::connect(connect)
+            .await
+            .map_err(|e| format!("connecting: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS as {server_name}: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP: {e}"))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok(Response { status, body })
+        let driver = tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, host)
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("request {path}: {e}"))?;
+        let result = async {
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("HTTP: {e}"))?;
+            let status = resp.status().as_u16();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("reading the answer: {e}"))?
+                .to_bytes();
+            Ok(Response { status, body })
+        }
+        .await;
+        driver.abort();
+        result
     }
-    .await;
-    driver.abort();
-    result
 }

@@ -29,7 +29,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(
+    pub fn new(
         check: &str,
         target: &str,
         ok: bool,
@@ -433,11 +433,7 @@ fn failed(check: &str, target: &str, measured: impl Into<String>, threshold: &st
 /// Runs the checks named in `which` (see `hoist_core::playbook::CHECKS`) with the connected hosts.
 pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[String]) -> Vec<Check> {
     let wants = |k: &str| which.iter().any(|w| w == k);
-    let ssh = |host: &str| {
-        hosts
-            .get(host)
-            .ok_or_else(|| format!("{host} is not connected"))
-    };
+    let ssh = |host: &str| connected(hosts, host);
     let mut out = Vec::new();
     let mut segment_size = None;
     if let Some(db) = cfg
@@ -484,15 +480,19 @@ pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Strin
     out
 }
 
+fn connected<'a>(hosts: &'a BTreeMap<String, SshHost>, host: &str) -> Result<&'a SshHost, String> {
+    hosts
+        .get(host)
+        .ok_or_else(|| format!("{host} is not connected"))
+}
+
 async fn forward(
     hosts: &BTreeMap<String, SshHost>,
     host: &str,
     at: &Address,
 ) -> Result<SocketAddr, String> {
-    let ssh = hosts
-        .get(host)
-        .ok_or_else(|| format!("{host} is not connected"))?;
-    ssh.forward_tcp(&at.0, at.1)
+    connected(hosts, host)?
+        .forward_tcp(&at.0, at.1)
         .await
         .map_err(|e| e.to_string())
 }
@@ -543,13 +543,7 @@ async fn databases(
             return (out, None);
         }
     };
-    let segment_size = sqlx::query_scalar::<_, String>(
-        "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
-    )
-    .fetch_one(&primary)
-    .await
-    .ok()
-    .and_then(|s| s.parse().ok());
+    let segment_size = Some(segment_size(&primary).await);
     if replication_checks {
         let mut reachable = Vec::new();
         for (name, at) in &c.standbys {
@@ -602,6 +596,18 @@ async fn databases(
 
 /// PostgreSQL's default WAL segment size, when the primary could not be asked.
 pub(crate) const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
+
+/// The primary's WAL segment size (the default when it cannot say).
+pub(crate) async fn segment_size(primary: &PgPool) -> u64 {
+    sqlx::query_scalar::<_, String>(
+        "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
+    )
+    .fetch_one(primary)
+    .await
+    .ok()
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(DEFAULT_SEGMENT)
+}
 
 async fn pgbackrest(d: &Docker, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
     let mut argv = vec!["pgbackrest".to_owned(), format!("--stanza={}", c.stanza)];
@@ -846,24 +852,18 @@ fn human(seconds: u64) -> String {
     }
 }
 
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// The object store: its TLS front answers, verified against the cluster CA as the name clients
 /// use, and each bucket exists for the access key (a signed HEAD).
 pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check> {
-    let host = format!("{}:{}", c.name, c.port);
+    let front = https::Endpoint {
+        connect: local,
+        name: &c.name,
+        port: c.port,
+        ca: &c.ca,
+    };
     let mut out = Vec::new();
     let started = Instant::now();
-    let health = https::request(
-        local,
-        &c.name,
-        &host,
-        &c.ca,
-        http::Method::GET,
-        "/_health",
-        HTTP_TIMEOUT,
-    )
-    .await;
+    let health = front.request(http::Method::GET, "/_health").await;
     match health {
         Ok(r) => out.push(Check::new(
             "object_store.tls",
@@ -887,7 +887,7 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
             return out;
         }
     }
-    let endpoint = match url::Url::parse(&format!("https://{host}")) {
+    let endpoint = match url::Url::parse(&format!("https://{}:{}", c.name, c.port)) {
         Ok(u) => u,
         Err(e) => {
             out.push(failed(
@@ -923,15 +923,11 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
         };
         // Virtual-hosted buckets are names of their own (`bucket.endpoint`).
         let name_of_bucket = signed.host_str().unwrap_or(&c.name).to_owned();
-        let r = https::request(
-            local,
-            &name_of_bucket,
-            &format!("{name_of_bucket}:{}", c.port),
-            &c.ca,
-            http::Method::HEAD,
-            &path,
-            HTTP_TIMEOUT,
-        )
+        let r = https::Endpoint {
+            name: &name_of_bucket,
+            ..front
+        }
+        .request(http::Method::HEAD, &path)
         .await;
         out.push(match r {
             Ok(r) => Check::new(
@@ -949,21 +945,14 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
 
 /// The API through its TLS proxy: healthy, and its primary answers (`/api/health/?db=1`).
 pub async fn api(local: SocketAddr, c: &ApiConfig) -> Vec<Check> {
-    let host = if c.port == 443 {
-        c.name.clone()
-    } else {
-        format!("{}:{}", c.name, c.port)
-    };
     let started = Instant::now();
-    let r = https::request(
-        local,
-        &c.name,
-        &host,
-        &c.ca,
-        http::Method::GET,
-        "/api/health/?db=1",
-        HTTP_TIMEOUT,
-    )
+    let r = https::Endpoint {
+        connect: local,
+        name: &c.name,
+        port: c.port,
+        ca: &c.ca,
+    }
+    .request(http::Method::GET, "/api/health/?db=1")
     .await;
     let threshold = "200, db ok, TLS verified";
     vec![match r {
