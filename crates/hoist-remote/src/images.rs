@@ -47,6 +47,7 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         .buildargs(&build_args)
         .labels(&label_map)
         .build();
+    let replaced = image_id(local, &spec.reference).await;
     let mut stream = local.build_image(opts, None, Some(bollard::body_full(tar.into())));
     let mut tail: Vec<String> = Vec::new();
     while let Some(item) = stream.next().await {
@@ -71,7 +72,25 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
             ));
         }
     }
+    if let Some(old) = replaced {
+        remove_if_untagged(local, &old).await;
+    }
     Ok(())
+}
+
+/// Removes an image a rebuild left without a tag, so that rebuilding does not pile up untagged
+/// copies on this machine. An image still tagged elsewhere, or used by a container, stays.
+async fn remove_if_untagged(local: &Docker, id: &str) {
+    let untagged = local
+        .inspect_image(id)
+        .await
+        .is_ok_and(|i| i.repo_tags.unwrap_or_default().is_empty());
+    if untagged {
+        let opts = bollard::query_parameters::RemoveImageOptionsBuilder::default().build();
+        if let Err(e) = local.remove_image(id, Some(opts), None).await {
+            tracing::debug!(image = id, error = %e, "keeping the image a rebuild replaced");
+        }
+    }
 }
 
 /// The context folder as a tar, with the prepared binaries added at its top.
@@ -115,11 +134,22 @@ pub async fn transfer(
     }
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = sent.clone();
+    // A failed export (a full disk on this machine, say) only shows on the host's side as a
+    // request cut short: keep the local engine's own words for the error.
+    let export_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+    let export_failed = export_error.clone();
     let export = local.export_image(reference).map(move |chunk| {
-        if let Ok(bytes) = &chunk {
-            let n = bytes.len() as u64;
-            let total = counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
-            progress(total);
+        match &chunk {
+            Ok(bytes) => {
+                let n = bytes.len() as u64;
+                let total = counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+                progress(total);
+            }
+            Err(e) => {
+                if let Ok(mut slot) = export_failed.lock() {
+                    *slot = Some(e.to_string());
+                }
+            }
         }
         chunk
     });
@@ -129,8 +159,16 @@ pub async fn transfer(
         None,
     );
     while let Some(item) = load.next().await {
-        let info =
-            item.map_err(|e| RemoteError::docker(host, format!("loading {reference}: {e}")))?;
+        let info = item.map_err(|e| {
+            let local_error = export_error.lock().ok().and_then(|mut slot| slot.take());
+            match local_error {
+                Some(le) => RemoteError::docker(
+                    "localhost",
+                    format!("exporting {reference} for {host}: {le}"),
+                ),
+                None => RemoteError::docker(host, format!("loading {reference}: {e}")),
+            }
+        })?;
         if let Some(detail) = info.error_detail {
             return Err(RemoteError::docker(
                 host,
