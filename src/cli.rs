@@ -108,7 +108,7 @@ pub enum Command {
     /// The cluster's CA and TLS certificates, kept encrypted in the inventory
     #[command(subcommand)]
     Pki(PkiCommand),
-    /// Rehearse a recovery on the real hosts, without touching the live cluster
+    /// Rehearse recoveries on the real hosts: a restore, an object-store outage, a failover
     #[command(subcommand)]
     Drill(DrillCommand),
     /// The local sandbox of test hosts
@@ -166,6 +166,21 @@ pub enum DrillCommand {
         /// How long archiving may take to catch up once it is back
         #[arg(long, default_value_t = 180, value_name = "SECONDS")]
         catch_up: u64,
+    },
+    /// Stop the primary, promote a standby, prove nothing committed was lost and that it takes
+    /// writes, then start the primary again and re-clone the promoted standby from it. Writes
+    /// fail while the primary is down
+    Failover {
+        /// The standby to promote, by its name on the primary (default: the one that replayed
+        /// the most WAL)
+        #[arg(long, value_name = "STANDBY")]
+        to: Option<String>,
+        /// How long each step (promotion, the primary's return, the re-clone) may take
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        timeout: u64,
+        /// Confirm that the primary may be stopped
+        #[arg(long)]
+        yes: bool,
     },
 }
 

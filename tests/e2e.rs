@@ -871,4 +871,63 @@ fn sandbox_end_to_end() {
                 == "true",
         "the object store runs again"
     );
+
+    step(
+        "hoist drill failover: the primary stops, replica_2 takes over with the last commit, the topology comes back",
+    );
+    let refused = platform(&["drill", "failover"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    let running = |container: &str| {
+        on_host(
+            "172.30.0.11",
+            &format!("docker inspect -f '{{{{.State.Running}}}}' {container}"),
+        )
+        .trim()
+            == "true"
+    };
+    assert!(running("apm-data-db-1"), "without --yes nothing stops");
+    let failover = platform(&["--json", "drill", "failover", "--to", "replica_2", "--yes"]);
+    let doc = all_green(&failover);
+    for (check, target) in [
+        ("drill.primary_stopped", "apm-data-db-1"),
+        ("drill.no_data_loss", "replica_2"),
+        ("drill.archiving_off", "replica_2"),
+        ("drill.promoted", "replica_2"),
+        ("drill.writes", "replica_2"),
+        ("drill.standby_can_follow", "replica_1"),
+        ("drill.set_aside", "replica_2"),
+        ("drill.primary_back", "apm-data-db-1"),
+        ("drill.standby_back", "replica_2"),
+        ("replication.canary", "replica_1"),
+        ("replication.canary", "replica_2"),
+    ] {
+        assert!(
+            passed(&doc, check, Some(target)),
+            "{check} {target}: {}",
+            failover.stdout
+        );
+    }
+    assert!(running("apm-data-db-1") && running("apm-data-db-replica-2-1"));
+    // The promoted standby's timeline never reached the repositories.
+    let archived = on_host(
+        "172.30.0.12",
+        "docker exec -u pgbackrest apm-control-scheduler-1 pgbackrest --stanza=apm --repo=1 repo-ls --recurse archive/apm",
+    );
+    assert!(
+        !archived.contains(".history"),
+        "no timeline history archived:\n{archived}"
+    );
+    all_green(&platform(&[
+        "--json",
+        "validate",
+        "--only",
+        "replication,roles,backups",
+    ]));
+
+    // Passed: the hosts' engines and their images (gigabytes) go. A failed run keeps them for a look.
+    ok(
+        &hoist_in(&repo(), &["sandbox", "down"], &[]),
+        "sandbox down",
+    );
 }

@@ -1,14 +1,14 @@
 //! `hoist drill ...`: recoveries rehearsed on the real hosts (hoist_remote::drill). `restore`
 //! restores a repository's backup into a scratch container on the first data host;
 //! `objectstore-outage` stops the bundled object store for a while and proves archiving catches
-//! up. Each step is reported as a check, as `hoist validate` does: a table, or `--json`; exit 1
+//! up; `failover` stops the primary, promotes a standby and puts the topology back. Each step is reported as a check, as `hoist validate` does: a table, or `--json`; exit 1
 //! when a step failed.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use hoist_remote::docker;
-use hoist_remote::drill::{self, OutageConfig, RestoreConfig};
+use hoist_remote::drill::{self, FailoverConfig, OutageConfig, RestoreConfig};
 use hoist_remote::validate::Check;
 
 use crate::cli::{DrillCommand, Global};
@@ -27,6 +27,7 @@ pub fn run(global: &Global, cmd: DrillCommand, out: &Output) -> anyhow::Result<u
         DrillCommand::ObjectstoreOutage { hold, catch_up } => {
             objectstore_outage(global, hold, catch_up, out)
         }
+        DrillCommand::Failover { to, timeout, yes } => failover(global, to, timeout, yes, out),
     }
 }
 
@@ -119,4 +120,47 @@ fn restore(
         checks
     })?;
     report(global, out, "restore", &host, &checks)
+}
+
+fn failover(
+    global: &Global,
+    to: Option<String>,
+    timeout: u64,
+    yes: bool,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    let Some(project) = super::load_with_secrets(global, out)? else {
+        return Ok(1);
+    };
+    let cfg = super::validate::config(&project, &["replication".to_owned()])?;
+    let Some(db) = cfg.db else {
+        bail!("the inventory has no data host");
+    };
+    let v = first_of(&project, "data")?;
+    let failover = FailoverConfig {
+        primary: v.get("db_primary_container")?,
+        standbys: super::validate::standby_containers(&v)?,
+        target: to,
+        timeout: Duration::from_secs(timeout),
+    };
+    if !yes {
+        bail!(
+            "{}: the failover drill stops {} (writes fail until it is back) and re-clones the promoted standby; run it again with --yes",
+            db.host,
+            failover.primary
+        );
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let checks = rt.block_on(async {
+        let hosts =
+            remote::connect_every(&project.inventory, std::slice::from_ref(&db.host), global)
+                .await?;
+        let checks = match hosts.get(&db.host) {
+            Some(ssh) => Ok(drill::failover(ssh, &db, &failover).await),
+            None => Err(anyhow!("{}: not connected", db.host)),
+        };
+        remote::close(hosts).await;
+        checks
+    })?;
+    report(global, out, "failover", &db.host, &checks)
 }

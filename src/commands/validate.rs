@@ -41,7 +41,7 @@ pub(super) fn first_of<'p>(project: &'p Project, group: &str) -> anyhow::Result<
 }
 
 /// One host's variables, read with errors naming the host and the variable.
-pub(super) struct Vars<'a> {
+pub struct Vars<'a> {
     pub host: String,
     vars: &'a HostVars,
 }
@@ -102,49 +102,91 @@ fn host_port(text: &str) -> anyhow::Result<Address> {
     Ok((host.trim_matches(['[', ']']).to_owned(), port))
 }
 
+/// An entry of `validate_standbys`: the standby's name on the primary, its address and,
+/// for the failover drill, its container.
+struct StandbyVars {
+    name: String,
+    address: Address,
+    container: Option<String>,
+}
+
+/// The data host's `validate_standbys`; a malformed entry is an error naming its field.
+fn standbys(v: &Vars) -> anyhow::Result<Vec<StandbyVars>> {
+    let host = &v.host;
+    let items = match v.vars.values.get("validate_standbys") {
+        Some(Value::Array(items)) => items,
+        Some(_) => bail!("{host}: `validate_standbys` must be a list"),
+        None => return Ok(Vec::new()),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = |f: &str| {
+                item[f]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("{host}: `validate_standbys[{i}].{f}` is not set"))
+            };
+            let address = host_port(&field("address")?)
+                .with_context(|| format!("{host}: `validate_standbys[{i}].address`"))?;
+            Ok(StandbyVars {
+                name: field("name")?,
+                address,
+                container: field("container").ok(),
+            })
+        })
+        .collect()
+}
+
+/// Each standby's name and container, which the failover drill stops and starts.
+pub fn standby_containers(v: &Vars) -> anyhow::Result<Vec<(String, String)>> {
+    standbys(v)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let container = s.container.ok_or_else(|| {
+                anyhow!("{}: `validate_standbys[{i}].container` is not set", v.host)
+            })?;
+            Ok((s.name, container))
+        })
+        .collect()
+}
+
+/// Where the databases are and the limits replication is held to: the first data host's variables.
+fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
+    let v = first_of(project, "data")?;
+    let standbys = standbys(&v)?
+        .into_iter()
+        .map(|s| (s.name, s.address))
+        .collect();
+    Ok(DbConfig {
+        primary: v.address("validate_primary")?,
+        standbys,
+        database: v.get("postgres_db")?,
+        admin: v.login("postgres_user", "postgres_password")?,
+        writer: v.login("postgres_writer_user", "postgres_writer_password")?,
+        reader: v.login("postgres_reader_user", "postgres_reader_password")?,
+        table: v.get("validate_roles_table")?,
+        thresholds: Thresholds {
+            max_lag_bytes: v.number("validate_max_lag_bytes")? as i64,
+            max_lag_seconds: v.number("validate_max_lag_seconds")?,
+            canary_timeout: Duration::from_secs_f64(v.number("validate_canary_timeout_seconds")?),
+        },
+        host: v.host.clone(),
+    })
+}
+
 /// The checks' configuration for `which`, from the inventory's variables; a missing or malformed
 /// variable is an error naming the host and the variable.
 pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
     let wants = |k: &str| which.iter().any(|w| w == k);
     let mut cfg = Config::default();
     if wants("replication") || wants("roles") {
-        let v = first_of(project, "data")?;
-        let host = &v.host;
-        let standbys = match v.vars.values.get("validate_standbys") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let field = |f: &str| {
-                        item[f].as_str().map(str::to_owned).ok_or_else(|| {
-                            anyhow!("{host}: `validate_standbys[{i}].{f}` is not set")
-                        })
-                    };
-                    let at = host_port(&field("address")?)
-                        .with_context(|| format!("{host}: `validate_standbys[{i}].address`"))?;
-                    Ok((field("name")?, at))
-                })
-                .collect::<anyhow::Result<_>>()?,
-            Some(_) => bail!("{host}: `validate_standbys` must be a list"),
-            None => Vec::new(),
-        };
-        cfg.db = Some(DbConfig {
-            primary: v.address("validate_primary")?,
-            standbys,
-            database: v.get("postgres_db")?,
-            admin: v.login("postgres_user", "postgres_password")?,
-            writer: v.login("postgres_writer_user", "postgres_writer_password")?,
-            reader: v.login("postgres_reader_user", "postgres_reader_password")?,
-            table: v.get("validate_roles_table")?,
-            thresholds: Thresholds {
-                max_lag_bytes: v.number("validate_max_lag_bytes")? as i64,
-                max_lag_seconds: v.number("validate_max_lag_seconds")?,
-                canary_timeout: Duration::from_secs_f64(
-                    v.number("validate_canary_timeout_seconds")?,
-                ),
-            },
-            host: v.host.clone(),
-        });
+        cfg.db = Some(db_config(project)?);
+    } else if wants("backups") {
+        // Only to ask the primary its WAL segment size, which WAL continuity counts in.
+        cfg.db = db_config(project).ok();
     }
     if wants("backups") {
         let v = first_of(project, "control")?;

@@ -71,6 +71,38 @@ pub struct SshHost {
     dir: PathBuf,
     sessions: Semaphore,
     docker_socket: OnceCell<PathBuf>,
+    keepalive: KeepAlive,
+}
+
+/// How long a master with no open channel outlives its last one (`ControlPersist`): the safety net
+/// that ends masters of a hoist that was killed.
+const PERSIST_IDLE_S: usize = 120;
+
+/// Runs a no-op on the master well within [`PERSIST_IDLE_S`], so that it stays up while hoist
+/// waits on something else (a long local image build, a person reading the plan): OpenSSH counts
+/// only open channels as activity, not a port forward's listener. Aborted with its host.
+#[derive(Debug)]
+struct KeepAlive(tokio::task::JoinHandle<()>);
+
+impl KeepAlive {
+    fn start(session: std::sync::Weak<Session>) -> KeepAlive {
+        KeepAlive(tokio::spawn(async move {
+            let every = Duration::from_secs(PERSIST_IDLE_S as u64 / 2);
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(session) = session.upgrade() else {
+                    return;
+                };
+                let _ = session.command("true").status().await;
+            }
+        }))
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl SshHost {
@@ -98,7 +130,7 @@ impl SshHost {
             .clean_history_control_directory(true)
             // A safety net: if hoist is killed, its masters exit on their own.
             .control_persist(ControlPersist::IdleFor(
-                NonZeroUsize::new(120).unwrap_or(NonZeroUsize::MIN),
+                NonZeroUsize::new(PERSIST_IDLE_S).unwrap_or(NonZeroUsize::MIN),
             ));
         if let Some(k) = &c.identity_file {
             b.keyfile(k);
@@ -135,10 +167,12 @@ impl SshHost {
                 });
             }
         };
+        let session = Arc::new(session);
         Ok(SshHost {
             name: host.name.clone(),
             address: host.address.clone(),
-            session: Arc::new(session),
+            keepalive: KeepAlive::start(Arc::downgrade(&session)),
+            session,
             sudo: c.r#become && c.user != "root",
             dir,
             sessions: Semaphore::new(MAX_SESSIONS),
@@ -265,7 +299,10 @@ impl SshHost {
     }
 
     /// Closes the master connection and removes the local sockets.
-    pub async fn close(self) {
+    pub async fn close(mut self) {
+        // The keep-alive may hold the session for a moment: end it first.
+        self.keepalive.0.abort();
+        let _ = (&mut self.keepalive.0).await;
         if let Ok(session) = Arc::try_unwrap(self.session) {
             let _ = session.close().await;
         }

@@ -435,17 +435,23 @@ pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Strin
     let wants = |k: &str| which.iter().any(|w| w == k);
     let ssh = |host: &str| connected(hosts, host);
     let mut out = Vec::new();
-    let mut segment_size = None;
-    if let Some(db) = cfg
-        .db
-        .as_ref()
-        .filter(|_| wants("replication") || wants("roles"))
-    {
+    let mut wal_segment = None;
+    let db_checks = wants("replication") || wants("roles");
+    if let Some(db) = cfg.db.as_ref().filter(|_| !db_checks && wants("backups")) {
+        // Only the WAL segment size, for the backup checks: the default when the primary is out
+        // of reach (a database fault is for the replication checks to report).
+        if let Ok(ssh) = ssh(&db.host)
+            && let Ok(primary) = pool(ssh, &db.primary, &db.database, &db.admin).await
+        {
+            wal_segment = Some(segment_size(&primary).await);
+        }
+    }
+    if let Some(db) = cfg.db.as_ref().filter(|_| db_checks) {
         match ssh(&db.host) {
             Ok(ssh) => {
                 let (checks, size) = databases(ssh, db, wants("replication"), wants("roles")).await;
                 out.extend(checks);
-                segment_size = size;
+                wal_segment = size;
             }
             Err(e) => out.push(failed(
                 "replication.primary_reachable",
@@ -461,7 +467,7 @@ pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Strin
             Err(e) => Err(e),
         };
         match engine {
-            Ok(d) => out.extend(backups(&d, b, segment_size.unwrap_or(DEFAULT_SEGMENT)).await),
+            Ok(d) => out.extend(backups(&d, b, wal_segment.unwrap_or(DEFAULT_SEGMENT)).await),
             Err(e) => out.push(failed("backups.check", &b.container, e, "passes")),
         }
     }

@@ -7,6 +7,14 @@
 //! restored cluster must never push WAL into the live archive), waits for recovery to end, and
 //! measures what it restored. The container is removed whatever happens; nothing of the live
 //! cluster is touched.
+//!
+//! The object-store outage drill stops the object store while the primary keeps committing, and
+//! the failover drill ([`failover`]) loses the primary, promotes a standby and puts the declared
+//! topology back.
+
+mod failover;
+
+pub use failover::{FailoverConfig, failover};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -89,12 +97,7 @@ pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
         Ok(lines) => read(&lines, c, &target),
         Err(e) => vec![Check::new("drill.restore", &target, false, e, "restores")],
     };
-    let _ = d
-        .remove_container(
-            SCRATCH,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
+    remove(d, SCRATCH).await;
     let ok = out.iter().all(|k| k.ok);
     out.push(Check::new(
         "drill.total",
@@ -162,35 +165,7 @@ async fn run(d: &Docker, c: &RestoreConfig) -> Result<Vec<String>, String> {
         }),
         ..Default::default()
     };
-    let _ = d
-        .remove_container(
-            SCRATCH,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await;
-    d.create_container(
-        Some(
-            CreateContainerOptionsBuilder::default()
-                .name(SCRATCH)
-                .build(),
-        ),
-        body,
-    )
-    .await
-    .map_err(|e| format!("creating {SCRATCH}: {e}"))?;
-    d.start_container(SCRATCH, None::<StartContainerOptions>)
-        .await
-        .map_err(|e| format!("starting {SCRATCH}: {e}"))?;
-    let mut waiting = d.wait_container(SCRATCH, None::<WaitContainerOptions>);
-    let exit = match tokio::time::timeout(c.timeout, waiting.next()).await {
-        Err(_) => return Err(format!("not done after {} s", c.timeout.as_secs())),
-        // A non-zero exit arrives as an error carrying the code.
-        Ok(Some(Ok(r))) => r.status_code,
-        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
-        Ok(Some(Err(e))) => return Err(e.to_string()),
-        Ok(None) => -1,
-    };
-    let logs = docker::logs_tail(d, SCRATCH, 10_000).await;
+    let (exit, logs) = run_scratch(d, SCRATCH, body, c.timeout).await?;
     if exit != 0 {
         // pgBackRest's and PostgreSQL's own error lines say what went wrong.
         let said: Vec<&str> = logs
@@ -207,6 +182,46 @@ async fn run(d: &Docker, c: &RestoreConfig) -> Result<Vec<String>, String> {
         return Err(format!("exit {exit}: {}", tail.join(" | ")));
     }
     Ok(logs.lines().map(str::to_owned).collect())
+}
+
+/// Creates the container `name` (replacing a leftover one), runs it to its end within `timeout`,
+/// and returns its exit code and logs. The caller removes it.
+async fn run_scratch(
+    d: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    timeout: Duration,
+) -> Result<(i64, String), String> {
+    remove(d, name).await;
+    d.create_container(
+        Some(CreateContainerOptionsBuilder::default().name(name).build()),
+        body,
+    )
+    .await
+    .map_err(|e| format!("creating {name}: {e}"))?;
+    d.start_container(name, None::<StartContainerOptions>)
+        .await
+        .map_err(|e| format!("starting {name}: {e}"))?;
+    let mut waiting = d.wait_container(name, None::<WaitContainerOptions>);
+    let exit = match tokio::time::timeout(timeout, waiting.next()).await {
+        Err(_) => return Err(format!("{name}: not done after {} s", timeout.as_secs())),
+        // A non-zero exit arrives as an error carrying the code.
+        Ok(Some(Ok(r))) => r.status_code,
+        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+        Ok(Some(Err(e))) => return Err(e.to_string()),
+        Ok(None) => -1,
+    };
+    Ok((exit, docker::logs_tail(d, name, 10_000).await))
+}
+
+/// Removes a container, running or not, if it exists.
+async fn remove(d: &Docker, name: &str) {
+    let _ = d
+        .remove_container(
+            name,
+            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+        )
+        .await;
 }
 
 fn seconds(end: &str, start: &str) -> f64 {
