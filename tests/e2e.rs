@@ -889,6 +889,9 @@ fn sandbox_end_to_end() {
     assert!(running("apm-data-db-1"), "without --yes nothing stops");
     let failover = platform(&["--json", "drill", "failover", "--to", "replica_2", "--yes"]);
     let doc = all_green(&failover);
+    for c in doc["checks"].as_array().expect("checks") {
+        eprintln!("  {} {}: {}", c["check"], c["target"], c["measured"]);
+    }
     for (check, target) in [
         ("drill.primary_stopped", "apm-data-db-1"),
         ("drill.no_data_loss", "replica_2"),
