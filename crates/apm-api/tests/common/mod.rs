@@ -28,8 +28,14 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
     let admin_url = std::env::var("APM_TEST_POSTGRES")
         .expect("APM_TEST_POSTGRES must name a PostgreSQL server (scripts/test starts one)");
     let url = url::Url::parse(&admin_url).expect("APM_TEST_POSTGRES is a URL");
+    // The process id alone repeats across runs (a leftover database of an earlier run may carry
+    // it); the start time does not. scripts/test-postgres drops what earlier runs left.
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
     let name = format!(
-        "apm_test_{}_{}",
+        "apm_test_{}_{started}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
