@@ -499,13 +499,39 @@ fn sandbox_end_to_end() {
         "files are put as root"
     );
 
-    step("a host behind a jump host: direct SSH to it refused, reached through another host");
+    step(
+        "a host behind a jump host: direct SSH to it refused, reached through another host with that host's own key",
+    );
+    // data-1 takes only a key of its own meanwhile: the hop to it must use the inventory's key
+    // for data-1, not the one for app-1.
+    let jump_key = tmp.path().join("jump_key");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&jump_key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let public = std::fs::read_to_string(tmp.path().join("jump_key.pub")).expect("public key");
     let jump = fixture_inventory(
         tmp.path(),
         "jump",
         "",
         &state.join("known_hosts"),
-        "hosts:\n  data-1: {address: 172.30.0.11}\n  app-1: {address: 172.30.0.13, jump: data-1}\ngroups:\n  web: {hosts: [app-1]}\n",
+        &format!(
+            "hosts:\n  data-1: {{address: 172.30.0.11, identity_file: {}}}\n  app-1: {{address: 172.30.0.13, jump: data-1}}\ngroups:\n  web: {{hosts: [app-1]}}\n",
+            jump_key.display()
+        ),
+    );
+    host_exec(
+        "hoist-sandbox-data-1",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "cp /root/.ssh/authorized_keys /root/.ssh/authorized_keys.e2e && printf '%s\\n' '{}' > /root/.ssh/authorized_keys",
+                public.trim()
+            ),
+        ],
     );
     let only_from_data_1 = [
         "-p",
@@ -529,6 +555,14 @@ fn sandbox_end_to_end() {
         &["-e", "greeting=hola", "plan", "test", "--limit", "app-1"],
     );
     firewall("-D");
+    host_exec(
+        "hoist-sandbox-data-1",
+        &[
+            "mv",
+            "/root/.ssh/authorized_keys.e2e",
+            "/root/.ssh/authorized_keys",
+        ],
+    );
     assert_eq!(
         jumped.code, 0,
         "plan through the jump host sees the converged host:\n{}\n{}",

@@ -23,8 +23,20 @@ pub struct Connection {
     pub known_hosts_file: Option<PathBuf>,
     /// A jump host: `[user@]host[:port]` (another inventory host's name is resolved to that).
     pub jump: Option<String>,
+    /// When the jump host is a host of the inventory: its own key and known hosts, for the hop to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jump_host: Option<JumpHost>,
     /// Run commands through `sudo` (for non-root users).
     pub r#become: bool,
+}
+
+/// A jump host that is a host of the inventory, as the hop to it needs it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JumpHost {
+    /// The address ssh is given for it (what an ssh_config `Host` pattern matches).
+    pub address: String,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
 }
 
 impl Default for Connection {
@@ -35,6 +47,7 @@ impl Default for Connection {
             identity_file: None,
             known_hosts_file: None,
             jump: None,
+            jump_host: None,
             r#become: false,
         }
     }
@@ -167,7 +180,8 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
 
     // A jump named after another host of the inventory is that host's user, address and port
     // (ssh would look the name up in DNS).
-    let resolved: BTreeMap<String, String> = hosts
+    // Its key and known hosts serve the hop to it.
+    let resolved: BTreeMap<String, (String, JumpHost)> = hosts
         .values()
         .map(|h| {
             let c = &h.connection;
@@ -176,12 +190,21 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
             } else {
                 h.address.clone()
             };
-            (h.name.clone(), format!("{}@{address}:{}", c.user, c.port))
+            let jump = JumpHost {
+                address: h.address.clone(),
+                identity_file: c.identity_file.clone(),
+                known_hosts_file: c.known_hosts_file.clone(),
+            };
+            (
+                h.name.clone(),
+                (format!("{}@{address}:{}", c.user, c.port), jump),
+            )
         })
         .collect();
     for host in hosts.values_mut() {
-        if let Some(spec) = host.connection.jump.as_ref().and_then(|j| resolved.get(j)) {
+        if let Some((spec, jump)) = host.connection.jump.as_ref().and_then(|j| resolved.get(j)) {
             host.connection.jump = Some(spec.clone());
+            host.connection.jump_host = Some(jump.clone());
         }
     }
 
@@ -433,4 +456,46 @@ pub fn names(set: &BTreeSet<String>) -> String {
         .map(|s| format!("`{s}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A jump named after an inventory host is that host's user, address and port, and carries
+    /// its key and known hosts for the hop to it.
+    #[test]
+    fn a_jump_host_of_the_inventory_brings_its_own_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let inv = dir.path().join("inventory/jump");
+        std::fs::create_dir_all(&inv).expect("mkdir");
+        std::fs::write(
+            inv.join("hosts.yml"),
+            "hosts:\n  bastion: {address: 10.0.0.1, user: ops, port: 2222, identity_file: keys/bastion, known_hosts_file: keys/known}\n  db: {address: 10.0.1.5, identity_file: keys/db, jump: bastion}\n  edge: {address: 10.0.1.6, jump: admin@gateway.example:22}\n",
+        )
+        .expect("write");
+        let mut diags = Diagnostics::default();
+        let inventory = load(dir.path(), &inv, &mut diags).expect("loads");
+        assert!(!diags.has_errors(), "{diags:?}");
+        let db = &inventory.hosts["db"].connection;
+        assert_eq!(db.jump.as_deref(), Some("ops@10.0.0.1:2222"));
+        let jump = db.jump_host.as_ref().expect("the jump's settings");
+        assert_eq!(jump.address, "10.0.0.1");
+        assert!(
+            jump.identity_file
+                .as_ref()
+                .is_some_and(|k| k.ends_with("keys/bastion"))
+        );
+        assert!(
+            jump.known_hosts_file
+                .as_ref()
+                .is_some_and(|k| k.ends_with("keys/known"))
+        );
+        let edge = &inventory.hosts["edge"].connection;
+        assert_eq!(edge.jump.as_deref(), Some("admin@gateway.example:22"));
+        assert_eq!(
+            edge.jump_host, None,
+            "not an inventory host: ssh's own config applies"
+        );
+    }
 }

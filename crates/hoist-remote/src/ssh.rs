@@ -317,7 +317,19 @@ fn jump_config(c: &hoist_core::inventory::Connection, accept_new: bool) -> Strin
         let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         format!("\"{}\"", p.display())
     };
-    let mut s = String::from("Host *\n");
+    let mut s = String::new();
+    // The jump host's own settings first: for the hop to it, ssh takes the first value of each
+    // setting and tries every IdentityFile (its key, then the one of the host behind it).
+    if let Some(j) = &c.jump_host {
+        s.push_str(&format!("Host \"{}\"\n", j.address));
+        if let Some(k) = &j.identity_file {
+            s.push_str(&format!("  IdentityFile {}\n", quoted(k)));
+        }
+        if let Some(k) = &j.known_hosts_file {
+            s.push_str(&format!("  UserKnownHostsFile {}\n", quoted(k)));
+        }
+    }
+    s.push_str("Host *\n");
     if let Some(k) = &c.identity_file {
         s.push_str(&format!("  IdentityFile {}\n", quoted(k)));
     }
@@ -336,4 +348,37 @@ fn jump_config(c: &hoist_core::inventory::Connection, accept_new: bool) -> Strin
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use hoist_core::inventory::{Connection, JumpHost};
+
+    use super::jump_config;
+
+    #[test]
+    fn the_jump_hosts_settings_come_first() {
+        let c = Connection {
+            identity_file: Some("/keys/db".into()),
+            known_hosts_file: Some("/keys/known".into()),
+            jump: Some("ops@10.0.0.1:2222".into()),
+            jump_host: Some(JumpHost {
+                address: "10.0.0.1".into(),
+                identity_file: Some("/keys/bastion".into()),
+                known_hosts_file: None,
+            }),
+            ..Connection::default()
+        };
+        expect_test::expect![[r#"
+            Host "10.0.0.1"
+              IdentityFile "/keys/bastion"
+            Host *
+              IdentityFile "/keys/db"
+              UserKnownHostsFile "/keys/known"
+              StrictHostKeyChecking yes
+              BatchMode yes
+            Include ~/.ssh/config
+        "#]]
+        .assert_eq(&jump_config(&c, false));
+    }
 }
