@@ -16,6 +16,37 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 
+/// The certificates `ca` holds (PEM), or the system's trusted roots when it is empty (an endpoint
+/// with a publicly trusted certificate).
+fn roots(ca: &str) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if ca.trim().is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            let why = found
+                .errors
+                .first()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "no CA given and no system root certificate found{why}"
+            ));
+        }
+        return Ok(roots);
+    }
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the CA certificate is refused: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("no CA certificate to verify against".into());
+    }
+    Ok(roots)
+}
+
 /// What a request got back.
 #[derive(Debug)]
 pub struct Response {
@@ -26,8 +57,8 @@ pub struct Response {
 /// How long one request may take, connection and TLS included.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A TLS service reached at `connect` (a forwarded address) and verified, against the PEM `ca`,
-/// as `name` on `port`: the name and port its clients use.
+/// A TLS service reached at `connect` (a forwarded address) and verified, against the PEM `ca`
+/// (the system's roots when empty), as `name` on `port`: the name and port its clients use.
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint<'a> {
     pub connect: SocketAddr,
@@ -52,16 +83,7 @@ impl Endpoint<'_> {
         } else {
             format!("{server_name}:{}", self.port)
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
-            let cert = cert.map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("the CA certificate is refused: {e}"))?;
-        }
-        if roots.is_empty() {
-            return Err("no CA certificate to verify against".into());
-        }
+        let roots = roots(ca)?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -104,5 +126,20 @@ impl Endpoint<'_> {
         .await;
         driver.abort();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roots;
+
+    #[test]
+    fn an_empty_ca_means_the_systems_roots() {
+        // Debian's ca-certificates, as on the machines hoist runs from.
+        if std::path::Path::new("/etc/ssl/certs/ca-certificates.crt").exists() {
+            assert!(roots("").expect("system roots").len() > 10);
+        }
+        let err = roots("not a certificate").expect_err("no PEM");
+        assert!(err.contains("no CA certificate"), "{err}");
     }
 }
