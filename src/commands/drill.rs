@@ -132,10 +132,7 @@ fn failover(
     let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
-    let cfg = super::validate::config(&project, &["replication".to_owned()])?;
-    let Some(db) = cfg.db else {
-        bail!("the inventory has no data host");
-    };
+    let db = super::validate::db_config(&project)?;
     let v = first_of(&project, "data")?;
     let failover = FailoverConfig {
         primary: v.get("db_primary_container")?,

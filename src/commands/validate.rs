@@ -154,7 +154,7 @@ pub fn standby_containers(v: &Vars) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// Where the databases are and the limits replication is held to: the first data host's variables.
-fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
+pub fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
     let v = first_of(project, "data")?;
     let standbys = standbys(&v)?
         .into_iter()

@@ -426,7 +426,13 @@ impl Config {
     }
 }
 
-fn failed(check: &str, target: &str, measured: impl Into<String>, threshold: &str) -> Check {
+/// A failed check.
+pub(crate) fn failed(
+    check: &str,
+    target: &str,
+    measured: impl Into<String>,
+    threshold: &str,
+) -> Check {
     Check::new(check, target, false, measured, threshold)
 }
 

@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use super::{remove, run_scratch};
 use crate::docker;
 use crate::ssh::SshHost;
-use crate::validate::{self, Check, DbConfig, Standby};
+use crate::validate::{self, Check, DbConfig, Standby, failed};
 
 /// The containers the drill stops and starts, and which standby to promote.
 #[derive(Debug, Clone)]
@@ -55,16 +55,16 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     let host = ssh.name.as_str();
     let d = match docker::connect(ssh).await {
         Ok(d) => d,
-        Err(e) => return vec![fail("drill.engine", host, e.to_string(), "answers")],
+        Err(e) => return vec![failed("drill.engine", host, e.to_string(), "answers")],
     };
     let primary = match validate::pool(ssh, &db.primary, &db.database, &db.admin).await {
         Ok(p) => p,
-        Err(e) => return vec![fail("drill.preflight", "primary", e, "answers")],
+        Err(e) => return vec![failed("drill.preflight", "primary", e, "answers")],
     };
     let mut nodes = Vec::new();
     for (name, at) in &db.standbys {
         let Some((_, container)) = c.standbys.iter().find(|(n, _)| n == name) else {
-            return vec![fail(
+            return vec![failed(
                 "drill.preflight",
                 name,
                 "no container named for this standby",
@@ -77,7 +77,7 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
                 container: container.clone(),
                 pool,
             }),
-            Err(e) => return vec![fail("drill.preflight", name, e, "answers")],
+            Err(e) => return vec![failed("drill.preflight", name, e, "answers")],
         }
     }
     // Only a healthy cluster is failed over: otherwise the drill would measure an earlier fault.
@@ -91,7 +91,7 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     let before = validate::replication(&primary, &standbys, &db.thresholds).await;
     if before.iter().any(|k| !k.ok) || nodes.is_empty() {
         let mut out: Vec<Check> = before.into_iter().filter(|k| !k.ok).collect();
-        out.push(fail(
+        out.push(failed(
             "drill.preflight",
             "cluster",
             "replication is not healthy: nothing was stopped",
@@ -102,7 +102,7 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     let target = match choose(&nodes, c.target.as_deref()).await {
         Ok(i) => i,
         Err(e) => {
-            return vec![fail(
+            return vec![failed(
                 "drill.preflight",
                 "standby",
                 e,
@@ -125,7 +125,7 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     };
     // Interrupted, the primary may have been stopped: put back all the same.
     let stopped = finished.unwrap_or_else(|| {
-        out.push(fail(
+        out.push(failed(
             "drill.interrupted",
             host,
             "Ctrl-C",
@@ -144,10 +144,6 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     .await;
     out.extend(validate::replication(&primary, &standbys, &db.thresholds).await);
     out
-}
-
-fn fail(check: &str, target: &str, measured: impl Into<String>, threshold: &str) -> Check {
-    Check::new(check, target, false, measured, threshold)
 }
 
 /// The standby to promote: the one named, or the one that replayed the most WAL.
@@ -220,14 +216,14 @@ impl Run<'_> {
         let marker = match self.mark().await {
             Ok(m) => m,
             Err(e) => {
-                out.push(fail("drill.marker", "primary", e, "committed"));
+                out.push(failed("drill.marker", "primary", e, "committed"));
                 return false;
             }
         };
         let stopping = Instant::now();
         let stop = StopContainerOptionsBuilder::default().t(60).build();
         if let Err(e) = self.d.stop_container(&self.c.primary, Some(stop)).await {
-            out.push(fail(
+            out.push(failed(
                 "drill.primary_stopped",
                 &self.c.primary,
                 e.to_string(),
@@ -248,7 +244,7 @@ impl Run<'_> {
         let switch_point = match self.settle(t).await {
             Ok(at) => at,
             Err(e) => {
-                out.push(fail("drill.replayed", &t.name, e, "everything received"));
+                out.push(failed("drill.replayed", &t.name, e, "everything received"));
                 return true;
             }
         };
@@ -271,7 +267,7 @@ impl Run<'_> {
                 ),
                 "the primary's last commit",
             ),
-            Ok(n) => fail(
+            Ok(n) => failed(
                 "drill.no_data_loss",
                 &t.name,
                 format!(
@@ -280,7 +276,7 @@ impl Run<'_> {
                 ),
                 "the primary's last commit",
             ),
-            Err(e) => fail(
+            Err(e) => failed(
                 "drill.no_data_loss",
                 &t.name,
                 e,
@@ -298,7 +294,7 @@ impl Run<'_> {
             )
             .await;
         if let Err(e) = archive {
-            out.push(fail(
+            out.push(failed(
                 "drill.archiving_off",
                 &t.name,
                 e,
@@ -339,13 +335,13 @@ impl Run<'_> {
                 format!("promoted in {:.1} s", promoting.elapsed().as_secs_f64()),
                 format!("within {} s", self.c.timeout.as_secs()),
             ),
-            Ok(other) => fail(
+            Ok(other) => failed(
                 "drill.promoted",
                 &t.name,
                 format!("pg_promote returned {other:?}"),
                 "t",
             ),
-            Err(e) => fail("drill.promoted", &t.name, e.clone(), "promoted"),
+            Err(e) => failed("drill.promoted", &t.name, e.clone(), "promoted"),
         });
         if promoted.as_deref() != Ok("t") {
             return true;
@@ -368,7 +364,7 @@ impl Run<'_> {
                 ),
                 "takes writes",
             ),
-            Err(e) => fail("drill.writes", &t.name, e.to_string(), "takes writes"),
+            Err(e) => failed("drill.writes", &t.name, e.to_string(), "takes writes"),
         });
         for n in self.nodes.iter().filter(|n| n.name != t.name) {
             out.push(match replayed(&n.pool).await {
@@ -379,7 +375,7 @@ impl Run<'_> {
                     format!("replayed to {}", lsn(at)),
                     format!("at most the switch point {}", lsn(switch_point)),
                 ),
-                Err(e) => fail("drill.standby_can_follow", &n.name, e, "answers"),
+                Err(e) => failed("drill.standby_can_follow", &n.name, e, "answers"),
             });
         }
         true
@@ -467,7 +463,7 @@ impl Run<'_> {
                     "stopped, data directory emptied",
                     "to clone again",
                 ),
-                Err(e) => fail("drill.set_aside", &t.name, e, "to clone again"),
+                Err(e) => failed("drill.set_aside", &t.name, e, "to clone again"),
             });
         }
         // Started whatever state it is in (an interrupted drill may not have stopped it): its
@@ -490,7 +486,7 @@ impl Run<'_> {
                 format!("healthy after {:.1} s", started.elapsed().as_secs_f64()),
                 "healthy",
             ),
-            Err(e) => fail("drill.primary_back", &self.c.primary, e, "healthy"),
+            Err(e) => failed("drill.primary_back", &self.c.primary, e, "healthy"),
         });
         let cloning = Instant::now();
         let _ = docker::start(self.host, self.d, &t.container).await;
@@ -506,7 +502,7 @@ impl Run<'_> {
                 ),
                 format!("within {} s", self.c.timeout.as_secs()),
             ),
-            Err(e) => fail("drill.standby_back", &t.name, e, "streaming"),
+            Err(e) => failed("drill.standby_back", &t.name, e, "streaming"),
         });
     }
 
