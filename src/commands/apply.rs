@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use futures_util::future::BoxFuture;
 use hoist_core::desired;
 use hoist_core::plan::Plan;
 use hoist_core::render;
-use hoist_remote::apply::{self, ApplyOptions, Event};
+use hoist_ops::apply::{self, ApplyOptions, Event, Handles, lock};
+use hoist_remote::images::LocalEngine;
+use hoist_remote::validate::Check;
 
 use crate::cli::{ApplyArgs, Global};
 use crate::commands::{plan as planning, remote, validate};
@@ -65,8 +68,20 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         Some(Arc::new(validate::config(&loaded.project, &checks)?))
     };
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let (hosts, observed, failed) = planning::observe_live(global, &loaded).await;
+    let code = rt.block_on(async {
+        let cancel = super::cancellation();
+        let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+        let (hosts, mut failed) =
+            remote::connect(&loaded.project.inventory, &names, global).await;
+        // Locked before they are observed, and held through the prompt: the plan shown is the
+        // plan that runs, with no other apply in between.
+        let notes = plain_events(out);
+        let (locks, refused) = lock::acquire_all(&hosts, args.break_lock, global.forks, &notes).await;
+        failed.extend(refused);
+        let mut desired = loaded.desired.clone();
+        desired.hosts.retain(|h, _| locks.holds(h));
+        let (observed, obs_failed) = remote::observe_all(&hosts, &desired, global.forks).await;
+        failed.extend(obs_failed);
         let plan = planning::make_plan(&loaded, &observed, &failed);
         let result = async {
             if let Some(saved) = &saved {
@@ -82,15 +97,20 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
                 return Ok(if failed.is_empty() { 0 } else { 1 });
             }
             if !args.yes {
-                confirm(&plan, out)?;
+                // Asked on a thread of its own, so that Ctrl-C at the prompt still ends the run
+                // (and releases the locks).
+                let (question, asker) = (prompt(&plan, out)?, out.clone());
+                let answer = tokio::task::spawn_blocking(move || ask(&question, &asker));
+                tokio::select! {
+                    a = answer => a??,
+                    () = cancel.cancelled() => bail!("cancelled: nothing was applied"),
+                }
             }
             let opts = ApplyOptions {
-                root: global.project.clone(),
                 prune: args.prune,
                 gate_timeout: Duration::from_secs(args.gate_timeout),
                 forks: global.forks,
-                break_lock: args.break_lock,
-                validate: validation,
+                ..ApplyOptions::default()
             };
             let printer = out.clone();
             let json = out.json;
@@ -104,8 +124,26 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
                     printer.eprint(&(line(&e) + "\n"));
                 }
             });
-            let report =
-                apply::apply(&hosts, &loaded.desired, &plan, &redactor, &opts, events).await;
+            let local = LocalEngine::new(&global.project);
+            let validate = |topics: Vec<String>| -> BoxFuture<'_, Vec<Check>> {
+                let (hosts, cfg) = (&hosts, validation.clone());
+                Box::pin(async move {
+                    match cfg {
+                        Some(cfg) => hoist_remote::validate::run(hosts, &cfg, &topics).await,
+                        None => Vec::new(),
+                    }
+                })
+            };
+            let handles = Handles {
+                hosts: &hosts,
+                locks: &locks,
+                local: &local,
+                validator: validation.as_ref().map(|_| &validate as &apply::Validator<'_>),
+                redactor: &redactor,
+                events,
+                cancel: cancel.clone(),
+            };
+            let report = apply::apply(&handles, &loaded.desired, &plan, &opts).await;
             let ok = failed.is_empty() && report.ok();
             if json {
                 let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": report.hosts, "checks_failed": report.checks.iter().filter(|c| !c.ok).count(), "unreachable": failed.keys().collect::<Vec<_>>()});
@@ -130,9 +168,19 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
             Ok::<u8, anyhow::Error>(if ok { 0 } else { 1 })
         }
         .await;
+        lock::release_all(&hosts, locks).await;
         remote::close(hosts).await;
         result
-    })
+    });
+    // A prompt cut short by Ctrl-C still blocks its thread on the terminal: do not wait for it.
+    rt.shutdown_background();
+    code
+}
+
+/// Events printed as plain lines on stderr (before the plan is known: the lock's notes).
+fn plain_events(out: &Output) -> apply::Events {
+    let printer = out.clone();
+    Arc::new(move |e: Event| printer.eprint(&(line(&e) + "\n")))
 }
 
 /// A saved plan applies only to hosts and inputs as they were when it was made.
@@ -166,11 +214,16 @@ fn check_saved(saved: &Plan, fresh: &Plan) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn confirm(plan: &Plan, out: &Output) -> anyhow::Result<()> {
+/// The confirmation question, or why none can be asked.
+fn prompt(plan: &Plan, _out: &Output) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("not on a terminal: pass --yes to apply without confirmation");
     }
-    out.eprint(&format!("Apply to {} host(s)? [y/N] ", plan.hosts.len()));
+    Ok(format!("Apply to {} host(s)? [y/N] ", plan.hosts.len()))
+}
+
+fn ask(question: &str, out: &Output) -> anyhow::Result<()> {
+    out.eprint(question);
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if !matches!(answer.trim(), "y" | "Y" | "yes") {

@@ -1,4 +1,4 @@
-//! `hoist drill ...`: recoveries rehearsed on the real hosts (hoist_remote::drill). `restore`
+//! `hoist drill ...`: recoveries rehearsed on the real hosts (hoist_ops::drill). `restore`
 //! restores a repository's backup into a scratch container on the first data host;
 //! `objectstore-outage` stops the bundled object store for a while and proves archiving catches
 //! up; `failover` stops the primary, promotes a standby and puts the topology back. Each step is reported as a check, as `hoist validate` does: a table, or `--json`; exit 1
@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
+use hoist_ops::drill::{self, FailoverConfig, OutageConfig, RestoreConfig};
 use hoist_remote::docker;
-use hoist_remote::drill::{self, FailoverConfig, OutageConfig, RestoreConfig};
 use hoist_remote::validate::Check;
 
 use crate::cli::{DrillCommand, Global};
@@ -71,7 +71,7 @@ fn objectstore_outage(
     let rt = tokio::runtime::Runtime::new()?;
     let checks = rt.block_on(async {
         let hosts = remote::connect_every(&project.inventory, &cfg.hosts(), global).await?;
-        let checks = drill::objectstore_outage(&hosts, &cfg, &outage).await;
+        let checks = drill::objectstore_outage(&hosts, &cfg, &outage, &super::cancellation()).await;
         remote::close(hosts).await;
         Ok::<_, anyhow::Error>(checks)
     })?;
@@ -153,7 +153,7 @@ fn failover(
             remote::connect_every(&project.inventory, std::slice::from_ref(&db.host), global)
                 .await?;
         let checks = match hosts.get(&db.host) {
-            Some(ssh) => Ok(drill::failover(ssh, &db, &failover).await),
+            Some(ssh) => Ok(drill::failover(ssh, &db, &failover, &super::cancellation()).await),
             None => Err(anyhow!("{}: not connected", db.host)),
         };
         remote::close(hosts).await;

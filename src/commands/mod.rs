@@ -44,6 +44,27 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
     }
 }
 
+/// A cancellation token that Ctrl-C, SIGTERM and SIGHUP cancel: operations stop at their next step
+/// and put back what they must (locks released, a drill's topology restored). Called inside the
+/// runtime.
+pub fn cancellation() -> tokio_util::sync::CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = tokio_util::sync::CancellationToken::new();
+    let cancel = token.clone();
+    let kinds = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ];
+    let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
+    tokio::spawn(async move {
+        let any = futures_util::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv())));
+        any.await;
+        cancel.cancel();
+    });
+    token
+}
+
 /// The inventory folder to use: `-i`, or the only one the project has.
 fn inventory_dir(global: &Global) -> anyhow::Result<PathBuf> {
     if let Some(i) = &global.inventory {

@@ -4,6 +4,7 @@ use futures_util::StreamExt as _;
 use hoist_core::desired::labels;
 use hoist_core::diag::Diagnostics;
 use hoist_core::vars::SecretsMode;
+use hoist_remote::Engine as _;
 use hoist_remote::docker;
 
 use crate::cli::Global;
@@ -33,6 +34,7 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
                     let r = async {
                         let d = docker::connect(ssh).await?;
                         let list = d
+                            .client()
                             .list_containers(Some(
                                 bollard::query_parameters::ListContainersOptionsBuilder::default()
                                     .all(true)
@@ -126,6 +128,7 @@ pub fn logs(
         let ssh = &hosts[host];
         let d = docker::connect(ssh).await?;
         let list = d
+            .client()
             .list_containers(Some(
                 bollard::query_parameters::ListContainersOptionsBuilder::default()
                     .all(true)
@@ -145,7 +148,7 @@ pub fn logs(
             })
             .next()
             .ok_or_else(|| anyhow::anyhow!("{host}: no container or service named `{service}`"))?;
-        out.print(&(docker::logs_tail(&d, &name, tail).await + "\n"));
+        out.print(&(d.logs_tail(&name, tail).await + "\n"));
         remote::close(hosts).await;
         Ok(0)
     })

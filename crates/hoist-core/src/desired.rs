@@ -21,6 +21,26 @@ pub mod labels {
     pub const CONTEXT_HASH: &str = "io.hoist.context-hash";
 }
 
+/// The names a container has while apply replaces it: the new one is created beside the old one
+/// before the old one stops. A run cut short can leave them; the next run removes them.
+pub mod scratch {
+    /// The replacement, until it takes the name.
+    pub fn new_name(name: &str) -> String {
+        format!("{name}.hoist-new")
+    }
+
+    /// The container being replaced, until the replacement runs.
+    pub fn old_name(name: &str) -> String {
+        format!("{name}.hoist-old")
+    }
+
+    /// The container a scratch name stands for.
+    pub fn base(name: &str) -> Option<&str> {
+        name.strip_suffix(".hoist-new")
+            .or_else(|| name.strip_suffix(".hoist-old"))
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Desired {
     pub hosts: BTreeMap<String, HostDesired>,
@@ -262,7 +282,10 @@ impl ActionSpec {
                         service,
                         condition,
                         timeout_s,
-                    } => format!("wait for {stack}/{service} {condition} (timeout {timeout_s}s)"),
+                    } => format!(
+                        "wait for {stack}/{service} {} (timeout {timeout_s}s)",
+                        condition.word()
+                    ),
                     Wait::Url {
                         url,
                         status,

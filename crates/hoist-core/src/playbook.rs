@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
-use crate::stack::service_condition;
+use crate::stack::{ConditionKind, service_condition};
 use crate::yaml::{self, Ctx, Node, Value};
 
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub enum Wait {
     Service {
         stack: String,
         service: String,
-        condition: String,
+        condition: ConditionKind,
         timeout_s: u64,
     },
     Url {
@@ -375,19 +375,20 @@ fn wait_step(ctx: &mut Ctx<'_>, body: &Node, p: &str) -> Option<Wait> {
         let service = f
             .require(ctx, "service")
             .and_then(|n| ctx.string(n, &yaml::join(p, "service")));
-        let condition = f
+        let word = f
             .string(ctx, "condition")
             .unwrap_or_else(|| "running".into());
-        if !service_condition(&condition) {
+        let condition = service_condition(&word);
+        if condition.is_none() {
             ctx.error(
                 body.loc,
                 &yaml::join(p, "condition"),
                 Kind::InvalidValue,
-                format!("{condition:?} is not a condition (running, healthy, completed)"),
+                format!("{word:?} is not a condition (running, healthy, completed)"),
             );
         }
-        match (stack, service) {
-            (Some(stack), Some(service)) => Some(Wait::Service {
+        match (stack, service, condition) {
+            (Some(stack), Some(service), Some(condition)) => Some(Wait::Service {
                 stack,
                 service,
                 condition,

@@ -11,10 +11,7 @@ use hoist_core::desired::Binary;
 use crate::error::{RemoteError, Result};
 
 fn failure(detail: String) -> RemoteError {
-    RemoteError::Other {
-        host: "localhost".into(),
-        detail,
-    }
+    RemoteError::other("localhost", detail)
 }
 
 /// Where crates.io binaries are cached.

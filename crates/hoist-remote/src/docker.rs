@@ -1,8 +1,6 @@
-//! The Docker engine's API, through the host's forwarded socket (bollard): observe what hoist
-//! manages, and create, start, stop and remove it.
+//! The real [`Engine`]: the Docker engine's API through the host's forwarded socket (bollard).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{
@@ -16,114 +14,59 @@ use bollard::query_parameters::{
     StartContainerOptions, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt as _;
-use hoist_core::desired::{ContainerSpec, HostDesired, NetworkSpec, VolumeSpec, labels};
+use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
 use hoist_core::observed::{
-    DockerState, ImageDefaults, ObservedContainer, ObservedImage, ObservedMount, ObservedNetwork,
-    ObservedVolume,
+    ImageDefaults, ObservedContainer, ObservedImage, ObservedMount, ObservedNetwork, ObservedVolume,
 };
 use hoist_core::stack::{Health, Port};
 
+use crate::engine::{ContainerState, Engine, Health as HealthState, Listed, TarStream};
 use crate::error::{RemoteError, Result};
 use crate::ssh::SshHost;
 
 /// Seconds bollard waits for one API call.
 const API_TIMEOUT_S: u64 = 600;
 
+/// A host's Docker engine, reached through its forwarded socket.
+#[derive(Debug, Clone)]
+pub struct DockerEngine {
+    host: String,
+    docker: Docker,
+}
+
 /// Connects to the host's engine through its forwarded socket, negotiating the API version.
-pub async fn connect(host: &SshHost) -> Result<Docker> {
+pub async fn connect(host: &SshHost) -> Result<DockerEngine> {
     let socket = host.docker_socket().await?;
     let path = socket.to_string_lossy().into_owned();
     let d = Docker::connect_with_unix(&path, API_TIMEOUT_S, bollard::API_DEFAULT_VERSION)
         .map_err(|e| RemoteError::docker(&host.name, e))?;
-    d.negotiate_version()
+    let docker = d
+        .negotiate_version()
         .await
-        .map_err(|e| RemoteError::docker(&host.name, e))
+        .map_err(|e| RemoteError::docker(&host.name, e))?;
+    Ok(DockerEngine {
+        host: host.name.clone(),
+        docker,
+    })
 }
 
-/// Observes the networks, volumes, images and containers relevant to `want` (what hoist owns, and
-/// what the desired state names).
-pub async fn observe(host: &str, d: &Docker, want: &HostDesired) -> Result<DockerState> {
-    let err = |e: bollard::errors::Error| RemoteError::docker(host, e);
-    let mut state = DockerState::default();
-    for n in d
-        .list_networks(None::<ListNetworksOptions>)
-        .await
-        .map_err(err)?
-    {
-        let Some(name) = n.name else { continue };
-        let labels: BTreeMap<String, String> = n.labels.unwrap_or_default().into_iter().collect();
-        if want.networks.contains_key(&name) || labels.contains_key(labels::PROJECT) {
-            state.networks.insert(
-                name,
-                ObservedNetwork {
-                    driver: n.driver.unwrap_or_default(),
-                    labels,
-                },
-            );
+impl DockerEngine {
+    /// An engine already connected (the local one, say), named `host` in errors.
+    pub fn new(host: &str, docker: Docker) -> DockerEngine {
+        DockerEngine {
+            host: host.to_owned(),
+            docker,
         }
     }
-    let volumes = d
-        .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
-        .await
-        .map_err(err)?;
-    for v in volumes.volumes.unwrap_or_default() {
-        let labels: BTreeMap<String, String> = v.labels.into_iter().collect();
-        if want.volumes.contains_key(&v.name) || labels.contains_key(labels::PROJECT) {
-            state.volumes.insert(
-                v.name,
-                ObservedVolume {
-                    driver: v.driver,
-                    labels,
-                },
-            );
-        }
+
+    /// The bollard client, for image transfer.
+    pub fn client(&self) -> &Docker {
+        &self.docker
     }
-    for i in d
-        .list_images(None::<ListImagesOptions>)
-        .await
-        .map_err(err)?
-    {
-        state.images.push(ObservedImage {
-            id: i.id,
-            tags: i.repo_tags,
-            labels: i.labels.into_iter().collect(),
-        });
+
+    fn err(&self) -> impl Fn(bollard::errors::Error) -> RemoteError + '_ {
+        move |e| RemoteError::docker(&self.host, e)
     }
-    state.images.sort_by(|a, b| a.id.cmp(&b.id));
-    let all = d
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default().all(true).build(),
-        ))
-        .await
-        .map_err(err)?;
-    let wanted: Vec<&str> = want.containers.iter().map(|c| c.name.as_str()).collect();
-    for c in all {
-        let name = c
-            .names
-            .unwrap_or_default()
-            .first()
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_default();
-        let owned = c
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(labels::PROJECT));
-        if !owned && !wanted.contains(&name.as_str()) {
-            continue;
-        }
-        let inspect = d
-            .inspect_container(&name, None::<InspectContainerOptions>)
-            .await
-            .map_err(err)?;
-        let defaults = match &inspect.image {
-            Some(id) => image_defaults(d, id).await,
-            None => ImageDefaults::default(),
-        };
-        state
-            .containers
-            .insert(name, observed_container(inspect, defaults));
-    }
-    Ok(state)
 }
 
 async fn image_defaults(d: &Docker, id: &str) -> ImageDefaults {
@@ -251,90 +194,13 @@ fn observed_container(
     }
 }
 
-pub async fn create_network(host: &str, d: &Docker, n: &NetworkSpec) -> Result<()> {
-    let req = NetworkCreateRequest {
-        name: n.name.clone(),
-        driver: Some(n.driver.clone()),
-        labels: Some(HashMap::from([(
-            labels::PROJECT.to_owned(),
-            n.project.clone(),
-        )])),
-        ..Default::default()
-    };
-    d.create_network(req)
-        .await
-        .map(|_| ())
-        .map_err(|e| RemoteError::docker(host, e))
+/// Whether a failed call only says the thing is absent (404) or already in that state (304).
+fn absent(e: &bollard::errors::Error, codes: &[u16]) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, .. } if codes.contains(status_code))
 }
 
-pub async fn remove_network(host: &str, d: &Docker, name: &str) -> Result<()> {
-    d.remove_network(name)
-        .await
-        .map_err(|e| RemoteError::docker(host, e))
-}
-
-pub async fn create_volume(host: &str, d: &Docker, v: &VolumeSpec) -> Result<()> {
-    let req = VolumeCreateRequest {
-        name: Some(v.name.clone()),
-        driver: Some(v.driver.clone()),
-        labels: Some(HashMap::from([(
-            labels::PROJECT.to_owned(),
-            v.project.clone(),
-        )])),
-        ..Default::default()
-    };
-    d.create_volume(req)
-        .await
-        .map(|_| ())
-        .map_err(|e| RemoteError::docker(host, e))
-}
-
-pub async fn remove_volume(host: &str, d: &Docker, name: &str) -> Result<()> {
-    d.remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
-        .await
-        .map_err(|e| RemoteError::docker(host, e))
-}
-
-/// Stops (within its grace period) and removes a container; absent is fine.
-pub async fn remove_container(
-    host: &str,
-    d: &Docker,
-    name: &str,
-    grace_s: Option<u64>,
-) -> Result<()> {
-    let t = grace_s.unwrap_or(10) as i32;
-    match d
-        .stop_container(
-            name,
-            Some(StopContainerOptionsBuilder::default().t(t).build()),
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 304 | 404,
-            ..
-        }) => {}
-        Err(e) => return Err(RemoteError::docker(host, e)),
-    }
-    match d
-        .remove_container(
-            name,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await
-    {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Ok(()),
-        Err(e) => Err(RemoteError::docker(host, e)),
-    }
-}
-
-/// Creates the container from its spec (labels included) and starts it.
-pub async fn create_and_start(host: &str, d: &Docker, c: &ContainerSpec) -> Result<()> {
-    let err = |e: bollard::errors::Error| RemoteError::docker(host, e);
+/// The engine's create request for `c`, with its first network (the others are connected after).
+fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &c.ports {
         let entry = port_bindings
@@ -375,13 +241,8 @@ pub async fn create_and_start(host: &str, d: &Docker, c: &ContainerSpec) -> Resu
             None,
         ),
     };
-    let mut networks = c.networks.iter();
-    let first = networks.next();
-    let endpoint = |aliases: &Vec<String>| EndpointSettings {
-        aliases: Some(aliases.clone()),
-        ..Default::default()
-    };
-    let body = ContainerCreateBody {
+    let first = c.networks.iter().next();
+    ContainerCreateBody {
         image: Some(c.image.clone()),
         cmd: c.command.clone(),
         entrypoint: c.entrypoint.clone(),
@@ -415,120 +276,17 @@ pub async fn create_and_start(host: &str, d: &Docker, c: &ContainerSpec) -> Resu
             endpoints_config: Some(HashMap::from([(n.clone(), endpoint(a))])),
         }),
         ..Default::default()
-    };
-    d.create_container(
-        Some(
-            CreateContainerOptionsBuilder::default()
-                .name(&c.name)
-                .build(),
-        ),
-        body,
-    )
-    .await
-    .map_err(err)?;
-    for (n, a) in networks {
-        let req = bollard::models::NetworkConnectRequest {
-            container: c.name.clone(),
-            endpoint_config: Some(endpoint(a)),
-        };
-        d.connect_network(n, req).await.map_err(err)?;
-    }
-    d.start_container(&c.name, None::<StartContainerOptions>)
-        .await
-        .map_err(err)
-}
-
-/// Starts an existing container.
-pub async fn start(host: &str, d: &Docker, name: &str) -> Result<()> {
-    d.start_container(name, None::<StartContainerOptions>)
-        .await
-        .map_err(|e| RemoteError::docker(host, e))
-}
-
-/// What a container must reach before its dependents start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    Running,
-    Healthy,
-    Completed,
-}
-
-/// Waits for `name` to reach `gate`; on failure the error carries the last health output or the
-/// tail of the logs.
-pub async fn wait(host: &str, d: &Docker, name: &str, gate: Gate, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let i = d
-            .inspect_container(name, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| RemoteError::docker(host, e))?;
-        let state = i.state.clone().unwrap_or_default();
-        let status = state.status.map(|s| s.to_string()).unwrap_or_default();
-        let health = state.health.clone();
-        match gate {
-            Gate::Running if status == "running" => return Ok(()),
-            Gate::Healthy => match health.as_ref().and_then(|h| h.status) {
-                Some(HealthStatusEnum::HEALTHY) => return Ok(()),
-                Some(HealthStatusEnum::UNHEALTHY) => {
-                    return Err(RemoteError::Other {
-                        host: host.into(),
-                        detail: format!("{name} is unhealthy: {}", last_health(&health)),
-                    });
-                }
-                None | Some(HealthStatusEnum::NONE | HealthStatusEnum::EMPTY)
-                    if status == "running" =>
-                {
-                    return Err(RemoteError::Other {
-                        host: host.into(),
-                        detail: format!("{name} has no healthcheck to wait for"),
-                    });
-                }
-                _ => {}
-            },
-            Gate::Completed if status == "exited" => {
-                let code = state.exit_code.unwrap_or(-1);
-                if code == 0 {
-                    return Ok(());
-                }
-                let logs = logs_tail(d, name, 20).await;
-                return Err(RemoteError::Other {
-                    host: host.into(),
-                    detail: format!("{name} exited with {code}; last logs:\n{logs}"),
-                });
-            }
-            _ => {}
-        }
-        if matches!(gate, Gate::Running | Gate::Healthy) && status == "exited" {
-            let logs = logs_tail(d, name, 20).await;
-            return Err(RemoteError::Other {
-                host: host.into(),
-                detail: format!(
-                    "{name} exited with {}; last logs:\n{logs}",
-                    state.exit_code.unwrap_or(-1)
-                ),
-            });
-        }
-        if tokio::time::Instant::now() >= deadline {
-            let detail = match gate {
-                Gate::Healthy => format!(
-                    "{name} not healthy after {timeout:?}; last health check: {}",
-                    last_health(&health)
-                ),
-                _ => format!(
-                    "{name} still {status} after {timeout:?}; last logs:\n{}",
-                    logs_tail(d, name, 20).await
-                ),
-            };
-            return Err(RemoteError::Other {
-                host: host.into(),
-                detail,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-fn last_health(h: &Option<bollard::models::Health>) -> String {
+fn endpoint(aliases: &[String]) -> EndpointSettings {
+    EndpointSettings {
+        aliases: Some(aliases.to_vec()),
+        ..Default::default()
+    }
+}
+
+fn last_health(h: &Option<bollard::models::Health>) -> Option<String> {
     h.as_ref()
         .and_then(|h| h.log.as_ref())
         .and_then(|l| l.last())
@@ -539,54 +297,344 @@ fn last_health(h: &Option<bollard::models::Health>) -> String {
                 r.output.clone().unwrap_or_default().trim()
             )
         })
-        .unwrap_or_else(|| "(none yet)".into())
 }
 
-/// The last `n` lines of a container's logs.
-pub async fn logs_tail(d: &Docker, name: &str, n: usize) -> String {
-    let opts = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .tail(&n.to_string())
-        .build();
-    let mut stream = d.logs(name, Some(opts));
-    let mut out = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+impl Engine for DockerEngine {
+    async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(self.err())
     }
-    out.trim_end().to_owned()
-}
 
-/// Runs a command in a running container; returns its exit code and output.
-pub async fn exec(
-    host: &str,
-    d: &Docker,
-    container: &str,
-    argv: &[String],
-    user: Option<&str>,
-) -> Result<(i64, String)> {
-    let err = |e: bollard::errors::Error| RemoteError::docker(host, e);
-    let cfg = ExecConfig {
-        cmd: Some(argv.to_vec()),
-        attach_stdout: Some(true),
-        attach_stderr: Some(true),
-        user: user.map(str::to_owned),
-        ..Default::default()
-    };
-    let created = d.create_exec(container, cfg).await.map_err(err)?;
-    let mut out = String::new();
-    if let bollard::exec::StartExecResults::Attached { mut output, .. } =
-        d.start_exec(&created.id, None).await.map_err(err)?
-    {
-        while let Some(Ok(chunk)) = output.next().await {
-            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    async fn containers(&self) -> Result<Vec<Listed>> {
+        let all = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default().all(true).build(),
+            ))
+            .await
+            .map_err(self.err())?;
+        Ok(all
+            .into_iter()
+            .map(|c| Listed {
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_owned())
+                    .unwrap_or_default(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>> {
+        let inspect = match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(i) => i,
+            Err(e) if absent(&e, &[404]) => return Ok(None),
+            Err(e) => return Err(self.err()(e)),
+        };
+        let defaults = match &inspect.image {
+            Some(id) => image_defaults(&self.docker, id).await,
+            None => ImageDefaults::default(),
+        };
+        Ok(Some(observed_container(inspect, defaults)))
+    }
+
+    async fn state(&self, name: &str) -> Result<ContainerState> {
+        let i = self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+            .map_err(self.err())?;
+        let state = i.state.unwrap_or_default();
+        let health = match state.health.as_ref().and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => HealthState::Healthy,
+            Some(HealthStatusEnum::UNHEALTHY) => HealthState::Unhealthy,
+            Some(HealthStatusEnum::STARTING) => HealthState::Starting,
+            _ => HealthState::None,
+        };
+        Ok(ContainerState {
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health,
+            exit_code: state.exit_code,
+            last_health: last_health(&state.health),
+        })
+    }
+
+    async fn create(&self, spec: &ContainerSpec, name: &str) -> Result<()> {
+        self.docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                create_body(spec),
+            )
+            .await
+            .map_err(self.err())?;
+        for (n, a) in spec.networks.iter().skip(1) {
+            let req = bollard::models::NetworkConnectRequest {
+                container: name.to_owned(),
+                endpoint_config: Some(endpoint(a)),
+            };
+            self.docker
+                .connect_network(n, req)
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, name: &str) -> Result<()> {
+        self.docker
+            .start_container(name, None::<StartContainerOptions>)
+            .await
+            .map_err(self.err())
+    }
+
+    async fn stop(&self, name: &str, grace_s: Option<u64>) -> Result<()> {
+        let t = grace_s.unwrap_or(10) as i32;
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptionsBuilder::default().t(t).build()),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if absent(&e, &[304, 404]) => Ok(()),
+            Err(e) => Err(self.err()(e)),
         }
     }
-    let code = d
-        .inspect_exec(&created.id)
-        .await
-        .map_err(err)?
-        .exit_code
-        .unwrap_or(-1);
-    Ok((code, out))
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptionsBuilder::default().force(true).build()),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if absent(&e, &[404]) => Ok(()),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.docker
+            .rename_container(
+                from,
+                bollard::query_parameters::RenameContainerOptionsBuilder::default()
+                    .name(to)
+                    .build(),
+            )
+            .await
+            .map_err(self.err())
+    }
+
+    async fn networks(&self) -> Result<BTreeMap<String, ObservedNetwork>> {
+        let list = self
+            .docker
+            .list_networks(None::<ListNetworksOptions>)
+            .await
+            .map_err(self.err())?;
+        Ok(list
+            .into_iter()
+            .filter_map(|n| {
+                Some((
+                    n.name?,
+                    ObservedNetwork {
+                        driver: n.driver.unwrap_or_default(),
+                        labels: n.labels.unwrap_or_default().into_iter().collect(),
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    async fn create_network(&self, n: &NetworkSpec) -> Result<()> {
+        let req = NetworkCreateRequest {
+            name: n.name.clone(),
+            driver: Some(n.driver.clone()),
+            labels: Some(HashMap::from([(
+                labels::PROJECT.to_owned(),
+                n.project.clone(),
+            )])),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.docker.remove_network(name).await.map_err(self.err())
+    }
+
+    async fn volumes(&self) -> Result<BTreeMap<String, ObservedVolume>> {
+        let list = self
+            .docker
+            .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+            .await
+            .map_err(self.err())?;
+        Ok(list
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| {
+                (
+                    v.name,
+                    ObservedVolume {
+                        driver: v.driver,
+                        labels: v.labels.into_iter().collect(),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    async fn create_volume(&self, v: &VolumeSpec) -> Result<()> {
+        let req = VolumeCreateRequest {
+            name: Some(v.name.clone()),
+            driver: Some(v.driver.clone()),
+            labels: Some(HashMap::from([(
+                labels::PROJECT.to_owned(),
+                v.project.clone(),
+            )])),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(req)
+            .await
+            .map(|_| ())
+            .map_err(self.err())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(self.err())
+    }
+
+    async fn images(&self) -> Result<Vec<ObservedImage>> {
+        let list = self
+            .docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(self.err())?;
+        Ok(list
+            .into_iter()
+            .map(|i| ObservedImage {
+                id: i.id,
+                tags: i.repo_tags,
+                labels: i.labels.into_iter().collect(),
+            })
+            .collect())
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(e) if absent(&e, &[404]) => Ok(None),
+            Err(e) => Err(self.err()(e)),
+        }
+    }
+
+    async fn load_image(&self, reference: &str, tar: TarStream) -> Result<()> {
+        // The engine reads the body until it ends: a failed export ends it early, and the
+        // caller reports the export's own words.
+        let body = tar.map(|c| c.map_err(std::io::Error::other));
+        let mut load = self.docker.import_image_stream(
+            bollard::query_parameters::ImportImageOptionsBuilder::default()
+                .quiet(true)
+                .build(),
+            body,
+            None,
+        );
+        while let Some(item) = load.next().await {
+            let info = item.map_err(|e| {
+                RemoteError::docker(&self.host, format!("loading {reference}: {e}"))
+            })?;
+            if let Some(detail) = info.error_detail {
+                return Err(RemoteError::docker(
+                    &self.host,
+                    format!(
+                        "loading {reference}: {}",
+                        detail.message.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull_image(&self, reference: &str) -> Result<()> {
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(reference)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            item.map_err(|e| RemoteError::docker(&self.host, format!("pulling {reference}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+    ) -> Result<(i64, String)> {
+        let cfg = ExecConfig {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            user: user.map(str::to_owned),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, cfg)
+            .await
+            .map_err(self.err())?;
+        let mut out = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(self.err())?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(self.err())?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, out))
+    }
+
+    async fn logs_tail(&self, name: &str, n: usize) -> String {
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&n.to_string())
+            .build();
+        let mut stream = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(Ok(chunk)) = stream.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        out.trim_end().to_owned()
+    }
 }

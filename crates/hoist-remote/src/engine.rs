@@ -1,112 +1,101 @@
-//! The Docker engine on a host: observe it, install it from the distribution's packages, write its
-//! daemon.json, start it (systemd where it runs, the init script otherwise) and wait for its API.
+//! The container-engine seam: what apply, observe, status and the drills ask of a host's engine.
+//!
+//! [`crate::docker::DockerEngine`] is the real implementation (bollard through the host's forwarded
+//! socket), [`crate::fake::FakeEngine`] the in-memory one. Observed values are hoist-core's own
+//! types, so the planner reads a fake engine exactly as it reads a real one.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
 
-use hoist_core::observed::EngineState;
+use bytes::Bytes;
+use futures_util::Stream;
+use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec};
+use hoist_core::observed::{ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume};
 
-use crate::docker;
-use crate::error::{RemoteError, Result};
-use crate::script;
-use crate::ssh::SshHost;
+use crate::error::Result;
 
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    pub os: String,
-    pub os_like: String,
-    pub installed: bool,
-    pub version: Option<String>,
-    pub systemd: bool,
-    pub running: bool,
+/// An image as a tar stream (`docker save` format), chunk by chunk; an item is an error's text.
+pub type TarStream = Pin<Box<dyn Stream<Item = std::result::Result<Bytes, String>> + Send>>;
+
+/// A container's run state, as a health gate reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerState {
+    /// `created`, `running`, `exited`, ... (empty when the engine does not say).
+    pub status: String,
+    pub health: Health,
+    pub exit_code: Option<i64>,
+    /// The last health check's exit code and output, when one ran.
+    pub last_health: Option<String>,
 }
 
-pub async fn facts(host: &SshHost) -> Result<Facts> {
-    let out = host.run_ok(&script::engine_facts(), None).await?;
-    let kv: BTreeMap<String, String> = out
-        .stdout_text()
-        .lines()
-        .filter_map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
-        })
-        .collect();
-    let get = |k: &str| kv.get(k).cloned().unwrap_or_default();
-    Ok(Facts {
-        os: get("os"),
-        os_like: get("os_like"),
-        installed: get("installed") == "yes",
-        version: Some(get("version")).filter(|v| !v.is_empty()),
-        systemd: get("init") == "systemd",
-        running: get("running") == "yes" && get("socket") == "yes",
-    })
+/// What the engine says of a container's healthcheck.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Health {
+    /// The container has no healthcheck.
+    #[default]
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
 }
 
-impl Facts {
-    /// The observed engine state, with the daemon.json content when there is one.
-    pub fn state(&self, daemon: Option<serde_json::Value>) -> EngineState {
-        EngineState {
-            installed: self.installed,
-            version: self.version.clone(),
-            running: self.running,
-            daemon,
-        }
-    }
-
-    /// hoist installs the engine on Debian and its derivatives only.
-    pub fn check_supported(&self, host: &str) -> Result<()> {
-        let debian_like = matches!(self.os.as_str(), "debian" | "ubuntu")
-            || self.os_like.split_whitespace().any(|w| w == "debian");
-        if debian_like {
-            return Ok(());
-        }
-        Err(RemoteError::Other {
-            host: host.to_owned(),
-            detail: format!(
-                "unsupported distribution {:?}: hoist installs the Docker engine on Debian and its derivatives; install it yourself and run again",
-                self.os
-            ),
-        })
-    }
+/// A container as listed: its name and labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
 }
 
-/// Installs docker.io (and docker-cli where the distribution splits it out).
-pub async fn install(host: &SshHost) -> Result<()> {
-    host.run_ok(&script::install_engine(), None)
-        .await
-        .map(|_| ())
-}
+/// A host's container engine.
+pub trait Engine: Send + Sync {
+    /// Answers when the engine is up.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
 
-/// Starts the engine (restarting it when its configuration changed) and waits for its API.
-pub async fn start(host: &SshHost, restart: bool, timeout: Duration) -> Result<()> {
-    host.run_ok(&script::start_engine(restart), None).await?;
-    wait_api(host, timeout).await
-}
+    /// Every container, running or not.
+    fn containers(&self) -> impl Future<Output = Result<Vec<Listed>>> + Send;
+    /// A container with the defaults of its image; `None` when there is none of that name.
+    fn inspect(&self, name: &str)
+    -> impl Future<Output = Result<Option<ObservedContainer>>> + Send;
+    /// A container's run state.
+    fn state(&self, name: &str) -> impl Future<Output = Result<ContainerState>> + Send;
+    /// Creates (does not start) a container from `spec`, named `name` (the spec's own name, or a
+    /// temporary one while it replaces an older container).
+    fn create(&self, spec: &ContainerSpec, name: &str) -> impl Future<Output = Result<()>> + Send;
+    fn start(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Stops within `grace_s` seconds (the engine's default when `None`); absent or stopped is fine.
+    fn stop(&self, name: &str, grace_s: Option<u64>) -> impl Future<Output = Result<()>> + Send;
+    /// Removes a container, running or not; absent is fine.
+    fn remove(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    fn rename(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;
 
-/// Waits until the engine answers through the forwarded socket.
-pub async fn wait_api(host: &SshHost, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last;
-        match docker::connect(host).await {
-            Ok(d) => match d.ping().await {
-                Ok(_) => return Ok(()),
-                Err(e) => last = e.to_string(),
-            },
-            Err(e) => last = e.to_string(),
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(RemoteError::Timeout {
-                host: host.name.clone(),
-                during: format!("waiting for the Docker API ({last})"),
-                after: timeout,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+    fn networks(&self) -> impl Future<Output = Result<BTreeMap<String, ObservedNetwork>>> + Send;
+    fn create_network(&self, spec: &NetworkSpec) -> impl Future<Output = Result<()>> + Send;
+    fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 
-/// The daemon.json path, for reading it with the other managed files.
-pub fn daemon_json_path() -> &'static str {
-    script::DAEMON_JSON
+    fn volumes(&self) -> impl Future<Output = Result<BTreeMap<String, ObservedVolume>>> + Send;
+    fn create_volume(&self, spec: &VolumeSpec) -> impl Future<Output = Result<()>> + Send;
+    fn remove_volume(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+
+    fn images(&self) -> impl Future<Output = Result<Vec<ObservedImage>>> + Send;
+    /// The id of the image `reference` names, if the engine has it.
+    fn image_id(&self, reference: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// Loads an image from a tar stream.
+    fn load_image(
+        &self,
+        reference: &str,
+        tar: TarStream,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Pulls an image from its registry.
+    fn pull_image(&self, reference: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Runs `argv` in a running container; its exit code and output.
+    fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+    ) -> impl Future<Output = Result<(i64, String)>> + Send;
+    /// The last `n` lines of a container's logs (empty when they cannot be read).
+    fn logs_tail(&self, name: &str, n: usize) -> impl Future<Output = String> + Send;
 }

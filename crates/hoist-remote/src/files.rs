@@ -1,4 +1,5 @@
-//! Managed files on a host: read them (content, mode, owner) in one round trip, put them atomically.
+//! Managed files on a host: read them (content, mode, owner) in one round trip, put them atomically
+//! and verified (size and checksum on the host before the rename).
 
 use std::collections::BTreeMap;
 
@@ -6,22 +7,23 @@ use hoist_core::desired::{FileSpec, sha256_hex};
 use hoist_core::observed::ObservedFile;
 
 use crate::error::{RemoteError, Result};
+use crate::host::Host;
 use crate::script;
-use crate::ssh::SshHost;
 
 /// Files larger than this are observed by hash only (no diff).
 const MAX_DIFF_BYTES: usize = 512 * 1024;
 
-/// Reads `paths`; absent files are left out of the result.
-pub async fn read(
-    host: &SshHost,
+/// Reads `paths`; absent files are left out of the result. A path that holds something other than
+/// a regular file (a symlink, a directory) is an error: hoist neither follows nor replaces it.
+pub async fn read<H: Host>(
+    host: &H,
     paths: &[&str],
 ) -> Result<BTreeMap<String, (ObservedFile, Vec<u8>)>> {
     if paths.is_empty() {
         return Ok(BTreeMap::new());
     }
     let out = host.run_ok(&script::read_files(paths), None).await?;
-    parse(&host.name, paths, &out.stdout)
+    parse(host.name(), paths, &out.stdout)
 }
 
 fn parse(
@@ -29,10 +31,7 @@ fn parse(
     paths: &[&str],
     mut data: &[u8],
 ) -> Result<BTreeMap<String, (ObservedFile, Vec<u8>)>> {
-    let bad = |what: &str| RemoteError::Other {
-        host: host.to_owned(),
-        detail: format!("reading files: {what}"),
-    };
+    let bad = |what: &str| RemoteError::other(host, format!("reading files: {what}"));
     let mut out = BTreeMap::new();
     for path in paths {
         let nl = data
@@ -45,8 +44,15 @@ fn parse(
             .strip_prefix(script::READ_MARK)
             .ok_or_else(|| bad("bad header"))?
             .trim();
-        if rest == "missing" {
-            continue;
+        match rest {
+            "missing" => continue,
+            "symlink" | "directory" | "special" => {
+                return Err(RemoteError::other(
+                    host,
+                    format!("{path} is a {rest}, not a file: hoist manages regular files only"),
+                ));
+            }
+            _ => {}
         }
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let [mode, owner, group, size, uid, gid] = fields[..] else {
@@ -77,19 +83,24 @@ fn parse(
     Ok(out)
 }
 
-/// Puts a desired file in place atomically, with its mode and owner.
-pub async fn put(host: &SshHost, file: &FileSpec) -> Result<()> {
+/// Puts a desired file in place atomically, with its mode and owner, once the host received all
+/// of it intact.
+pub async fn put<H: Host>(host: &H, file: &FileSpec) -> Result<()> {
     let owner = match (&file.owner, &file.group) {
         (Some(o), Some(g)) => format!("{o}:{g}"),
         (Some(o), None) => o.clone(),
         (None, Some(g)) => format!(":{g}"),
         (None, None) => String::new(),
     };
-    host.run_ok(
-        &script::put_file(&file.path, file.mode, &owner),
-        Some(file.content.as_bytes()),
-    )
-    .await?;
+    let content = file.content.as_bytes();
+    let argv = script::put_file(
+        &file.path,
+        file.mode,
+        &owner,
+        content.len(),
+        &sha256_hex(content),
+    );
+    host.run_ok(&argv, Some(content)).await?;
     Ok(())
 }
 
@@ -107,5 +118,14 @@ mod tests {
         assert_eq!(got["/c"].0.uid, Some(999));
         assert_eq!(got["/a"].0.gid, Some(4));
         assert!(parse("h", &["/a"], b"==hoist== 640 root adm 60 0 0\nhello\n").is_err());
+    }
+
+    #[test]
+    fn a_symlink_at_a_managed_path_is_named() {
+        let e = parse("h", &["/etc/apm/x"], b"==hoist== symlink\n").expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            "h: /etc/apm/x is a symlink, not a file: hoist manages regular files only"
+        );
     }
 }

@@ -1,15 +1,16 @@
 //! Images without a registry: build from the repository on the local engine, then stream
 //! `docker save` output from the local engine into `docker load` on the host, over the SSH master.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
-use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateImageOptionsBuilder, ImportImageOptionsBuilder,
-};
+use bollard::query_parameters::BuildImageOptionsBuilder;
 use futures_util::StreamExt as _;
 use hoist_core::desired::{ImageSource, ImageSpec, labels};
 
+use crate::engine::{Engine, TarStream};
 use crate::error::{RemoteError, Result};
 
 /// The engine on the machine running hoist.
@@ -31,10 +32,8 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
     };
     let dir = root.join(context);
     let extra = crate::binaries::prepare(root, binaries).await?;
-    let tar = tar_context(&dir, &extra).map_err(|e| RemoteError::Other {
-        host: "localhost".into(),
-        detail: format!("packing {}: {e}", dir.display()),
-    })?;
+    let tar = tar_context(&dir, &extra)
+        .map_err(|e| RemoteError::other("localhost", format!("packing {}: {e}", dir.display())))?;
     let build_args: std::collections::HashMap<String, String> =
         args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let label_map =
@@ -47,7 +46,11 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         .buildargs(&build_args)
         .labels(&label_map)
         .build();
-    let replaced = image_id(local, &spec.reference).await;
+    let replaced = local
+        .inspect_image(&spec.reference)
+        .await
+        .ok()
+        .and_then(|i| i.id);
     let mut stream = local.build_image(opts, None, Some(bollard::body_full(tar.into())));
     let mut tail: Vec<String> = Vec::new();
     while let Some(item) = stream.next().await {
@@ -94,7 +97,7 @@ async fn remove_if_untagged(local: &Docker, id: &str) {
 }
 
 /// The context folder as a tar, with the prepared binaries added at its top.
-fn tar_context(dir: &Path, binaries: &[(String, std::path::PathBuf)]) -> std::io::Result<Vec<u8>> {
+fn tar_context(dir: &Path, binaries: &[(String, PathBuf)]) -> std::io::Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(true);
     // The engine's tar reader refuses GNU sparse entries, which large binaries with holes become.
@@ -106,30 +109,119 @@ fn tar_context(dir: &Path, binaries: &[(String, std::path::PathBuf)]) -> std::io
     b.into_inner()
 }
 
-/// The id of `reference` on an engine, if it has it.
-pub async fn image_id(d: &Docker, reference: &str) -> Option<String> {
-    d.inspect_image(reference).await.ok().and_then(|i| i.id)
-}
-
 /// Called with the bytes sent so far, as they go.
 pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
-/// Streams `reference` from the local engine to the host's; returns the bytes sent. Skips the
+/// The controller's side of image delivery: the images a run builds or finds on the local engine.
+pub trait LocalImages: Send + Sync {
+    /// Makes `spec` available on the local engine when it can be: a built image is built once
+    /// per run (or found with the same context hash); `false` for a registry image the local
+    /// engine does not have, which the host then pulls itself.
+    fn ensure(&self, spec: &ImageSpec) -> impl Future<Output = Result<bool>> + Send;
+    /// The id of `reference` on the local engine.
+    fn image_id(&self, reference: &str) -> impl Future<Output = Option<String>> + Send;
+    /// `reference` as a tar stream.
+    fn export(&self, reference: &str) -> TarStream;
+}
+
+/// The outcome of building one image, shared by every host that needs it.
+type BuildOnce = std::sync::Arc<tokio::sync::OnceCell<std::result::Result<(), String>>>;
+
+/// The local Docker engine (when there is one) and the project its build contexts are in.
+#[derive(Debug)]
+pub struct LocalEngine {
+    docker: Option<Docker>,
+    root: PathBuf,
+    builds: tokio::sync::Mutex<BTreeMap<String, BuildOnce>>,
+}
+
+impl LocalEngine {
+    /// The local engine if it answers the environment's settings; images can still be pulled
+    /// by hosts without it.
+    pub fn new(root: &Path) -> LocalEngine {
+        LocalEngine {
+            docker: local().ok(),
+            root: root.to_path_buf(),
+            builds: tokio::sync::Mutex::default(),
+        }
+    }
+}
+
+impl LocalImages for LocalEngine {
+    async fn ensure(&self, spec: &ImageSpec) -> Result<bool> {
+        let Some(local) = &self.docker else {
+            if matches!(spec.source, ImageSource::Build { .. }) {
+                return Err(RemoteError::other(
+                    "localhost",
+                    format!(
+                        "{} is built from the repository, which needs a local Docker engine",
+                        spec.reference
+                    ),
+                ));
+            }
+            return Ok(false);
+        };
+        let ImageSource::Build { context_hash, .. } = &spec.source else {
+            return Ok(local.inspect_image(&spec.reference).await.is_ok());
+        };
+        let cell = self
+            .builds
+            .lock()
+            .await
+            .entry(spec.reference.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| async {
+            if let Ok(img) = local.inspect_image(&spec.reference).await {
+                let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
+                if labels.get(labels::CONTEXT_HASH) == Some(context_hash) {
+                    return Ok(());
+                }
+            }
+            build(local, &self.root, spec)
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .clone()
+        .map(|()| true)
+        .map_err(|detail| RemoteError::other("localhost", detail))
+    }
+
+    async fn image_id(&self, reference: &str) -> Option<String> {
+        let local = self.docker.as_ref()?;
+        local.inspect_image(reference).await.ok().and_then(|i| i.id)
+    }
+
+    fn export(&self, reference: &str) -> TarStream {
+        match &self.docker {
+            Some(d) => Box::pin(
+                d.export_image(reference)
+                    .map(|chunk| chunk.map_err(|e| e.to_string())),
+            ),
+            None => Box::pin(futures_util::stream::once(async {
+                Err("no local Docker engine".to_owned())
+            })),
+        }
+    }
+}
+
+/// Streams `reference` from the local engine to a host's; returns the bytes sent. Skips the
 /// transfer when the host already has that image id.
-pub async fn transfer(
-    local: &Docker,
-    remote: &Docker,
+pub async fn transfer<L: LocalImages, E: Engine>(
+    local: &L,
+    remote: &E,
     host: &str,
     reference: &str,
     progress: Progress,
 ) -> Result<u64> {
-    let Some(local_id) = image_id(local, reference).await else {
-        return Err(RemoteError::Other {
-            host: host.into(),
-            detail: format!("image {reference} is not on the local engine"),
-        });
+    let Some(local_id) = local.image_id(reference).await else {
+        return Err(RemoteError::other(
+            host,
+            format!("image {reference} is not on the local engine"),
+        ));
     };
-    if image_id(remote, reference).await.as_deref() == Some(local_id.as_str()) {
+    if remote.image_id(reference).await?.as_deref() == Some(local_id.as_str()) {
         return Ok(0);
     }
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -138,7 +230,7 @@ pub async fn transfer(
     // request cut short: keep the local engine's own words for the error.
     let export_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let export_failed = export_error.clone();
-    let export = local.export_image(reference).map(move |chunk| {
+    let export = local.export(reference).map(move |chunk| {
         match &chunk {
             Ok(bytes) => {
                 let n = bytes.len() as u64;
@@ -147,51 +239,22 @@ pub async fn transfer(
             }
             Err(e) => {
                 if let Ok(mut slot) = export_failed.lock() {
-                    *slot = Some(e.to_string());
+                    *slot = Some(e.clone());
                 }
             }
         }
         chunk
     });
-    let mut load = remote.import_image_stream(
-        ImportImageOptionsBuilder::default().quiet(true).build(),
-        export,
-        None,
-    );
-    while let Some(item) = load.next().await {
-        let info = item.map_err(|e| {
-            let local_error = export_error.lock().ok().and_then(|mut slot| slot.take());
-            match local_error {
-                Some(le) => RemoteError::docker(
-                    "localhost",
-                    format!("exporting {reference} for {host}: {le}"),
-                ),
-                None => RemoteError::docker(host, format!("loading {reference}: {e}")),
-            }
-        })?;
-        if let Some(detail) = info.error_detail {
-            return Err(RemoteError::docker(
-                host,
-                format!(
-                    "loading {reference}: {}",
-                    detail.message.unwrap_or_default()
-                ),
-            ));
-        }
+    let loaded = remote.load_image(reference, Box::pin(export)).await;
+    let local_error = export_error.lock().ok().and_then(|mut slot| slot.take());
+    match (loaded, local_error) {
+        (_, Some(le)) => Err(RemoteError::docker(
+            "localhost",
+            format!("exporting {reference} for {host}: {le}"),
+        )),
+        (Err(e), None) => Err(e),
+        (Ok(()), None) => Ok(sent.load(std::sync::atomic::Ordering::Relaxed)),
     }
-    Ok(sent.load(std::sync::atomic::Ordering::Relaxed))
-}
-
-/// Pulls `reference` on the host from its registry.
-pub async fn pull(remote: &Docker, host: &str, reference: &str) -> Result<()> {
-    let opts = CreateImageOptionsBuilder::default()
-        .from_image(reference)
-        .build();
-    let mut stream = remote.create_image(Some(opts), None, None);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| RemoteError::docker(host, format!("pulling {reference}: {e}")))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,34 +1,41 @@
-//! hoist's IO edge: everything that touches a host.
+//! hoist's IO edge: everything that touches a host, behind two seams.
 //!
-//! - [`apply`]: executing a reviewed plan, health-gated, play by play.
-//! - [`ssh`]: one multiplexed OpenSSH master per host (the `openssh` crate, native mux), reused for
-//!   every command, file transfer and the forwarded Docker socket.
+//! - [`host`]: the [`Host`] seam (run an argument vector with stdin; reach the engine).
+//! - [`engine`]: the [`Engine`] seam (containers, networks, volumes, images, exec, logs, state).
+//! - [`ssh`]: the real [`Host`]: one multiplexed OpenSSH master per host (the `openssh` crate,
+//!   native mux), reused for every command, file transfer and the forwarded Docker socket.
+//! - [`docker`]: the real [`Engine`]: the engine's API through the forwarded socket (bollard).
+//! - [`fake`]: in-memory [`Host`] and [`Engine`] that record every call and fail or stall on
+//!   request, for the operations' tests.
 //! - [`script`]: the one place remote command lines are built, as argument vectors.
-//! - [`files`]: reading managed files and putting them atomically.
-//! - [`engine`]: observing, installing, configuring and starting the Docker engine.
-//! - [`drill`]: rehearsals on the real hosts (restore a backup into a scratch container).
-//! - [`docker`]: the engine's API through the forwarded socket (bollard): observe and apply.
+//! - [`files`]: reading managed files and putting them atomically, verified.
+//! - [`setup`]: observing, installing, configuring and starting the Docker engine.
 //! - [`observe`]: a host's observed state in few round trips.
-//! - [`https`]: HTTPS through a forwarded port, verified as the service's own name.
 //! - [`images`]: building images locally and streaming them to hosts without a registry.
+//! - [`binaries`]: the binaries a build context gets first (workspace packages, crates.io crates).
+//! - [`https`]: HTTPS through a forwarded port, verified as the service's own name.
+//! - [`validate`]: the checks behind `hoist validate` and a playbook's `validate` step.
 //! - [`sandbox`]: the local sandbox of test hosts (containers with sshd and their own engine).
 //!
 //! Only this crate spawns processes or opens sockets to hosts.
 
-pub mod apply;
 pub mod binaries;
 pub mod docker;
-pub mod drill;
 pub mod engine;
 pub mod error;
+pub mod fake;
 pub mod files;
+pub mod host;
 pub mod https;
 pub mod images;
 pub mod observe;
 pub mod sandbox;
 pub mod script;
+pub mod setup;
 pub mod ssh;
 pub mod validate;
 
-pub use error::RemoteError;
+pub use engine::Engine;
+pub use error::{ErrorKind, RemoteError};
+pub use host::Host;
 pub use ssh::{ConnectOptions, SshHost};

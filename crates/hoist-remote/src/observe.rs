@@ -1,20 +1,19 @@
 //! Observing a host: its engine, the files hoist manages, and what its engine holds, in as few round
-//! trips as possible (one command for the engine facts, one for every file, then the Docker API).
+//! trips as possible (one command for the engine facts, one for every file, then the engine's API).
 
-use hoist_core::desired::HostDesired;
-use hoist_core::observed::HostObserved;
+use hoist_core::desired::{HostDesired, labels};
+use hoist_core::observed::{DockerState, HostObserved};
 
-use crate::engine;
+use crate::engine::Engine;
 use crate::error::Result;
-use crate::files;
-use crate::ssh::SshHost;
-use crate::{docker, script};
+use crate::host::Host;
+use crate::{files, script, setup};
 
 /// What `host` has, for the resources `want` names (and what hoist owns there).
-pub async fn host(ssh: &SshHost, want: &HostDesired) -> Result<HostObserved> {
+pub async fn host<H: Host>(host: &H, want: &HostDesired) -> Result<HostObserved> {
     let mut paths: Vec<&str> = want.files.keys().map(String::as_str).collect();
     paths.push(script::DAEMON_JSON);
-    let (facts, mut found) = tokio::try_join!(engine::facts(ssh), files::read(ssh, &paths))?;
+    let (facts, mut found) = tokio::try_join!(setup::facts(host), files::read(host, &paths))?;
     let daemon = found
         .remove(script::DAEMON_JSON)
         .and_then(|(_, bytes)| serde_json::from_slice(&bytes).ok());
@@ -23,10 +22,10 @@ pub async fn host(ssh: &SshHost, want: &HostDesired) -> Result<HostObserved> {
         .map(|(path, (file, _))| (path, file))
         .collect();
     let docker = if facts.installed && facts.running {
-        match docker::connect(ssh).await {
-            Ok(d) => Some(docker::observe(&ssh.name, &d, want).await?),
+        match host.engine().await {
+            Ok(d) => Some(engine(&d, want).await?),
             Err(e) => {
-                tracing::warn!(host = %ssh.name, "engine not answering: {e}");
+                tracing::warn!(host = %host.name(), "engine not answering: {e}");
                 None
             }
         }
@@ -38,4 +37,35 @@ pub async fn host(ssh: &SshHost, want: &HostDesired) -> Result<HostObserved> {
         files,
         docker,
     })
+}
+
+/// The networks, volumes, images and containers relevant to `want`: what hoist owns (its project
+/// label), and what the desired state names.
+pub async fn engine<E: Engine>(d: &E, want: &HostDesired) -> Result<DockerState> {
+    let owned = |l: &std::collections::BTreeMap<String, String>| l.contains_key(labels::PROJECT);
+    let (networks, volumes, mut images, listed) =
+        tokio::try_join!(d.networks(), d.volumes(), d.images(), d.containers())?;
+    let mut state = DockerState {
+        networks: networks
+            .into_iter()
+            .filter(|(name, n)| want.networks.contains_key(name) || owned(&n.labels))
+            .collect(),
+        volumes: volumes
+            .into_iter()
+            .filter(|(name, v)| want.volumes.contains_key(name) || owned(&v.labels))
+            .collect(),
+        ..DockerState::default()
+    };
+    images.sort_by(|a, b| a.id.cmp(&b.id));
+    state.images = images;
+    let wanted = |name: &str| want.containers.iter().any(|c| c.name == name);
+    for c in listed {
+        if !owned(&c.labels) && !wanted(&c.name) {
+            continue;
+        }
+        if let Some(found) = d.inspect(&c.name).await? {
+            state.containers.insert(c.name, found);
+        }
+    }
+    Ok(state)
 }

@@ -29,28 +29,43 @@ fn sh(script: &str, args: &[&str]) -> Vec<String> {
 }
 
 const READ: &str = r#"for f do
-  if [ -f "$f" ]; then
+  if [ -L "$f" ]; then
+    printf '==hoist== symlink\n'
+  elif [ -d "$f" ]; then
+    printf '==hoist== directory\n'
+  elif [ -f "$f" ]; then
     meta=$(stat -c '%a %U %G %s %u %g' -- "$f") || exit 1
     printf '==hoist== %s\n' "$meta"
-    cat -- "$f" || exit 1
+    rest=${meta#* * * }; size=${rest%% *}
+    head -c "$size" -- "$f" || exit 1
+  elif [ -e "$f" ]; then
+    printf '==hoist== special\n'
   else
     printf '==hoist== missing\n'
   fi
 done"#;
 
-/// Prints, for each path, `==hoist== <mode> <owner> <group> <size> <uid> <gid>` and the content, or
-/// `==hoist== missing`.
+/// Prints, for each path, `==hoist== <mode> <owner> <group> <size> <uid> <gid>` and exactly that
+/// many bytes of content (a file that grows meanwhile cannot shift the next header), or
+/// `==hoist== missing`, or the kind of what is there instead of a file (`symlink`, `directory`,
+/// `special`): a symlink is never followed, so its target's size cannot desynchronise the framing.
 pub fn read_files(paths: &[&str]) -> Vec<String> {
     sh(READ, paths)
 }
 
 const PUT: &str = r#"set -e
-f=$1; mode=$2; owner=$3
+f=$1; mode=$2; owner=$3; size=$4; sum=$5
+if [ -L "$f" ]; then echo "$f is a symlink: not writing through it" >&2; exit 3; fi
+if [ -d "$f" ]; then echo "$f is a directory: not replacing it" >&2; exit 3; fi
 d=$(dirname -- "$f")
 mkdir -p -- "$d"
 t=$(mktemp -- "$d/.hoist.XXXXXX")
 trap 'rm -f -- "$t"' EXIT
 cat > "$t"
+got=$(wc -c < "$t")
+if [ "$got" -ne "$size" ]; then echo "$f: received $got of $size bytes; the file was not replaced" >&2; exit 4; fi
+got=$(sha256sum < "$t")
+if [ "${got%% *}" != "$sum" ]; then echo "$f: the content's checksum differs; the file was not replaced" >&2; exit 4; fi
 chmod -- "$mode" "$t"
 if [ -n "$owner" ]; then chown -- "$owner" "$t"; fi
 sync -- "$t" 2>/dev/null || true
@@ -58,9 +73,15 @@ mv -f -- "$t" "$f"
 trap - EXIT"#;
 
 /// Writes stdin to `path` atomically (a temporary file in the same folder, then a rename), with
-/// `mode` (octal) and `owner` (`user[:group]`, empty to keep the default).
-pub fn put_file(path: &str, mode: u32, owner: &str) -> Vec<String> {
-    sh(PUT, &[path, &format!("{mode:04o}"), owner])
+/// `mode` (octal) and `owner` (`user[:group]`, empty to keep the default), once the temporary
+/// file has exactly `size` bytes with the sha256 `sum`: a transfer cut short (Ctrl-C, a dropped
+/// connection) leaves the old file in place and fails. A symlink or a directory at `path` is
+/// refused, never written through or into.
+pub fn put_file(path: &str, mode: u32, owner: &str, size: usize, sum: &str) -> Vec<String> {
+    sh(
+        PUT,
+        &[path, &format!("{mode:04o}"), owner, &size.to_string(), sum],
+    )
 }
 
 const FACTS: &str = r#". /etc/os-release 2>/dev/null || true
@@ -129,13 +150,18 @@ pub fn lock(owner: &str) -> Vec<String> {
     sh(LOCK, &[owner])
 }
 
-const UNLOCK: &str = r#"if [ -z "$1" ] || [ "$(cat /var/lib/hoist/apply.lock/owner 2>/dev/null)" = "$1" ]; then
+const UNLOCK: &str = r#"if [ "$(cat /var/lib/hoist/apply.lock/owner 2>/dev/null)" = "$1" ]; then
   rm -rf /var/lib/hoist/apply.lock
+  echo released
+else
+  echo kept
 fi"#;
 
-/// Releases the apply lock if `owner` holds it (any holder when `owner` is empty).
-pub fn unlock(owner: &str) -> Vec<String> {
-    sh(UNLOCK, &[owner])
+/// Releases the apply lock only while `holder` holds it (compare, then delete): ours at the end
+/// of a run, or the exact stale holder a run read before breaking it, never whoever took the
+/// lock in between. Prints `released` or `kept`.
+pub fn unlock(holder: &str) -> Vec<String> {
+    sh(UNLOCK, &[holder])
 }
 
 const HTTP_STATUS: &str = r#"if command -v curl >/dev/null 2>&1; then
@@ -160,18 +186,164 @@ pub fn display(argv: &[String]) -> String {
     argv.join(" ")
 }
 
+/// The fixed scripts of this module, as a host that interprets them (the fake) tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    ReadFiles,
+    PutFile,
+    EngineFacts,
+    InstallEngine,
+    StartEngine,
+    Lock,
+    Unlock,
+    HttpStatus,
+}
+
+/// Which fixed script `argv` runs, and its positional arguments.
+pub fn known(argv: &[String]) -> Option<(Known, &[String])> {
+    let [sh, c, script, _zero, args @ ..] = argv else {
+        return None;
+    };
+    if sh != "sh" || c != "-c" {
+        return None;
+    }
+    let kind = [
+        (READ, Known::ReadFiles),
+        (PUT, Known::PutFile),
+        (FACTS, Known::EngineFacts),
+        (INSTALL, Known::InstallEngine),
+        (START, Known::StartEngine),
+        (LOCK, Known::Lock),
+        (UNLOCK, Known::Unlock),
+        (HTTP_STATUS, Known::HttpStatus),
+    ]
+    .into_iter()
+    .find(|(text, _)| text == script)?
+    .1;
+    Some((kind, args))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn user_words_are_arguments_not_script() {
-        let argv = put_file("/etc/apm/x; rm -rf /", 0o600, "999:999");
+        let argv = put_file("/etc/apm/x; rm -rf /", 0o600, "999:999", 3, "abc");
         assert_eq!(argv[..2], ["sh", "-c"]);
         assert!(!argv[2].contains("rm -rf /"));
-        assert_eq!(argv[4..], ["/etc/apm/x; rm -rf /", "0600", "999:999"]);
+        assert_eq!(
+            argv[4..],
+            ["/etc/apm/x; rm -rf /", "0600", "999:999", "3", "abc"]
+        );
+        let (kind, args) = known(&argv).expect("a fixed script");
+        assert_eq!(kind, Known::PutFile);
+        assert_eq!(args[0], "/etc/apm/x; rm -rf /");
         let expected = expect_test::expect![[r#"["sh", "-c", "sh", "/etc/a", "/etc/b c"]"#]];
         let r = read_files(&["/etc/a", "/etc/b c"]);
         expected.assert_eq(&format!("{:?}", [&r[0], &r[1], &r[3], &r[4], &r[5]]));
+    }
+}
+
+/// The scripts run for real, by the local `sh`, on files of a temporary folder: what a host does
+/// with them (the fake only interprets them).
+#[cfg(test)]
+mod on_sh {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    fn run(argv: &[String], stdin: &[u8]) -> (bool, String, Vec<u8>) {
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.stdout,
+        )
+    }
+
+    fn put(path: &std::path::Path, content: &[u8], sent: &[u8]) -> (bool, String) {
+        let sum = hoist_core::desired::sha256_hex(content);
+        let argv = put_file(&path.display().to_string(), 0o640, "", content.len(), &sum);
+        let (ok, err, _) = run(&argv, sent);
+        (ok, err)
+    }
+
+    #[test]
+    fn a_whole_transfer_replaces_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("sub/app.env");
+        assert!(put(&f, b"A=1\n", b"A=1\n").0);
+        assert_eq!(std::fs::read(&f).expect("read"), b"A=1\n");
+    }
+
+    #[test]
+    fn a_transfer_cut_short_leaves_the_old_file_and_fails() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("app.env");
+        std::fs::write(&f, "OLD=1\n").expect("write");
+        let (ok, err) = put(&f, b"NEW=1\nMORE=2\n", b"NEW=1\n");
+        assert!(!ok);
+        assert!(err.contains("received 6 of 13 bytes"), "{err}");
+        let (ok, err) = put(&f, b"NEW=1\n", b"NEW=2\n");
+        assert!(!ok);
+        assert!(err.contains("checksum differs"), "{err}");
+        assert_eq!(std::fs::read_to_string(&f).expect("read"), "OLD=1\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_symlink_or_a_directory_is_refused_not_written_through() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let target = dir.path().join("target");
+        std::fs::write(&target, "precious\n").expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let (ok, err) = put(&link, b"x\n", b"x\n");
+        assert!(!ok && err.contains("is a symlink"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(&target).expect("read"),
+            "precious\n"
+        );
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let (ok, err) = put(&sub, b"x\n", b"x\n");
+        assert!(!ok && err.contains("is a directory"), "{err}");
+        assert!(sub.is_dir());
+    }
+
+    #[test]
+    fn a_symlink_cannot_shift_the_framing_of_the_files_after_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let big = dir.path().join("big");
+        std::fs::write(&big, "x".repeat(100)).expect("write");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).expect("symlink");
+        let next = dir.path().join("next");
+        std::fs::write(&next, "hello\n").expect("write");
+        let paths = [link.display().to_string(), next.display().to_string()];
+        let argv = read_files(&[&paths[0], &paths[1]]);
+        let (ok, _, out) = run(&argv, b"");
+        assert!(ok);
+        let text = String::from_utf8(out).expect("utf-8");
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("==hoist== symlink"));
+        assert!(lines.next().is_some_and(|l| l.starts_with("==hoist== ")));
+        assert_eq!(lines.next(), Some("hello"));
     }
 }

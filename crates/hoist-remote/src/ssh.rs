@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hoist_core::inventory::Host;
+use hoist_core::inventory;
 use openssh::{ControlPersist, ForwardType, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::error::{RemoteError, Result};
+use crate::docker::{self, DockerEngine};
+use crate::error::{ErrorKind, RemoteError, Result};
+use crate::host::{Host, Output};
 use crate::script;
 
 /// sshd allows 10 sessions per connection by default; stay under it.
@@ -38,26 +40,6 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(10),
             runtime_dir: std::env::temp_dir().join(format!("hoist{uid}")),
         }
-    }
-}
-
-/// The output of a remote command.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub status: Option<i32>,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
-
-impl Output {
-    pub fn success(&self) -> bool {
-        self.status == Some(0)
-    }
-    pub fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-    pub fn stderr_text(&self) -> String {
-        String::from_utf8_lossy(&self.stderr).trim().to_owned()
     }
 }
 
@@ -107,13 +89,12 @@ impl Drop for KeepAlive {
 
 impl SshHost {
     /// Opens the master connection to `host`.
-    pub async fn connect(host: &Host, opts: &ConnectOptions) -> Result<SshHost> {
+    pub async fn connect(host: &inventory::Host, opts: &ConnectOptions) -> Result<SshHost> {
         let dir = opts
             .runtime_dir
             .join(format!("{}-{}", host.name, std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| RemoteError::Other {
-            host: host.name.clone(),
-            detail: format!("creating {}: {e}", dir.display()),
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            RemoteError::other(&host.name, format!("creating {}: {e}", dir.display()))
         })?;
         let c = &host.connection;
         let mut b = SessionBuilder::default();
@@ -144,10 +125,7 @@ impl SshHost {
             // keeps the user's ~/.ssh/config for what it does not set.
             let config = dir.join("ssh_config");
             std::fs::write(&config, jump_config(c, opts.accept_new_host_keys)).map_err(|e| {
-                RemoteError::Other {
-                    host: host.name.clone(),
-                    detail: format!("writing {}: {e}", config.display()),
-                }
+                RemoteError::other(&host.name, format!("writing {}: {e}", config.display()))
             })?;
             b.config_file(&config).jump_hosts([j.as_str()]);
         }
@@ -161,10 +139,11 @@ impl SshHost {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(RemoteError::from_ssh(&host.name, e)),
             Err(_) => {
-                return Err(RemoteError::Unreachable {
-                    host: host.name.clone(),
-                    detail: format!("no answer within {:?}", opts.connect_timeout),
-                });
+                return Err(RemoteError::new(
+                    &host.name,
+                    ErrorKind::Unreachable,
+                    format!("no answer within {:?}", opts.connect_timeout),
+                ));
             }
         };
         let session = Arc::new(session);
@@ -190,16 +169,13 @@ impl SshHost {
     }
 
     /// Runs `argv` (each word escaped for the remote shell), feeding `stdin`; never fails on a
-    /// non-zero exit: see [`SshHost::run_ok`].
+    /// non-zero exit: see [`Host::run_ok`].
     pub async fn run_with_input(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
         let _permit = self
             .sessions
             .acquire()
             .await
-            .map_err(|e| RemoteError::Other {
-                host: self.name.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| RemoteError::other(&self.name, e.to_string()))?;
         let full = self.argv(argv);
         let mut cmd = self.session.command(full[0]);
         cmd.args(&full[1..])
@@ -215,9 +191,8 @@ impl SshHost {
             .await
             .map_err(|e| RemoteError::from_ssh(&self.name, e))?;
         if let (Some(data), Some(mut input)) = (stdin, child.stdin().take()) {
-            input.write_all(data).await.map_err(|e| RemoteError::Ssh {
-                host: self.name.clone(),
-                detail: format!("writing stdin: {e}"),
+            input.write_all(data).await.map_err(|e| {
+                RemoteError::new(&self.name, ErrorKind::Ssh, format!("writing stdin: {e}"))
             })?;
             input.shutdown().await.ok();
             drop(input);
@@ -230,27 +205,6 @@ impl SshHost {
             status: out.status.code(),
             stdout: out.stdout,
             stderr: out.stderr,
-        })
-    }
-
-    pub async fn run(&self, argv: &[String]) -> Result<Output> {
-        self.run_with_input(argv, None).await
-    }
-
-    /// Runs `argv` and turns a non-zero exit into [`RemoteError::Command`] with its stderr.
-    pub async fn run_ok(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
-        let out = self.run_with_input(argv, stdin).await?;
-        if out.success() {
-            return Ok(out);
-        }
-        Err(RemoteError::Command {
-            host: self.name.clone(),
-            command: script::display(argv),
-            status: out
-                .status
-                .map(|c| format!("exit {c}"))
-                .unwrap_or_else(|| "killed".into()),
-            stderr: last_lines(&out.stderr_text(), 20),
         })
     }
 
@@ -280,9 +234,8 @@ impl SshHost {
     pub async fn forward_tcp(&self, host: &str, port: u16) -> Result<std::net::SocketAddr> {
         let local = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .map_err(|e| RemoteError::Other {
-                host: self.name.clone(),
-                detail: format!("choosing a local port to forward: {e}"),
+            .map_err(|e| {
+                RemoteError::other(&self.name, format!("choosing a local port to forward: {e}"))
             })?;
         self.session
             .request_port_forward(
@@ -312,7 +265,7 @@ impl SshHost {
 
 /// The ssh_config a jump host needs: the inventory's connection settings for every host the
 /// connection goes through, then the user's own config.
-fn jump_config(c: &hoist_core::inventory::Connection, accept_new: bool) -> String {
+fn jump_config(c: &inventory::Connection, accept_new: bool) -> String {
     let quoted = |p: &Path| {
         let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         format!("\"{}\"", p.display())
@@ -345,9 +298,30 @@ fn jump_config(c: &hoist_core::inventory::Connection, accept_new: bool) -> Strin
     s
 }
 
-fn last_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+impl Host for SshHost {
+    type Engine = DockerEngine;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn run(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<Output> {
+        self.run_with_input(argv, stdin).await
+    }
+
+    async fn engine(&self) -> Result<DockerEngine> {
+        docker::connect(self).await
+    }
+
+    async fn port_open(&self, port: u16) -> bool {
+        tokio::net::TcpStream::connect((self.address.as_str(), port))
+            .await
+            .is_ok()
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
+use crate::docker::DockerEngine;
+use crate::engine::Engine as _;
 use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -427,12 +428,7 @@ impl Config {
 }
 
 /// A failed check.
-pub(crate) fn failed(
-    check: &str,
-    target: &str,
-    measured: impl Into<String>,
-    threshold: &str,
-) -> Check {
+pub fn failed(check: &str, target: &str, measured: impl Into<String>, threshold: &str) -> Check {
     Check::new(check, target, false, measured, threshold)
 }
 
@@ -509,12 +505,7 @@ async fn forward(
         .map_err(|e| e.to_string())
 }
 
-pub(crate) async fn pool(
-    ssh: &SshHost,
-    at: &Address,
-    db: &str,
-    login: &Login,
-) -> Result<PgPool, String> {
+pub async fn pool(ssh: &SshHost, at: &Address, db: &str, login: &Login) -> Result<PgPool, String> {
     let local = ssh
         .forward_tcp(&at.0, at.1)
         .await
@@ -610,7 +601,7 @@ async fn databases(
 pub(crate) const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
 
 /// The primary's WAL segment size (the default when it cannot say).
-pub(crate) async fn segment_size(primary: &PgPool) -> u64 {
+pub async fn segment_size(primary: &PgPool) -> u64 {
     sqlx::query_scalar::<_, String>(
         "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
     )
@@ -621,10 +612,11 @@ pub(crate) async fn segment_size(primary: &PgPool) -> u64 {
     .unwrap_or(DEFAULT_SEGMENT)
 }
 
-async fn pgbackrest(d: &Docker, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
+async fn pgbackrest(d: &DockerEngine, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
     let mut argv = vec!["pgbackrest".to_owned(), format!("--stanza={}", c.stanza)];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
-    let (code, output) = docker::exec(&c.host, d, &c.container, &argv, Some(&c.user))
+    let (code, output) = d
+        .exec(&c.container, &argv, Some(&c.user))
         .await
         .map_err(|e| e.to_string())?;
     if code == 0 {
@@ -644,7 +636,7 @@ async fn pgbackrest(d: &Docker, c: &BackupConfig, args: &[&str]) -> Result<Strin
 /// Backups: `pgbackrest check` (archiving works into every repository); in each repository a
 /// backup no older than its limit, and every WAL segment from that backup's start to the newest
 /// archived one.
-pub async fn backups(d: &Docker, c: &BackupConfig, segment_size: u64) -> Vec<Check> {
+pub async fn backups(d: &DockerEngine, c: &BackupConfig, segment_size: u64) -> Vec<Check> {
     let mut out = Vec::new();
     let started = Instant::now();
     out.push(match pgbackrest(d, c, &["check"]).await {
@@ -789,7 +781,7 @@ pub fn missing_segments(
 }
 
 async fn wal_continuity(
-    d: &Docker,
+    d: &DockerEngine,
     c: &BackupConfig,
     repo: u32,
     s: &RepoSummary,

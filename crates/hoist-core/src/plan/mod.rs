@@ -465,6 +465,7 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
         changes.extend(c);
     }
 
+    changes.extend(leftovers(want, docker));
     let deletions = deletions(want, docker);
     let actions = want
         .actions
@@ -486,6 +487,28 @@ fn diff_host(name: &str, want: &HostDesired, have: &HostObserved, redactor: &Red
     }
 }
 
+/// Scratch containers an interrupted replacement left behind: removing them is part of
+/// converging (they are hoist's own, never the user's), so they are changes, not deletions.
+fn leftovers(want: &HostDesired, docker: &DockerState) -> Vec<Change> {
+    docker
+        .containers
+        .keys()
+        .filter(|name| {
+            desired::scratch::base(name)
+                .is_some_and(|b| want.containers.iter().any(|c| c.name == b))
+        })
+        .map(|name| {
+            change(
+                ResourceKind::Container,
+                name,
+                ChangeAction::Delete,
+                vec![Reason::new("name", "left by an interrupted replacement")],
+                false,
+            )
+        })
+        .collect()
+}
+
 /// What hoist owns on the host (labelled with one of its projects) that the playbook no longer wants.
 fn deletions(want: &HostDesired, docker: &DockerState) -> Vec<Change> {
     let mut out = Vec::new();
@@ -495,7 +518,8 @@ fn deletions(want: &HostDesired, docker: &DockerState) -> Vec<Change> {
     };
     let wanted: Vec<&str> = want.containers.iter().map(|c| c.name.as_str()).collect();
     for (name, c) in &docker.containers {
-        if owned(&c.labels) && !wanted.contains(&name.as_str()) {
+        let leftover = desired::scratch::base(name).is_some_and(|b| wanted.contains(&b));
+        if owned(&c.labels) && !wanted.contains(&name.as_str()) && !leftover {
             out.push(change(
                 ResourceKind::Container,
                 name,

@@ -434,8 +434,14 @@ fn interpolate_tree(
 }
 
 /// Whether `c` is a condition a `wait` step can wait for.
-pub fn service_condition(c: &str) -> bool {
-    matches!(c, "running" | "healthy" | "completed")
+/// A playbook's `wait: {service, condition}` word as the condition it names.
+pub fn service_condition(c: &str) -> Option<ConditionKind> {
+    match c {
+        "running" => Some(ConditionKind::ServiceStarted),
+        "healthy" => Some(ConditionKind::ServiceHealthy),
+        "completed" => Some(ConditionKind::ServiceCompletedSuccessfully),
+        _ => None,
+    }
 }
 
 pub use service::{ConditionKind, parse_duration};

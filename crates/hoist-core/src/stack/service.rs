@@ -62,6 +62,17 @@ pub enum ConditionKind {
     ServiceCompletedSuccessfully,
 }
 
+impl ConditionKind {
+    /// The playbook's word for it (`wait: {condition: ...}`).
+    pub fn word(self) -> &'static str {
+        match self {
+            ConditionKind::ServiceStarted => "running",
+            ConditionKind::ServiceHealthy => "healthy",
+            ConditionKind::ServiceCompletedSuccessfully => "completed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
     pub kind: ConditionKind,

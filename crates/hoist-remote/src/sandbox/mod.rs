@@ -492,9 +492,8 @@ async fn known_hosts(d: &Docker, hosts: &[SandboxHost], path: &Path) -> anyhow::
                 .await
                 .is_ok();
             if ready {
-                let (code, out) = crate::docker::exec(
-                    &h.name,
-                    d,
+                let (code, out) = crate::Engine::exec(
+                    &crate::docker::DockerEngine::new(&h.name, d.clone()),
                     &name,
                     &["cat".into(), "/etc/ssh/ssh_host_ed25519_key.pub".into()],
                     None,

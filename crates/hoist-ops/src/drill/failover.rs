@@ -15,15 +15,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{InspectContainerOptions, StopContainerOptionsBuilder};
+use hoist_remote::Engine as _;
+use hoist_remote::docker::DockerEngine;
 use sqlx::PgPool;
 
 use super::{remove, run_scratch};
-use crate::docker;
-use crate::ssh::SshHost;
-use crate::validate::{self, Check, DbConfig, Standby, failed};
+use hoist_remote::docker;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::gate::{self, Gate};
+use hoist_remote::SshHost;
+use hoist_remote::validate::{self, Check, DbConfig, Standby, failed};
 
 /// The containers the drill stops and starts, and which standby to promote.
 #[derive(Debug, Clone)]
@@ -51,7 +55,12 @@ struct Node {
 }
 
 /// Runs the drill with the data host's SSH master (`db.host`).
-pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<Check> {
+pub async fn failover(
+    ssh: &SshHost,
+    db: &DbConfig,
+    c: &FailoverConfig,
+    cancel: &CancellationToken,
+) -> Vec<Check> {
     let host = ssh.name.as_str();
     let d = match docker::connect(ssh).await {
         Ok(d) => d,
@@ -121,7 +130,7 @@ pub async fn failover(ssh: &SshHost, db: &DbConfig, c: &FailoverConfig) -> Vec<C
     };
     let finished = tokio::select! {
         stopped = run.take_over(&mut out) => Some(stopped),
-        _ = tokio::signal::ctrl_c() => None,
+        () = cancel.cancelled() => None,
     };
     // Interrupted, the primary may have been stopped: put back all the same.
     let stopped = finished.unwrap_or_else(|| {
@@ -180,7 +189,7 @@ fn lsn(at: i64) -> String {
 
 struct Run<'a> {
     host: &'a str,
-    d: &'a Docker,
+    d: &'a DockerEngine,
     primary: &'a PgPool,
     nodes: &'a [Node],
     target: usize,
@@ -201,7 +210,7 @@ impl Run<'_> {
         for s in sql {
             argv.extend(["-c".to_owned(), (*s).to_owned()]);
         }
-        match docker::exec(self.host, self.d, container, &argv, Some("postgres")).await {
+        match self.d.exec(container, &argv, Some("postgres")).await {
             Ok((0, output)) => Ok(output.trim().to_owned()),
             Ok((code, output)) => Err(format!("psql exit {code}: {}", output.trim())),
             Err(e) => Err(e.to_string()),
@@ -222,7 +231,12 @@ impl Run<'_> {
         };
         let stopping = Instant::now();
         let stop = StopContainerOptionsBuilder::default().t(60).build();
-        if let Err(e) = self.d.stop_container(&self.c.primary, Some(stop)).await {
+        if let Err(e) = self
+            .d
+            .client()
+            .stop_container(&self.c.primary, Some(stop))
+            .await
+        {
             out.push(failed(
                 "drill.primary_stopped",
                 &self.c.primary,
@@ -451,7 +465,12 @@ impl Run<'_> {
                 .await;
         } else {
             let stop = StopContainerOptionsBuilder::default().t(60).build();
-            let emptied = match self.d.stop_container(&t.container, Some(stop)).await {
+            let emptied = match self
+                .d
+                .client()
+                .stop_container(&t.container, Some(stop))
+                .await
+            {
                 Ok(()) => self.empty(&t.container).await,
                 Err(e) => Err(e.to_string()),
             };
@@ -468,13 +487,15 @@ impl Run<'_> {
         }
         // Started whatever state it is in (an interrupted drill may not have stopped it): its
         // health says whether it is back.
-        let _ = docker::start(self.host, self.d, &self.c.primary).await;
-        let healthy = docker::wait(
+        // Put back whatever happened: a cancellation no longer applies.
+        let _ = self.d.start(&self.c.primary).await;
+        let healthy = gate::wait(
             self.host,
             self.d,
             &self.c.primary,
-            docker::Gate::Healthy,
+            Gate::Healthy,
             self.c.timeout,
+            &CancellationToken::new(),
         )
         .await
         .map_err(|e| e.to_string());
@@ -489,7 +510,7 @@ impl Run<'_> {
             Err(e) => failed("drill.primary_back", &self.c.primary, e, "healthy"),
         });
         let cloning = Instant::now();
-        let _ = docker::start(self.host, self.d, &t.container).await;
+        let _ = self.d.start(&t.container).await;
         let streaming = self.streaming(&t.name).await;
         out.push(match streaming {
             Ok(()) => Check::new(
@@ -510,6 +531,7 @@ impl Run<'_> {
     async fn empty(&self, container: &str) -> Result<(), String> {
         let inspected = self
             .d
+            .client()
             .inspect_container(container, None::<InspectContainerOptions>)
             .await
             .map_err(|e| format!("{container}: {e}"))?;

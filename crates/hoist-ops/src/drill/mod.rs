@@ -19,17 +19,21 @@ pub use failover::{FailoverConfig, failover};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, RemoveContainerOptionsBuilder,
     StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
+use hoist_remote::Engine as _;
+use hoist_remote::docker::DockerEngine;
 
-use crate::docker;
-use crate::ssh::SshHost;
-use crate::validate::{self, Check};
+use hoist_remote::docker;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::gate::{self, Gate};
+use hoist_remote::SshHost;
+use hoist_remote::validate::{self, Check};
 
 /// What to restore, and where.
 #[derive(Debug, Clone)]
@@ -90,7 +94,7 @@ fi
 "#;
 
 /// The restore drill on the engine `d` of `c.host`; one check per step, failures included.
-pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
+pub async fn restore(d: &DockerEngine, c: &RestoreConfig) -> Vec<Check> {
     let target = format!("repo{}", c.repo);
     let started = Instant::now();
     let mut out = match run(d, c).await {
@@ -111,8 +115,9 @@ pub async fn restore(d: &Docker, c: &RestoreConfig) -> Vec<Check> {
 
 /// Creates the scratch container from the source's image and configuration, runs the script to
 /// its end, and returns its output lines.
-async fn run(d: &Docker, c: &RestoreConfig) -> Result<Vec<String>, String> {
+async fn run(d: &DockerEngine, c: &RestoreConfig) -> Result<Vec<String>, String> {
     let source = d
+        .client()
         .inspect_container(&c.source, None::<InspectContainerOptions>)
         .await
         .map_err(|e| format!("{}: {e}", c.source))?;
@@ -187,22 +192,26 @@ async fn run(d: &Docker, c: &RestoreConfig) -> Result<Vec<String>, String> {
 /// Creates the container `name` (replacing a leftover one), runs it to its end within `timeout`,
 /// and returns its exit code and logs. The caller removes it.
 async fn run_scratch(
-    d: &Docker,
+    d: &DockerEngine,
     name: &str,
     body: ContainerCreateBody,
     timeout: Duration,
 ) -> Result<(i64, String), String> {
     remove(d, name).await;
-    d.create_container(
-        Some(CreateContainerOptionsBuilder::default().name(name).build()),
-        body,
-    )
-    .await
-    .map_err(|e| format!("creating {name}: {e}"))?;
-    d.start_container(name, None::<StartContainerOptions>)
+    d.client()
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(name).build()),
+            body,
+        )
+        .await
+        .map_err(|e| format!("creating {name}: {e}"))?;
+    d.client()
+        .start_container(name, None::<StartContainerOptions>)
         .await
         .map_err(|e| format!("starting {name}: {e}"))?;
-    let mut waiting = d.wait_container(name, None::<WaitContainerOptions>);
+    let mut waiting = d
+        .client()
+        .wait_container(name, None::<WaitContainerOptions>);
     let exit = match tokio::time::timeout(timeout, waiting.next()).await {
         Err(_) => return Err(format!("{name}: not done after {} s", timeout.as_secs())),
         // A non-zero exit arrives as an error carrying the code.
@@ -211,12 +220,13 @@ async fn run_scratch(
         Ok(Some(Err(e))) => return Err(e.to_string()),
         Ok(None) => -1,
     };
-    Ok((exit, docker::logs_tail(d, name, 10_000).await))
+    Ok((exit, d.logs_tail(name, 10_000).await))
 }
 
 /// Removes a container, running or not, if it exists.
-async fn remove(d: &Docker, name: &str) {
+async fn remove(d: &DockerEngine, name: &str) {
     let _ = d
+        .client()
         .remove_container(
             name,
             Some(RemoveContainerOptionsBuilder::default().force(true).build()),
@@ -372,6 +382,7 @@ pub async fn objectstore_outage(
     hosts: &BTreeMap<String, SshHost>,
     cfg: &validate::Config,
     c: &OutageConfig,
+    cancel: &CancellationToken,
 ) -> Vec<Check> {
     let (Some(db), Some(b)) = (&cfg.db, &cfg.backups) else {
         return vec![Check::new(
@@ -415,7 +426,7 @@ pub async fn objectstore_outage(
             )];
         }
     };
-    let mut out = outage(&b.host, &d, &primary, c).await;
+    let mut out = outage(&b.host, &d, &primary, c, cancel).await;
     let segment = validate::segment_size(&primary).await;
     out.extend(validate::backups(&d, b, segment).await);
     out
@@ -425,7 +436,13 @@ pub async fn objectstore_outage(
 /// proves that WAL archived during the outage caught up: writes commit while it is down, the
 /// segments closed meanwhile are not archived (the outage was real), and once it is back every one
 /// of them is, within `c.catch_up`. The object store is started again whatever happens.
-async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig) -> Vec<Check> {
+async fn outage(
+    host: &str,
+    d: &DockerEngine,
+    primary: &sqlx::PgPool,
+    c: &OutageConfig,
+    cancel: &CancellationToken,
+) -> Vec<Check> {
     let target = c.container.as_str();
     let mut out = Vec::new();
     let before = match archiver(primary).await {
@@ -441,6 +458,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         }
     };
     let stopped = d
+        .client()
         .stop_container(
             target,
             Some(
@@ -476,10 +494,11 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         ),
         Err(e) => Check::new("drill.writes_during_outage", "primary", false, e, "commit"),
     });
-    // Ctrl-C ends the outage early: the store is started again below either way.
+    // A cancellation (Ctrl-C, SIGTERM, SIGHUP) ends the outage early: the store is started
+    // again below either way.
     let interrupted = tokio::select! {
         () = tokio::time::sleep(c.hold.saturating_sub(down.elapsed())) => false,
-        _ = tokio::signal::ctrl_c() => true,
+        () = cancel.cancelled() => true,
     };
     if interrupted {
         out.push(Check::new(
@@ -491,7 +510,7 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         ));
     }
     let held = archiver(primary).await;
-    let started = docker::start(host, d, target).await;
+    let started = d.start(target).await;
     let back = Instant::now();
     if let (Ok(seg), Ok(a)) = (&during, &held) {
         let pending = a.2.as_str() < seg.as_str();
@@ -518,12 +537,14 @@ async fn outage(host: &str, d: &Docker, primary: &sqlx::PgPool, c: &OutageConfig
         ));
         return out;
     }
-    let healthy = docker::wait(
+    // Started again whatever happened: a cancellation no longer applies.
+    let healthy = gate::wait(
         host,
         d,
         target,
-        docker::Gate::Healthy,
+        Gate::Healthy,
         Duration::from_secs(120),
+        &CancellationToken::new(),
     )
     .await;
     out.push(match healthy {

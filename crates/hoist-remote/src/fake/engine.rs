@@ -1,0 +1,443 @@
+//! [`FakeEngine`]: a container engine in memory. Containers created from a spec are observed as
+//! a real engine reports them (labels, environment, ports, mounts), so a plan made against a fake
+//! that apply converged is empty.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures_util::StreamExt as _;
+use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
+use hoist_core::observed::{
+    ObservedContainer, ObservedImage, ObservedMount, ObservedNetwork, ObservedVolume,
+};
+
+use super::Shared;
+use crate::engine::{ContainerState, Engine, Health, Listed, TarStream};
+use crate::error::{ErrorKind, RemoteError, Result};
+
+/// How a container behaves once started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs; healthy after `polls` state reads when it has a healthcheck.
+    Healthy { polls: usize },
+    /// Runs, and its healthcheck fails with this output.
+    Unhealthy(String),
+    /// Exits with this code at once (a one-shot job, or a crash).
+    Exits(i64),
+    /// Runs, and its healthcheck never finishes its start period.
+    Starting,
+}
+
+#[derive(Debug, Clone)]
+struct Container {
+    observed: ObservedContainer,
+    has_healthcheck: bool,
+    polls: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    containers: BTreeMap<String, Container>,
+    networks: BTreeMap<String, ObservedNetwork>,
+    volumes: BTreeMap<String, ObservedVolume>,
+    /// Reference -> image id.
+    images: BTreeMap<String, String>,
+    /// By container name or by service: how it behaves when started.
+    behaviours: BTreeMap<String, Behaviour>,
+    /// Exit codes of exec commands, by their first word.
+    exec_codes: BTreeMap<String, i64>,
+}
+
+/// An engine in memory; clones share state.
+#[derive(Debug, Clone)]
+pub struct FakeEngine {
+    host: String,
+    state: Arc<Mutex<State>>,
+    shared: Shared,
+}
+
+impl FakeEngine {
+    pub(super) fn new(host: &str, shared: Shared) -> FakeEngine {
+        FakeEngine {
+            host: host.to_owned(),
+            state: Arc::default(),
+            shared,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn enter(&self, call: String) -> Result<()> {
+        self.shared
+            .enter(&self.host, format!("engine {call}"))
+            .await
+            .map(|_| ())
+    }
+
+    /// Containers named `name` (or of service `name`) behave so once started.
+    pub fn behave(&self, name: &str, b: Behaviour) {
+        self.state().behaviours.insert(name.to_owned(), b);
+    }
+
+    /// An exec whose first word is `program` exits with `code`.
+    pub fn exec_exits(&self, program: &str, code: i64) {
+        self.state().exec_codes.insert(program.to_owned(), code);
+    }
+
+    /// The engine has the image `reference` with id `id`.
+    pub fn add_image(&self, reference: &str, id: &str) {
+        self.state()
+            .images
+            .insert(reference.to_owned(), id.to_owned());
+    }
+
+    /// The names of its containers.
+    pub fn container_names(&self) -> Vec<String> {
+        self.state().containers.keys().cloned().collect()
+    }
+
+    /// A container as the engine reports it.
+    pub fn container(&self, name: &str) -> Option<ObservedContainer> {
+        self.state()
+            .containers
+            .get(name)
+            .map(|c| c.observed.clone())
+    }
+
+    /// Puts a container there as if another tool (or an earlier run) made it.
+    pub fn put_container(&self, name: &str, observed: ObservedContainer) {
+        self.state().containers.insert(
+            name.to_owned(),
+            Container {
+                has_healthcheck: observed.healthcheck.is_some(),
+                observed,
+                polls: 0,
+            },
+        );
+    }
+
+    pub fn network_names(&self) -> Vec<String> {
+        self.state().networks.keys().cloned().collect()
+    }
+
+    pub fn volume_names(&self) -> Vec<String> {
+        self.state().volumes.keys().cloned().collect()
+    }
+
+    fn missing(&self, what: &str) -> RemoteError {
+        RemoteError::new(&self.host, ErrorKind::Engine, format!("no such {what}"))
+    }
+}
+
+/// The container a real engine would report for `spec`.
+fn observed_of(spec: &ContainerSpec, image_id: String) -> ObservedContainer {
+    ObservedContainer {
+        image: spec.image.clone(),
+        image_id,
+        labels: spec.engine_labels(),
+        state: "created".into(),
+        health: None,
+        exit_code: None,
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        ports: spec.ports.clone(),
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| ObservedMount {
+                kind: m.kind.clone(),
+                source: m.source.clone(),
+                target: m.target.clone(),
+                read_only: m.read_only,
+            })
+            .collect(),
+        networks: spec.networks.clone(),
+        healthcheck: spec.healthcheck.clone(),
+        restart: spec.restart.clone(),
+        extra_hosts: spec.extra_hosts.clone(),
+        user: spec.user.clone().unwrap_or_default(),
+        working_dir: spec.working_dir.clone().unwrap_or_default(),
+        hostname: spec.hostname.clone().unwrap_or_default(),
+        stop_timeout: spec.stop_grace_period_s,
+        image_defaults: Default::default(),
+    }
+}
+
+impl Engine for FakeEngine {
+    async fn ping(&self) -> Result<()> {
+        self.enter("ping".into()).await
+    }
+
+    async fn containers(&self) -> Result<Vec<Listed>> {
+        self.enter("list containers".into()).await?;
+        Ok(self
+            .state()
+            .containers
+            .iter()
+            .map(|(name, c)| Listed {
+                name: name.clone(),
+                labels: c.observed.labels.clone(),
+            })
+            .collect())
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ObservedContainer>> {
+        self.enter(format!("inspect {name}")).await?;
+        Ok(self.container(name))
+    }
+
+    async fn state(&self, name: &str) -> Result<ContainerState> {
+        self.enter(format!("state {name}")).await?;
+        let mut s = self.state();
+        let State {
+            containers,
+            behaviours,
+            ..
+        } = &mut *s;
+        let c = containers.get_mut(name).ok_or_else(|| self.missing(name))?;
+        let service = c.observed.labels.get(labels::SERVICE).cloned();
+        let behaviour = behaviours
+            .get(name)
+            .or_else(|| service.and_then(|s| behaviours.get(&s)))
+            .cloned()
+            .unwrap_or(Behaviour::Healthy { polls: 1 });
+        c.polls += 1;
+        let mut state = ContainerState {
+            status: c.observed.state.clone(),
+            ..ContainerState::default()
+        };
+        if state.status != "running" || !c.has_healthcheck {
+            state.exit_code = c.observed.exit_code;
+            return Ok(state);
+        }
+        state.health = match behaviour {
+            Behaviour::Healthy { polls } if c.polls > polls => Health::Healthy,
+            Behaviour::Unhealthy(output) => {
+                state.last_health = Some(format!("exit 1 {output}"));
+                Health::Unhealthy
+            }
+            _ => Health::Starting,
+        };
+        Ok(state)
+    }
+
+    async fn create(&self, spec: &ContainerSpec, name: &str) -> Result<()> {
+        self.enter(format!("create {name}")).await?;
+        let mut s = self.state();
+        if s.containers.contains_key(name) {
+            return Err(RemoteError::new(
+                &self.host,
+                ErrorKind::Engine,
+                format!("the container name {name:?} is already in use"),
+            ));
+        }
+        let image_id = s
+            .images
+            .get(&spec.image)
+            .cloned()
+            .ok_or_else(|| self.missing(&format!("image: {}", spec.image)))?;
+        for n in spec.networks.keys() {
+            if !s.networks.contains_key(n) {
+                return Err(self.missing(&format!("network: {n}")));
+            }
+        }
+        s.containers.insert(
+            name.to_owned(),
+            Container {
+                observed: observed_of(spec, image_id),
+                has_healthcheck: spec.healthcheck.is_some(),
+                polls: 0,
+            },
+        );
+        Ok(())
+    }
+
+    async fn start(&self, name: &str) -> Result<()> {
+        self.enter(format!("start {name}")).await?;
+        let mut s = self.state();
+        let State {
+            containers,
+            behaviours,
+            ..
+        } = &mut *s;
+        let c = containers.get_mut(name).ok_or_else(|| self.missing(name))?;
+        let service = c.observed.labels.get(labels::SERVICE).cloned();
+        let behaviour = behaviours
+            .get(name)
+            .or_else(|| service.and_then(|s| behaviours.get(&s)));
+        c.polls = 0;
+        match behaviour {
+            Some(Behaviour::Exits(code)) => {
+                c.observed.state = "exited".into();
+                c.observed.exit_code = Some(*code);
+            }
+            _ => {
+                c.observed.state = "running".into();
+                c.observed.exit_code = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, name: &str, _grace_s: Option<u64>) -> Result<()> {
+        self.enter(format!("stop {name}")).await?;
+        if let Some(c) = self.state().containers.get_mut(name) {
+            c.observed.state = "exited".into();
+            c.observed.exit_code = Some(0);
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, name: &str) -> Result<()> {
+        self.enter(format!("remove {name}")).await?;
+        self.state().containers.remove(name);
+        Ok(())
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.enter(format!("rename {from} {to}")).await?;
+        let mut s = self.state();
+        if s.containers.contains_key(to) {
+            return Err(RemoteError::new(
+                &self.host,
+                ErrorKind::Engine,
+                format!("the container name {to:?} is already in use"),
+            ));
+        }
+        let c = s
+            .containers
+            .remove(from)
+            .ok_or_else(|| self.missing(from))?;
+        s.containers.insert(to.to_owned(), c);
+        Ok(())
+    }
+
+    async fn networks(&self) -> Result<BTreeMap<String, ObservedNetwork>> {
+        self.enter("list networks".into()).await?;
+        Ok(self.state().networks.clone())
+    }
+
+    async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
+        self.enter(format!("create network {}", spec.name)).await?;
+        self.state().networks.insert(
+            spec.name.clone(),
+            ObservedNetwork {
+                driver: spec.driver.clone(),
+                labels: BTreeMap::from([(labels::PROJECT.to_owned(), spec.project.clone())]),
+            },
+        );
+        Ok(())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<()> {
+        self.enter(format!("remove network {name}")).await?;
+        self.state().networks.remove(name);
+        Ok(())
+    }
+
+    async fn volumes(&self) -> Result<BTreeMap<String, ObservedVolume>> {
+        self.enter("list volumes".into()).await?;
+        Ok(self.state().volumes.clone())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<()> {
+        self.enter(format!("create volume {}", spec.name)).await?;
+        self.state().volumes.insert(
+            spec.name.clone(),
+            ObservedVolume {
+                driver: spec.driver.clone(),
+                labels: BTreeMap::from([(labels::PROJECT.to_owned(), spec.project.clone())]),
+            },
+        );
+        Ok(())
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.enter(format!("remove volume {name}")).await?;
+        self.state().volumes.remove(name);
+        Ok(())
+    }
+
+    async fn images(&self) -> Result<Vec<ObservedImage>> {
+        self.enter("list images".into()).await?;
+        let mut by_id: BTreeMap<String, ObservedImage> = BTreeMap::new();
+        for (reference, id) in &self.state().images {
+            let i = by_id.entry(id.clone()).or_insert_with(|| ObservedImage {
+                id: id.clone(),
+                ..ObservedImage::default()
+            });
+            i.tags.push(reference.clone());
+        }
+        Ok(by_id.into_values().collect())
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        self.enter(format!("image id {reference}")).await?;
+        Ok(self.state().images.get(reference).cloned())
+    }
+
+    async fn load_image(&self, reference: &str, mut tar: TarStream) -> Result<()> {
+        self.enter(format!("load image {reference}")).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = tar.next().await {
+            match chunk {
+                Ok(b) => bytes.extend_from_slice(&b),
+                Err(e) => {
+                    return Err(RemoteError::new(
+                        &self.host,
+                        ErrorKind::Engine,
+                        format!("loading {reference}: unexpected EOF ({e})"),
+                    ));
+                }
+            }
+        }
+        // The fake local side sends the image id as the image's content.
+        let id = String::from_utf8_lossy(&bytes).into_owned();
+        self.state().images.insert(reference.to_owned(), id);
+        Ok(())
+    }
+
+    async fn pull_image(&self, reference: &str) -> Result<()> {
+        self.enter(format!("pull image {reference}")).await?;
+        self.state()
+            .images
+            .insert(reference.to_owned(), format!("sha256:pulled-{reference}"));
+        Ok(())
+    }
+
+    async fn exec(
+        &self,
+        container: &str,
+        argv: &[String],
+        _user: Option<&str>,
+    ) -> Result<(i64, String)> {
+        self.enter(format!("exec {container} {}", argv.join(" ")))
+            .await?;
+        let s = self.state();
+        let running = s
+            .containers
+            .get(container)
+            .is_some_and(|c| c.observed.state == "running");
+        if !running {
+            return Err(RemoteError::new(
+                &self.host,
+                ErrorKind::Engine,
+                format!("container {container} is not running"),
+            ));
+        }
+        let code = argv
+            .first()
+            .and_then(|p| s.exec_codes.get(p))
+            .copied()
+            .unwrap_or(0);
+        Ok((code, String::new()))
+    }
+
+    async fn logs_tail(&self, name: &str, _n: usize) -> String {
+        let _ = self.enter(format!("logs {name}")).await;
+        format!("(logs of {name})")
+    }
+}
