@@ -15,7 +15,7 @@ pub mod gate;
 pub mod lock;
 pub mod order;
 pub mod replan;
-mod run;
+pub(crate) mod run;
 
 #[cfg(test)]
 mod tests;

@@ -82,7 +82,7 @@ mod tests {
         }
     }
 
-    fn names(w: &[Vec<&ContainerSpec>]) -> Vec<Vec<&str>> {
+    fn names<'a>(w: &[Vec<&'a ContainerSpec>]) -> Vec<Vec<&'a str>> {
         w.iter()
             .map(|wave| wave.iter().map(|c| c.name.as_str()).collect())
             .collect()
