@@ -37,6 +37,16 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The operations on the in-memory fakes first, on their own: no engine, no sshd, no network.
+    cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "hoist-ops",
+        "-p",
+        "hoist-remote",
+        "--lib",
+    ])?;
     cargo(&["test", "--workspace", "--locked"])?;
     e2e()?;
     api_on_database_image()?;

@@ -439,11 +439,15 @@ pub fn normalize(path: &Path) -> PathBuf {
     for c in path.components() {
         match c {
             std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+            // Only a name of our own is popped: a `..` that climbs out of the start is kept,
+            // and so is the root (`/..` is `/`).
+            std::path::Component::ParentDir => match out.components().next_back() {
+                Some(std::path::Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(std::path::Component::RootDir | std::path::Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
             other => out.push(other),
         }
     }
@@ -461,6 +465,16 @@ pub fn names(set: &BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the project at `.`, a key four levels up kept only `keys/id`: ssh got another file.
+    #[test]
+    fn a_path_that_climbs_out_keeps_every_leading_parent() {
+        let n = |p: &str| normalize(Path::new(p)).display().to_string();
+        assert_eq!(n("inventory/lan/../../../../keys/id"), "../../keys/id");
+        assert_eq!(n("../../keys/id"), "../../keys/id");
+        assert_eq!(n("./a/./b/../c"), "a/c");
+        assert_eq!(n("/etc/../../x"), "/x");
+    }
 
     /// A jump named after an inventory host is that host's user, address and port, and carries
     /// its key and known hosts for the hop to it.

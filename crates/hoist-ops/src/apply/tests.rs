@@ -15,7 +15,7 @@ use hoist_core::secret::Redactor;
 use hoist_core::stack::{ConditionKind, Health};
 use hoist_remote::engine::TarStream;
 use hoist_remote::error::{ErrorKind, Result};
-use hoist_remote::fake::{Behaviour, Fault, FakeHost};
+use hoist_remote::fake::{Behaviour, FakeHost, Fault};
 use hoist_remote::images::LocalImages;
 use hoist_remote::{Engine as _, observe};
 use tokio_util::sync::CancellationToken;
@@ -72,10 +72,7 @@ fn container(name: &str, deps: &[(&str, ConditionKind)], play: usize) -> Contain
         working_dir: None,
         hostname: None,
         stop_grace_period_s: None,
-        depends_on: deps
-            .iter()
-            .map(|(d, k)| ((*d).to_owned(), *k))
-            .collect(),
+        depends_on: deps.iter().map(|(d, k)| ((*d).to_owned(), *k)).collect(),
         mounted_files: BTreeMap::new(),
         config_hash: String::new(),
         play,
@@ -167,10 +164,18 @@ impl World {
     async fn plan(&self) -> Plan {
         let mut observed = Observed::default();
         for (name, h) in &self.hosts {
-            let o = observe::host(h, &self.desired.hosts[name]).await.expect("observes");
+            let o = observe::host(h, &self.desired.hosts[name])
+                .await
+                .expect("observes");
             observed.hosts.insert(name.clone(), o);
         }
-        plan::diff(&self.desired, &observed, "site.yml", "test", &Redactor::new())
+        plan::diff(
+            &self.desired,
+            &observed,
+            "site.yml",
+            "test",
+            &Redactor::new(),
+        )
     }
 
     /// Locks, plans and applies, as `hoist apply --yes` does.
@@ -258,9 +263,15 @@ async fn a_bare_host_is_installed_converged_and_then_left_alone() {
     assert_eq!(h.lock_holder(), None, "the lock is released");
     let calls = h.calls();
     let pos = |c: &str| calls.iter().position(|x| x == c).unwrap_or(usize::MAX);
-    assert!(pos("lock") < pos("facts"), "locked before observing: {calls:?}");
+    assert!(
+        pos("lock") < pos("facts"),
+        "locked before observing: {calls:?}"
+    );
     assert!(pos("install engine") < pos("put /etc/apm/app.env"));
-    assert!(pos("engine start db") < pos("engine create api"), "{calls:?}");
+    assert!(
+        pos("engine start db") < pos("engine create api"),
+        "{calls:?}"
+    );
     let again = w.plan().await;
     assert!(!again.has_changes(), "{:#?}", again.hosts[0].changes);
     let before = h.calls().len();
@@ -268,16 +279,22 @@ async fn a_bare_host_is_installed_converged_and_then_left_alone() {
     assert!(r.ok() && r.hosts[0].changes == 0, "{r:?}");
     let mutations: Vec<String> = h.calls()[before..]
         .iter()
-        .filter(|c| c.starts_with("engine create") || c.starts_with("engine start") || c.starts_with("put"))
+        .filter(|c| {
+            c.starts_with("engine create") || c.starts_with("engine start") || c.starts_with("put")
+        })
         .cloned()
         .collect();
-    assert!(mutations.is_empty(), "a converged host is not touched: {mutations:?}");
+    assert!(
+        mutations.is_empty(),
+        "a converged host is not touched: {mutations:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_dependent_waits_for_its_dependency_to_be_healthy() {
     let h = FakeHost::new("h");
-    h.fake_engine().behave("db", Behaviour::Healthy { polls: 3 });
+    h.fake_engine()
+        .behave("db", Behaviour::Healthy { polls: 3 });
     let w = World::one(h, db_api());
     assert!(w.apply().await.ok());
     let calls = w.host("h").calls();
@@ -308,7 +325,11 @@ async fn a_one_shot_job_gates_on_completion_and_its_failure_shows_its_logs() {
     let want = host_wants(
         vec![
             container("migrate", &[], 0),
-            container("api", &[("migrate", ConditionKind::ServiceCompletedSuccessfully)], 0),
+            container(
+                "api",
+                &[("migrate", ConditionKind::ServiceCompletedSuccessfully)],
+                0,
+            ),
         ],
         Vec::new(),
     );
@@ -343,7 +364,10 @@ async fn a_gate_times_out_with_the_last_health_check() {
 #[tokio::test]
 async fn prune_deletes_on_a_host_whose_only_work_is_deletions() {
     let h = FakeHost::new("h");
-    let w = World::one(h.clone(), host_wants(vec![container("old", &[], 0)], Vec::new()));
+    let w = World::one(
+        h.clone(),
+        host_wants(vec![container("old", &[], 0)], Vec::new()),
+    );
     assert!(w.apply().await.ok());
     // The stack no longer has `old`, and nothing else changes on the host.
     let mut w = World::one(h.clone(), host_wants(Vec::new(), Vec::new()));
@@ -351,12 +375,28 @@ async fn prune_deletes_on_a_host_whose_only_work_is_deletions() {
     want.images.clear();
     want.networks.clear();
     let plan = w.plan().await;
-    assert!(plan.hosts[0].changes.is_empty(), "{:?}", plan.hosts[0].changes);
-    assert_eq!(plan.hosts[0].deletions.len(), 2, "the container and its network");
+    assert!(
+        plan.hosts[0].changes.is_empty(),
+        "{:?}",
+        plan.hosts[0].changes
+    );
+    assert_eq!(
+        plan.hosts[0].deletions.len(),
+        2,
+        "the container and its network"
+    );
     let r = w.apply_plan(&plan).await;
     assert!(r.ok());
-    assert_eq!(h.fake_engine().container_names(), ["old"], "not without --prune");
-    assert!(w.notes().iter().any(|n| n.contains("2 deletion(s) left in place")));
+    assert_eq!(
+        h.fake_engine().container_names(),
+        ["old"],
+        "not without --prune"
+    );
+    assert!(
+        w.notes()
+            .iter()
+            .any(|n| n.contains("2 deletion(s) left in place"))
+    );
     w.opts.prune = true;
     let r = w.apply_plan(&plan).await;
     assert!(r.ok() && r.hosts[0].changes == 2, "{r:?}");
@@ -374,7 +414,11 @@ async fn a_held_lock_refuses_and_a_stale_one_of_another_controller_is_kept() {
     let (locks, refused) = lock::acquire_all(&hosts, false, 1, &events).await;
     assert!(!locks.holds("h"));
     assert_eq!(refused["h"].kind, ErrorKind::Locked);
-    assert!(refused["h"].to_string().contains("pass --break-lock"), "{}", refused["h"]);
+    assert!(
+        refused["h"].to_string().contains("pass --break-lock"),
+        "{}",
+        refused["h"]
+    );
     assert_eq!(h.lock_holder().as_deref(), Some(other), "left as it was");
     // Broken on purpose: compare and delete exactly that holder, then take it.
     let (locks, refused) = lock::acquire_all(&hosts, true, 1, &events).await;
@@ -439,7 +483,10 @@ async fn after_an_engine_install_only_the_reviewed_unknowns_are_resolved() {
         project: "p".into(),
         external: false,
     };
-    h.fake_engine().create_network(&legacy).await.expect("network");
+    h.fake_engine()
+        .create_network(&legacy)
+        .await
+        .expect("network");
     let mut w = w;
     w.opts.prune = true;
     let r = w.apply_plan(&plan).await;
@@ -447,7 +494,10 @@ async fn after_an_engine_install_only_the_reviewed_unknowns_are_resolved() {
         error_of(&r, "h").contains("did not show (delete network p_legacy)"),
         "{r:?}"
     );
-    assert!(h.fake_engine().container_names().is_empty(), "nothing unreviewed ran");
+    assert!(
+        h.fake_engine().container_names().is_empty(),
+        "nothing unreviewed ran"
+    );
 }
 
 #[tokio::test]
@@ -457,12 +507,18 @@ async fn an_interrupted_file_write_fails_and_keeps_the_old_file() {
     h.fault("put /etc/apm/app.env", Fault::Truncate(3));
     let w = World::one(h.clone(), db_api());
     let r = w.apply().await;
-    assert!(error_of(&r, "h").contains("received 3 of 10 bytes"), "{r:?}");
+    assert!(
+        error_of(&r, "h").contains("received 3 of 10 bytes"),
+        "{r:?}"
+    );
     assert_eq!(
         h.file("/etc/apm/app.env").map(|f| f.content),
         Some(b"MODE=old\n".to_vec())
     );
-    assert!(h.calls_of("engine create").is_empty(), "the host stopped there");
+    assert!(
+        h.calls_of("engine create").is_empty(),
+        "the host stopped there"
+    );
 }
 
 #[tokio::test]
@@ -471,8 +527,13 @@ async fn a_file_destination_that_is_a_symlink_is_refused() {
     h.set_other("/etc/apm/app.env", "symlink");
     let w = World::one(h.clone(), db_api());
     let mut observed = Observed::default();
-    let e = observe::host(&h, &w.desired.hosts["h"]).await.expect_err("refused");
-    assert!(e.to_string().contains("/etc/apm/app.env is a symlink"), "{e}");
+    let e = observe::host(&h, &w.desired.hosts["h"])
+        .await
+        .expect_err("refused");
+    assert!(
+        e.to_string().contains("/etc/apm/app.env is a symlink"),
+        "{e}"
+    );
     observed.hosts.clear();
 }
 
@@ -492,7 +553,11 @@ async fn a_replacement_is_created_before_the_old_container_stops() {
     assert!(w.apply().await.ok());
     let calls: Vec<String> = h.calls()[before..]
         .iter()
-        .filter(|c| !c.starts_with("engine state") && !c.starts_with("engine list") && !c.starts_with("engine inspect"))
+        .filter(|c| {
+            !c.starts_with("engine state")
+                && !c.starts_with("engine list")
+                && !c.starts_with("engine inspect")
+        })
         .filter(|c| c.contains("api"))
         .cloned()
         .collect();
@@ -523,7 +588,11 @@ async fn a_failed_replacement_puts_the_old_container_back_and_says_so() {
         c.env.insert("MODE".into(), "prod".into());
         c.seal();
     }
-    h.fail("engine start api", ErrorKind::Engine, "port 8000 is already allocated");
+    h.fail(
+        "engine start api",
+        ErrorKind::Engine,
+        "port 8000 is already allocated",
+    );
     let r = w.apply().await;
     assert_eq!(
         error_of(&r, "h"),
@@ -532,14 +601,22 @@ async fn a_failed_replacement_puts_the_old_container_back_and_says_so() {
     let api = h.fake_engine().container("api").expect("api is there");
     assert_eq!(api.state, "running");
     assert_eq!(api.env, ["MODE=test"], "the previous one");
-    assert_eq!(h.fake_engine().container_names(), ["api", "db"], "no leftover");
+    assert_eq!(
+        h.fake_engine().container_names(),
+        ["api", "db"],
+        "no leftover"
+    );
 
     // A create that fails leaves the running container untouched.
     for c in &mut w.desired.hosts.get_mut("h").expect("h").containers {
         c.env.insert("MODE".into(), "prod2".into());
         c.seal();
     }
-    h.fail("engine create db.hoist-new", ErrorKind::Engine, "no such image");
+    h.fail(
+        "engine create db.hoist-new",
+        ErrorKind::Engine,
+        "no such image",
+    );
     let mark = h.calls().len();
     let r = w.apply().await;
     assert_eq!(
@@ -547,7 +624,10 @@ async fn a_failed_replacement_puts_the_old_container_back_and_says_so() {
         "h: docker: replacing db: no such image; db was left as it was"
     );
     assert!(h.calls()[mark..].iter().all(|c| c != "engine stop db"));
-    assert_eq!(h.fake_engine().container("db").map(|c| c.state).as_deref(), Some("running"));
+    assert_eq!(
+        h.fake_engine().container("db").map(|c| c.state).as_deref(),
+        Some("running")
+    );
 }
 
 #[tokio::test]
@@ -576,7 +656,11 @@ async fn independent_containers_are_created_concurrently() {
     let plan = w.plan().await;
     let applying = w.apply_plan(&plan);
     let _ = tokio::time::timeout(Duration::from_millis(300), applying).await;
-    assert_eq!(h.calls_of("engine create b"), ["engine create b"], "b did not wait for a");
+    assert_eq!(
+        h.calls_of("engine create b"),
+        ["engine create b"],
+        "b did not wait for a"
+    );
 }
 
 #[tokio::test]
@@ -584,14 +668,28 @@ async fn plays_run_in_order_across_hosts() {
     let data = FakeHost::new("data");
     let app = FakeHost::new("app");
     let w = World::new(vec![
-        (data.clone(), host_wants(vec![container("db", &[], 0)], Vec::new())),
-        (app.clone(), host_wants(vec![container("api", &[], 1)], Vec::new())),
+        (
+            data.clone(),
+            host_wants(vec![container("db", &[], 0)], Vec::new()),
+        ),
+        (
+            app.clone(),
+            host_wants(vec![container("api", &[], 1)], Vec::new()),
+        ),
     ]);
-    data.fail("engine start db", ErrorKind::Engine, "no space left on device");
+    data.fail(
+        "engine start db",
+        ErrorKind::Engine,
+        "no space left on device",
+    );
     let r = w.apply().await;
     assert!(!r.ok());
     assert!(error_of(&r, "app").is_empty(), "app itself did not fail");
-    assert_eq!(app.fake_engine().container_names(), ["api"], "a failed host does not stop the others");
+    assert_eq!(
+        app.fake_engine().container_names(),
+        ["api"],
+        "a failed host does not stop the others"
+    );
 }
 
 #[tokio::test]
@@ -613,7 +711,10 @@ async fn cancellation_stops_a_gate_and_still_releases_the_lock() {
 #[test]
 fn a_failed_host_skips_the_plays_validation() {
     let topics = vec!["replication".to_owned()];
-    assert_eq!(play_validation(Vec::new(), Vec::new(), true), PlayValidation::Nothing);
+    assert_eq!(
+        play_validation(Vec::new(), Vec::new(), true),
+        PlayValidation::Nothing
+    );
     assert_eq!(
         play_validation(topics.clone(), vec!["data-1".into()], true),
         PlayValidation::Skip {
@@ -625,7 +726,10 @@ fn a_failed_host_skips_the_plays_validation() {
         play_validation(topics.clone(), Vec::new(), false),
         PlayValidation::Unconfigured(topics.clone())
     );
-    assert_eq!(play_validation(topics.clone(), Vec::new(), true), PlayValidation::Run(topics));
+    assert_eq!(
+        play_validation(topics.clone(), Vec::new(), true),
+        PlayValidation::Run(topics)
+    );
 }
 
 #[test]

@@ -27,8 +27,11 @@ use hoist_core::inventory::Inventory;
 
 pub use material::{INVENTORY, Paths, STATE_DIR};
 
-/// Label on everything the sandbox creates, so `down` removes exactly that.
+/// Label on the hosts and the network the sandbox creates (never on its image, whose labels every
+/// container made from it inherits), so `down` removes exactly those.
 pub const LABEL: &str = "io.hoist.sandbox";
+/// The host image's recipe hash, on the image only.
+const IMAGE_LABEL: &str = "io.hoist.sandbox.image";
 /// Which key a sandbox host authorises.
 const KEY_LABEL: &str = "io.hoist.sandbox.key";
 pub const NETWORK: &str = "hoist-sandbox";
@@ -272,7 +275,7 @@ pub async fn host_image(d: &Docker, progress: &dyn Fn(&str)) -> anyhow::Result<(
         hoist_core::desired::sha256_hex(format!("{HOST_DOCKERFILE}{HOST_ENTRYPOINT}").as_bytes());
     if let Ok(img) = d.inspect_image(HOST_IMAGE).await {
         let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
-        if labels.get(LABEL).map(String::as_str) == Some(hash.as_str()) {
+        if labels.get(IMAGE_LABEL).map(String::as_str) == Some(hash.as_str()) {
             return Ok(());
         }
     }
@@ -289,7 +292,7 @@ pub async fn host_image(d: &Docker, progress: &dyn Fn(&str)) -> anyhow::Result<(
         b.append_data(&mut h, name, body.as_bytes())?;
     }
     let context = b.into_inner()?;
-    let labels = HashMap::from([(LABEL.to_owned(), hash)]);
+    let labels = image_labels(hash);
     let opts = BuildImageOptionsBuilder::default()
         .t(HOST_IMAGE)
         .rm(true)
@@ -545,10 +548,20 @@ pub async fn status(hosts: &[SandboxHost]) -> anyhow::Result<Vec<(SandboxHost, S
     Ok(out)
 }
 
+/// The host image's labels.
+fn image_labels(hash: String) -> HashMap<String, String> {
+    HashMap::from([(IMAGE_LABEL.to_owned(), hash)])
+}
+
+/// What `down` selects containers by: a label only `up` sets on the hosts it creates.
+fn down_filters() -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), vec![LABEL.to_owned()])])
+}
+
 /// Removes every sandbox container, its engine volume, and the network.
 pub async fn down(progress: &dyn Fn(&str)) -> anyhow::Result<()> {
     let d = local_engine(progress).await?;
-    let filters = HashMap::from([("label".to_owned(), vec![LABEL.to_owned()])]);
+    let filters = down_filters();
     let list = d
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -584,4 +597,20 @@ pub async fn down(progress: &dyn Fn(&str)) -> anyhow::Result<()> {
     }
     let _ = d.remove_network(NETWORK).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container someone else made from the sandbox's host image inherits the image's labels:
+    /// `down` must not select it.
+    #[test]
+    fn down_never_selects_by_a_label_the_host_image_carries() {
+        let image = image_labels("hash".into());
+        for selector in &down_filters()["label"] {
+            let key = selector.split('=').next().unwrap_or_default();
+            assert!(!image.contains_key(key), "{key}");
+        }
+    }
 }
