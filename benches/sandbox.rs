@@ -5,6 +5,8 @@
 //! Run with `cargo bench --bench sandbox` (root on Debian, or a running Docker engine). Prints
 //! figures; asserts nothing.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::print_stdout)] // A benchmark prints its figures on stdout.
 
 use std::path::{Path, PathBuf};

@@ -33,8 +33,13 @@ fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
 fn site_desired(root: &std::path::Path, extra: &[&str]) -> hoist_core::desired::Desired {
     let (project, _) = common::load_with(root, "inventory/sandbox", extra);
     let mut diags = hoist_core::diag::Diagnostics::new();
-    let book = hoist_core::playbook::load(root, &root.join("playbooks/site.yml"), &mut diags)
-        .expect("site.yml");
+    let book = hoist_core::playbook::load(
+        &hoist_core::source::Source::disk(),
+        root,
+        &root.join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
     let desired = project.desired(&book, None, &mut diags);
     assert!(!diags.has_errors(), "{:?}", diags.sorted());
     desired

@@ -4,6 +4,9 @@
 //! Not part of `cargo test`: `cargo xtask e2e` (and `cargo xtask ci`) run it, after making sure a
 //! local Docker engine exists. The scenarios run in order in one test, since they share the hosts.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::collections::BTreeSet;

@@ -13,8 +13,13 @@ fn converged() -> BTreeMap<String, HostObserved> {
     let root = demo();
     let (project, _) = load(&root, "inventory/test");
     let mut diags = hoist_core::diag::Diagnostics::new();
-    let book =
-        playbook::load(&root, &root.join("playbooks/site.yml"), &mut diags).expect("playbook");
+    let book = playbook::load(
+        &hoist_core::source::Source::disk(),
+        &root,
+        &root.join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("playbook");
     let desired = project.desired(&book, None, &mut diags);
     assert!(!diags.has_errors(), "{:?}", diags.sorted());
     let defaults = ImageDefaults {

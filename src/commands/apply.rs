@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use futures_util::future::BoxFuture;
+use hoist_core::check::Check;
 use hoist_core::desired;
 use hoist_core::plan::Plan;
+use hoist_core::playbook::Topic;
 use hoist_core::render;
 use hoist_ops::apply::{self, ApplyOptions, Event, Handles, lock};
 use hoist_remote::images::LocalEngine;
-use hoist_remote::validate::Check;
 
 use crate::cli::{ApplyArgs, Global};
 use crate::commands::{plan as planning, remote, validate};
@@ -125,11 +126,11 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
                 }
             });
             let local = LocalEngine::new(&global.project);
-            let validate = |topics: Vec<String>| -> BoxFuture<'_, Vec<Check>> {
+            let validate = |topics: Vec<Topic>| -> BoxFuture<'_, Vec<Check>> {
                 let (hosts, cfg) = (&hosts, validation.clone());
                 Box::pin(async move {
                     match cfg {
-                        Some(cfg) => hoist_remote::validate::run(hosts, &cfg, &topics).await,
+                        Some(cfg) => hoist_ops::validate::run(hosts, &cfg, &topics).await,
                         None => Vec::new(),
                     }
                 })
@@ -264,10 +265,9 @@ fn line(e: &Event) -> String {
             "{host}: done, {changes} change(s) in {:.1} s",
             *ms as f64 / 1000.0
         ),
-        Event::Validated { checks, .. } => format!(
-            "validate:\n{}",
-            hoist_remote::validate::table(checks).trim_end()
-        ),
+        Event::Validated { checks, .. } => {
+            format!("validate:\n{}", hoist_core::check::table(checks).trim_end())
+        }
     }
 }
 

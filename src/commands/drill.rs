@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
+use hoist_core::check::Check;
+use hoist_core::playbook::Topic;
 use hoist_ops::drill::{self, FailoverConfig, OutageConfig, RestoreConfig};
 use hoist_remote::docker;
-use hoist_remote::validate::Check;
 
 use crate::cli::{DrillCommand, Global};
 use crate::commands::remote;
@@ -54,7 +55,7 @@ fn objectstore_outage(
     let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
-    let which = ["replication".to_owned(), "backups".to_owned()];
+    let which = [Topic::Replication, Topic::Backups];
     let cfg = super::validate::config(&project, &which)?;
     let v = first_of(&project, "control")?;
     let control = &v.host;
@@ -101,8 +102,17 @@ fn restore(
         repo,
         set,
         database: v.get("postgres_db")?,
-        count: v.strings("drill_restore_count")?,
-        checksum,
+        count: v
+            .strings("drill_restore_count")?
+            .iter()
+            .map(|t| {
+                t.parse()
+                    .map_err(|e| anyhow!("{host}: `drill_restore_count`: {e}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        checksum: checksum
+            .map(|t| t.parse().map_err(|e| anyhow!("--checksum: {e}")))
+            .transpose()?,
         timeout: Duration::from_secs(timeout),
     };
     let rt = tokio::runtime::Runtime::new()?;

@@ -41,23 +41,10 @@ pub fn run(global: &Global, cmd: InventoryCommand, out: &Output) -> anyhow::Resu
 }
 
 fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8> {
-    let inv = super::inventory_dir(global)?;
-    let mut diags = Diagnostics::new();
-    let project = super::load_project(global, &inv, SecretsMode::Optional, &mut diags)?;
-    let redactor = project
-        .as_ref()
-        .map(|p| p.redactor.clone())
-        .unwrap_or_default();
-    out.use_redactor(&redactor);
-    if diags.has_errors() {
-        out.eprint(&render::diagnostics_text(
-            &diags,
-            out.stderr_color(),
-            &redactor,
-        ));
+    let Some(project) = super::load(global, SecretsMode::Optional, out)? else {
         return Ok(1);
-    }
-    let Some(project) = project else { return Ok(1) };
+    };
+    let redactor = project.redactor.clone();
     if let Some(h) = only
         && !project.inventory.hosts.contains_key(h)
     {

@@ -65,6 +65,11 @@ pub fn cancellation() -> tokio_util::sync::CancellationToken {
     token
 }
 
+/// The user's home, for `~/` in inventory paths.
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
 /// The inventory folder to use: `-i`, or the only one the project has.
 fn inventory_dir(global: &Global) -> anyhow::Result<PathBuf> {
     if let Some(i) = &global.inventory {
@@ -98,18 +103,34 @@ fn inventories(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Loads the project of the chosen inventory, secrets decrypted; on input errors prints them and
-/// returns None (exit 1).
-fn load_with_secrets(global: &Global, out: &Output) -> anyhow::Result<Option<Project>> {
+/// Loads the project of the chosen inventory: the one loading path of the commands that reach
+/// hosts. The project's redactor is installed on `out` before anything is printed, and every
+/// diagnostic is printed (warnings too); on an error, None (exit 1).
+fn load(global: &Global, secrets: SecretsMode, out: &Output) -> anyhow::Result<Option<Project>> {
     let inv = inventory_dir(global)?;
     let mut diags = Diagnostics::new();
-    let project = load_project(global, &inv, SecretsMode::Required, &mut diags)?;
-    if project.is_none() {
-        for d in diags.sorted() {
-            out.eprint(&format!("{d}\n"));
-        }
+    let project = load_project(global, &inv, secrets, &mut diags)?;
+    let redactor = project
+        .as_ref()
+        .map(|p| p.redactor.clone())
+        .unwrap_or_default();
+    out.use_redactor(&redactor);
+    if !diags.is_empty() {
+        out.eprint(&hoist_core::render::diagnostics_text(
+            &diags,
+            out.stderr_color(),
+            &redactor,
+        ));
+    }
+    if diags.has_errors() {
+        return Ok(None);
     }
     Ok(project)
+}
+
+/// [`load`] with every secret decrypted (a missing key is an error).
+fn load_with_secrets(global: &Global, out: &Output) -> anyhow::Result<Option<Project>> {
+    load(global, SecretsMode::Required, out)
 }
 
 /// Loads the project for `inventory`; diagnostics are collected, not printed.
@@ -127,6 +148,8 @@ fn load_project(
         extra_vars,
         secrets,
         keyring,
+        source: hoist_core::source::Source::disk(),
+        home: home(),
     };
     Ok(project::load(opts, diags))
 }

@@ -4,6 +4,7 @@
 //! keeps its ciphertext, so the next plan shows exactly the files that change. `--rotate` re-issues
 //! the certificates, `--rotate-ca` the CA too.
 
+use hoist_core::source::Source;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,13 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
     let inventory = super::inventory_dir(global)?;
     let dir = global.project.join(&inventory);
     let mut diags = Diagnostics::new();
-    let Some(inv) = hoist_core::inventory::load(&global.project, &dir, &mut diags) else {
+    let Some(inv) = hoist_core::inventory::load(
+        &Source::disk(),
+        &global.project,
+        &dir,
+        super::home().as_deref(),
+        &mut diags,
+    ) else {
         for d in diags.sorted() {
             out.eprint(&format!("{d}\n"));
         }

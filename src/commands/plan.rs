@@ -52,7 +52,12 @@ pub fn load(
     let mut diags = Diagnostics::new();
     let project = super::load_project(global, &inv, SecretsMode::Required, &mut diags)?;
     let path = playbook_path(&global.project, playbook);
-    let book = playbook::load(&global.project, &path, &mut diags);
+    let book = playbook::load(
+        &hoist_core::source::Source::disk(),
+        &global.project,
+        &path,
+        &mut diags,
+    );
     let Some(project) = project else {
         return report(&diags, out, &Redactor::new()).map(Err);
     };

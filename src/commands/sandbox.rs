@@ -3,6 +3,7 @@
 use hoist_core::diag::Diagnostics;
 use hoist_core::render;
 use hoist_core::secret::Redactor;
+use hoist_core::source::Source;
 use hoist_remote::sandbox;
 
 use crate::cli::{Global, SandboxCommand};
@@ -11,7 +12,13 @@ use crate::output::Output;
 pub fn run(global: &Global, cmd: SandboxCommand, out: &Output) -> anyhow::Result<u8> {
     let dir = global.project.join(sandbox::INVENTORY);
     let mut diags = Diagnostics::new();
-    let Some(inv) = hoist_core::inventory::load(&global.project, &dir, &mut diags) else {
+    let Some(inv) = hoist_core::inventory::load(
+        &Source::disk(),
+        &global.project,
+        &dir,
+        super::home().as_deref(),
+        &mut diags,
+    ) else {
         out.eprint(&render::diagnostics_text(
             &diags,
             out.stderr_color(),

@@ -1,5 +1,5 @@
 //! `hoist validate`: proves that the platform works, not just that its containers run. The checks
-//! (hoist_remote::validate) go through the SSH masters of the hosts that carry each service: the
+//! (hoist_ops::validate) go through the SSH masters of the hosts that carry each service: the
 //! databases through local ports the first data host forwards (so databases that publish no port
 //! are covered too), pgBackRest in the scheduler container through the first control host's engine,
 //! the object store and the API over HTTPS through forwarded ports, verified as the names their
@@ -10,12 +10,12 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use hoist_core::playbook::CHECKS;
+use hoist_core::check::Check;
+use hoist_core::playbook::Topic;
 use hoist_core::project::Project;
 use hoist_core::vars::HostVars;
-use hoist_remote::validate::{
-    self, Address, ApiConfig, BackupConfig, Check, Config, DbConfig, Login, ObjectStoreConfig,
-    Thresholds,
+use hoist_ops::validate::{
+    self, Address, ApiConfig, BackupConfig, Config, DbConfig, Login, ObjectStoreConfig, Thresholds,
 };
 use serde_json::Value;
 
@@ -167,7 +167,10 @@ pub fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
         admin: v.login("postgres_user", "postgres_password")?,
         writer: v.login("postgres_writer_user", "postgres_writer_password")?,
         reader: v.login("postgres_reader_user", "postgres_reader_password")?,
-        table: v.get("validate_roles_table")?,
+        table: v
+            .get("validate_roles_table")?
+            .parse()
+            .map_err(|e| anyhow!("{}: `validate_roles_table`: {e}", v.host))?,
         thresholds: Thresholds {
             max_lag_bytes: v.number("validate_max_lag_bytes")? as i64,
             max_lag_seconds: v.number("validate_max_lag_seconds")?,
@@ -179,16 +182,16 @@ pub fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
 
 /// The checks' configuration for `which`, from the inventory's variables; a missing or malformed
 /// variable is an error naming the host and the variable.
-pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
-    let wants = |k: &str| which.iter().any(|w| w == k);
+pub fn config(project: &Project, which: &[Topic]) -> anyhow::Result<Config> {
+    let wants = |t: Topic| which.contains(&t);
     let mut cfg = Config::default();
-    if wants("replication") || wants("roles") {
+    if wants(Topic::Replication) || wants(Topic::Roles) {
         cfg.db = Some(db_config(project)?);
-    } else if wants("backups") {
+    } else if wants(Topic::Backups) {
         // Only to ask the primary its WAL segment size, which WAL continuity counts in.
         cfg.db = db_config(project).ok();
     }
-    if wants("backups") {
+    if wants(Topic::Backups) {
         let v = first_of(project, "control")?;
         let hours = |name: &str| -> anyhow::Result<Duration> {
             Ok(Duration::from_secs_f64(v.number(name)? * 3600.0))
@@ -204,7 +207,7 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
             host: v.host.clone(),
         });
     }
-    if wants("object_store") {
+    if wants(Topic::ObjectStore) {
         let v = first_of(project, "control")?;
         cfg.object_store = Some(ObjectStoreConfig {
             address: v.address("validate_object_store")?,
@@ -222,7 +225,7 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
             host: v.host.clone(),
         });
     }
-    if wants("api") {
+    if wants(Topic::Api) {
         let v = first_of(project, "app")?;
         cfg.api = Some(ApiConfig {
             address: v.address("validate_api")?,
@@ -236,16 +239,16 @@ pub fn config(project: &Project, which: &[String]) -> anyhow::Result<Config> {
 }
 
 pub fn run(global: &Global, only: &[String], out: &Output) -> anyhow::Result<u8> {
+    let mut which = Vec::new();
     for c in only {
-        if !CHECKS.contains(&c.as_str()) {
-            bail!("unknown check `{c}` (known: {})", CHECKS.join(", "));
+        match Topic::parse(c) {
+            Some(t) => which.push(t),
+            None => bail!("unknown check `{c}` (known: {})", Topic::known()),
         }
     }
-    let which: Vec<String> = if only.is_empty() {
-        CHECKS.iter().map(|c| (*c).to_owned()).collect()
-    } else {
-        only.to_vec()
-    };
+    if which.is_empty() {
+        which = Topic::ALL.to_vec();
+    }
     let Some(project) = super::load_with_secrets(global, out)? else {
         return Ok(1);
     };
@@ -277,7 +280,7 @@ pub(super) fn print_checks(
         doc.insert("failed".into(), failed.into());
         out.print(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     } else {
-        out.print(&validate::table(checks));
+        out.print(&hoist_core::check::table(checks));
     }
     Ok(u8::from(failed > 0))
 }

@@ -1,5 +1,7 @@
 //! Helpers shared by the CLI tests: run the real `hoist` binary, find fixtures, load projects.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -94,6 +96,8 @@ pub fn load_with(root: &Path, inventory: &str, extra: &[&str]) -> (Project, Diag
             )
             .expect("key"),
         ),
+        source: hoist_core::source::Source::disk(),
+        home: None,
     };
     let p = project::load(opts, &mut diags).expect("project loads");
     (p, diags)

@@ -7,6 +7,9 @@
 //!   Then the API's tests again on the platform's database image (TimescaleDB, pgvector).
 //! - `fmt`: format the workspace.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::Command;
 
 use anyhow::{Context as _, bail};

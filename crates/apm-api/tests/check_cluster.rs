@@ -1,5 +1,8 @@
 //! `apm-api check-cluster` against a real PostgreSQL (`APM_TEST_POSTGRES`) and a dead address.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::Command;
 
 fn run(hosts: &str) -> (i32, String, String) {

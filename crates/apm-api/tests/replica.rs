@@ -3,6 +3,9 @@
 //! after a write sees the write, and when the replica is stopped every read still answers 200; once
 //! it is started again, reads return to it.
 
+// Tests and tools run programs (hoist, openssl, cargo, docker) by design.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::process::Command;

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::playbook::{Action, Wait};
+use crate::playbook::{Action, Topic, Wait};
 use crate::stack::{ConditionKind, Health, MountSource, Port};
 
 /// Labels hoist puts on what it creates.
@@ -238,31 +238,26 @@ pub enum ActionKind {
         user: Option<String>,
         unless: Option<Vec<String>>,
     },
-    Validate(Vec<String>),
+    Validate(Vec<Topic>),
 }
 
 /// The checks the `validate` steps of `hosts` ask for (of one play, or of every play), once
-/// each, in the order of [`crate::playbook::CHECKS`].
+/// each, in the order of [`Topic::ALL`].
 pub fn validations<'a>(
     hosts: impl IntoIterator<Item = &'a HostDesired>,
     play: Option<usize>,
-) -> Vec<String> {
-    let mut wanted: Vec<String> = hosts
+) -> Vec<Topic> {
+    let mut wanted: Vec<Topic> = hosts
         .into_iter()
         .flat_map(|h| &h.actions)
         .filter(|a| play.is_none_or(|p| a.play_index == p))
         .filter_map(|a| match &a.action {
-            Some(ActionKind::Validate(checks)) => Some(checks.iter().cloned()),
+            Some(ActionKind::Validate(checks)) => Some(checks.iter().copied()),
             _ => None,
         })
         .flatten()
         .collect();
-    wanted.sort_by_key(|c| {
-        crate::playbook::CHECKS
-            .iter()
-            .position(|k| k == c)
-            .unwrap_or(usize::MAX)
-    });
+    wanted.sort();
     wanted.dedup();
     wanted
 }
@@ -323,7 +318,7 @@ impl ActionSpec {
                 )
             }
             Action::Validate { checks } => (
-                format!("validate {}", checks.join(", ")),
+                format!("validate {}", Topic::list(checks)),
                 ActionKind::Validate(checks.clone()),
             ),
             _ => return None,

@@ -6,6 +6,7 @@
 //! a [`plan::Plan`], which [`render`] shows as text or JSON. Nothing here does network IO, spawns a
 //! process or needs an async runtime: a test over `cargo tree` keeps it that way.
 
+pub mod check;
 pub mod desired;
 pub mod diag;
 pub mod inventory;
@@ -17,6 +18,8 @@ pub mod project;
 pub mod render;
 pub mod scram;
 pub mod secret;
+pub mod source;
+pub mod sql;
 pub mod stack;
 pub mod template;
 pub mod vars;

@@ -8,6 +8,7 @@
 use std::path::Path;
 
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::source::Source;
 use crate::stack::{ConditionKind, service_condition};
 use crate::yaml::{self, Ctx, Node, Value};
 
@@ -67,7 +68,7 @@ pub enum Action {
         unless: Option<Vec<String>>,
     },
     /// Run validation checks.
-    Validate { checks: Vec<String> },
+    Validate { checks: Vec<Topic> },
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -90,8 +91,57 @@ pub enum Wait {
     },
 }
 
-/// The checks `validate` knows.
-pub const CHECKS: &[&str] = &["replication", "backups", "object_store", "roles", "api"];
+/// A topic of `validate`'s checks, parsed once from the playbook or `--only`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Replication,
+    Backups,
+    ObjectStore,
+    Roles,
+    Api,
+}
+
+impl Topic {
+    /// Every topic, in the order their checks run.
+    pub const ALL: [Topic; 5] = [
+        Topic::Replication,
+        Topic::Backups,
+        Topic::ObjectStore,
+        Topic::Roles,
+        Topic::Api,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Topic::Replication => "replication",
+            Topic::Backups => "backups",
+            Topic::ObjectStore => "object_store",
+            Topic::Roles => "roles",
+            Topic::Api => "api",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Topic> {
+        Topic::ALL.into_iter().find(|t| t.as_str() == word)
+    }
+
+    /// The topics' names, for messages.
+    pub fn known() -> String {
+        Topic::ALL.map(Topic::as_str).join(", ")
+    }
+
+    /// `topics` as a list for messages.
+    pub fn list(topics: &[Topic]) -> String {
+        topics
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
 
 const ACTIONS: &[&str] = &[
     "engine", "file", "stack", "images", "wait", "exec", "validate",
@@ -111,8 +161,8 @@ impl Action {
     }
 }
 
-pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playbook> {
-    let (source, node) = yaml::load(root, path, "no such playbook", diags)?;
+pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<Playbook> {
+    let (source, node) = yaml::load(src, root, path, "no such playbook", diags)?;
     let mut ctx = Ctx::new(source.clone(), diags);
     let mut plays = Vec::new();
     if !matches!(node.value, Value::Seq(_)) {
@@ -254,15 +304,16 @@ fn decode_step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
             }
         }
         "validate" => {
-            let checks = ctx.strings(body, &p);
-            for c in &checks {
-                if !CHECKS.contains(&c.as_str()) {
-                    ctx.error(
+            let mut checks = Vec::new();
+            for c in ctx.strings(body, &p) {
+                match Topic::parse(&c) {
+                    Some(t) => checks.push(t),
+                    None => ctx.error(
                         body.loc,
                         &p,
                         Kind::InvalidValue,
-                        format!("unknown check `{c}` (known: {})", CHECKS.join(", ")),
-                    );
+                        format!("unknown check `{c}` (known: {})", Topic::known()),
+                    ),
                 }
             }
             Some(Action::Validate { checks })

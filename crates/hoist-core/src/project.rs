@@ -14,6 +14,7 @@ use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::inventory::{self, Inventory, normalize};
 use crate::playbook::{self, Action, Playbook, Wait};
 use crate::secret::Redactor;
+use crate::source::Source;
 use crate::stack::{self, LowerCtx, Stack, StackFile};
 use crate::template;
 use crate::vars::{self, HostVars, SecretsMode, VarFile};
@@ -28,11 +29,16 @@ pub struct LoadOptions {
     pub extra_vars: Vec<(String, String)>,
     pub secrets: SecretsMode,
     pub keyring: Option<Keyring>,
+    /// Where the files are read from (the disk, or a test's fixture).
+    pub source: Source,
+    /// The user's home, for `~/` in inventory paths (the command layer knows it).
+    pub home: Option<PathBuf>,
 }
 
 #[derive(Debug)]
 pub struct Project {
     pub root: PathBuf,
+    pub source: Source,
     pub inventory: Inventory,
     pub defaults: Vec<VarFile>,
     pub stacks: BTreeMap<String, StackFile>,
@@ -45,15 +51,23 @@ pub struct Project {
 /// Loads the project for one inventory. Problems go to `diags`; `None` only when nothing usable remains.
 pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
     let root = opts.root.clone();
+    let src = opts.source.clone();
     let inv_dir = if opts.inventory.is_absolute() {
         opts.inventory.clone()
     } else {
         root.join(&opts.inventory)
     };
-    let mut inventory = inventory::load(&root, &normalize(&inv_dir), diags)?;
-    let mut defaults: Vec<VarFile> = vars::yaml_files(&root.join("vars"))
+    let mut inventory = inventory::load(
+        &src,
+        &root,
+        &normalize(&inv_dir),
+        opts.home.as_deref(),
+        diags,
+    )?;
+    let mut defaults: Vec<VarFile> = src
+        .yaml_files(&root, &root.join("vars"), diags)
         .iter()
-        .filter_map(|p| VarFile::load(&root, p, diags))
+        .filter_map(|p| VarFile::load(&src, &root, p, diags))
         .collect();
 
     let redactor = Redactor::new();
@@ -70,7 +84,7 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
             diags,
         );
     }
-    let env = template::environment(Some(&template::templates_dir(&root)), &redactor);
+    let env = template::environment(Some((&src, &template::templates_dir(&root))), &redactor);
     let vars: BTreeMap<String, HostVars> = inventory
         .hosts
         .values()
@@ -91,8 +105,8 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
         .collect();
 
     let mut stacks = BTreeMap::new();
-    for path in vars::yaml_files(&root.join("stacks")) {
-        if let Some(s) = stack::load(&root, &path, diags) {
+    for path in src.yaml_files(&root, &root.join("stacks"), diags) {
+        if let Some(s) = stack::load(&src, &root, &path, diags) {
             if !s.hosts.is_empty()
                 && let Err(e) = inventory.select(&s.hosts)
             {
@@ -109,6 +123,7 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
     }
     Some(Project {
         root,
+        source: src,
         inventory,
         defaults,
         stacks,
@@ -130,6 +145,7 @@ impl Project {
         let vars = self.vars.get(host)?;
         let lc = LowerCtx {
             root: &self.root,
+            src: &self.source,
             env: &self.env,
             vars,
             host,
@@ -140,8 +156,9 @@ impl Project {
     }
 
     /// Every playbook of the project.
-    pub fn playbook_paths(&self) -> Vec<PathBuf> {
-        vars::yaml_files(&self.root.join("playbooks"))
+    pub fn playbook_paths(&self, diags: &mut Diagnostics) -> Vec<PathBuf> {
+        self.source
+            .yaml_files(&self.root, &self.root.join("playbooks"), diags)
     }
 
     /// Renders a template file of `templates/` for a host.
@@ -155,7 +172,10 @@ impl Project {
         diags: &mut Diagnostics,
     ) -> Option<String> {
         let vars = self.vars.get(host)?;
-        if !template::templates_dir(&self.root).join(name).is_file() {
+        if !self
+            .source
+            .is_file(&template::templates_dir(&self.root).join(name))
+        {
             diags.error(
                 origin,
                 loc,
@@ -293,7 +313,7 @@ impl Project {
                             None => return,
                         }
                     }
-                    (None, Some(s)) => match std::fs::read_to_string(self.root.join(s)) {
+                    (None, Some(s)) => match self.source.read_to_string(&self.root.join(s)) {
                         Ok(c) => (c, s.clone()),
                         Err(e) => {
                             diags.error(
@@ -486,6 +506,7 @@ impl Project {
                         dockerfile: b.dockerfile.clone(),
                         args: b.args.clone(),
                         context_hash: context_hash(
+                            &self.source,
                             &self.root,
                             &b.context,
                             &b.dockerfile,
@@ -641,6 +662,7 @@ pub fn container_name(project: &str, service: &str) -> String {
 /// and what the added binaries are made from (a workspace binary's input files, a crate's name,
 /// version and features).
 pub fn context_hash(
+    src: &Source,
     root: &Path,
     context: &str,
     dockerfile: &str,
@@ -649,7 +671,7 @@ pub fn context_hash(
 ) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    hash_tree(&mut h, &root.join(context));
+    hash_tree(src, &mut h, &root.join(context));
     h.update(dockerfile.as_bytes());
     for (k, v) in args {
         h.update(format!("\0{k}={v}").as_bytes());
@@ -662,9 +684,9 @@ pub fn context_hash(
                 for input in inputs {
                     h.update(format!("{input}\0").as_bytes());
                     let path = root.join(input);
-                    if path.is_dir() {
-                        hash_tree(&mut h, &path);
-                    } else if let Ok(bytes) = std::fs::read(&path) {
+                    if src.is_dir(&path) {
+                        hash_tree(src, &mut h, &path);
+                    } else if let Ok(bytes) = src.read(&path) {
                         h.update(&bytes);
                     }
                 }
@@ -680,28 +702,38 @@ pub fn context_hash(
 }
 
 /// Every file's path (relative to `dir`) and content, in order.
-fn hash_tree(h: &mut sha2::Sha256, dir: &Path) {
+fn hash_tree(src: &Source, h: &mut sha2::Sha256, dir: &Path) {
     use sha2::Digest as _;
-    let mut files = Vec::new();
-    collect_files(dir, dir, &mut files);
-    files.sort();
-    for rel in files {
+    for rel in src.files_under(dir) {
         h.update(rel.as_bytes());
         h.update([0]);
-        if let Ok(bytes) = std::fs::read(dir.join(&rel)) {
+        if let Ok(bytes) = src.read(&dir.join(&rel)) {
             h.update(&bytes);
         }
         h.update([0]);
     }
 }
 
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            collect_files(root, &p, out);
-        } else if let Ok(rel) = p.strip_prefix(root) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
+/// A key or known_hosts file the inventory names but that is not there: ssh would only say the
+/// host "refused authentication" or its key "is unknown".
+fn connection_files(src: &Source, inv: &Inventory, diags: &mut Diagnostics) {
+    for h in inv.hosts.values() {
+        let c = &h.connection;
+        for (field, path) in [
+            ("identity_file", &c.identity_file),
+            ("known_hosts_file", &c.known_hosts_file),
+        ] {
+            if let Some(p) = path
+                && !src.is_file(p)
+            {
+                diags.warning(
+                    &inv.file,
+                    h.loc,
+                    &format!("hosts.{}.{field}", h.name),
+                    Kind::Io,
+                    format!("{} does not exist", p.display()),
+                );
+            }
         }
     }
 }
@@ -709,8 +741,9 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// Loads and checks everything: every playbook's desired state on every host it targets, every stack
 /// on every host it is bound to, and the syntax of every template.
 pub fn check(project: &Project, diags: &mut Diagnostics) {
-    for path in project.playbook_paths() {
-        if let Some(book) = playbook::load(&project.root, &path, diags) {
+    connection_files(&project.source, &project.inventory, diags);
+    for path in project.playbook_paths(diags) {
+        if let Some(book) = playbook::load(&project.source, &project.root, &path, diags) {
             project.desired(&book, None, diags);
         }
     }
@@ -722,10 +755,12 @@ pub fn check(project: &Project, diags: &mut Diagnostics) {
         }
     }
     let dir = template::templates_dir(&project.root);
-    let mut names = Vec::new();
-    collect_files(&dir, &dir, &mut names);
-    names.sort();
-    for name in names.into_iter().filter(|n| n.ends_with(".j2")) {
+    for name in project
+        .source
+        .files_under(&dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".j2"))
+    {
         if let Err(e) = project.env.get_template(&name) {
             let o = template::Origin {
                 file: SourceName(format!("templates/{name}")),

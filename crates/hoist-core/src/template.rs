@@ -15,14 +15,20 @@ use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::scram;
 use crate::secret::Redactor;
+use crate::source::Source;
 
 /// Converts any serializable value into a template value.
 pub fn to_value<T: serde::Serialize>(v: T) -> Value {
     Value::from(minijinja::value::Serde(v))
 }
 
-/// Builds the template environment. Templates are loaded by name from `templates_dir`.
-pub fn environment(templates_dir: Option<&Path>, redactor: &Redactor) -> Environment<'static> {
+/// Builds the template environment. Templates are loaded by name from a templates folder, read
+/// through the project's [`Source`]; a name that climbs out of it (`..`, an absolute path) is
+/// not found.
+pub fn environment(
+    templates: Option<(&Source, &Path)>,
+    redactor: &Redactor,
+) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -34,8 +40,26 @@ pub fn environment(templates_dir: Option<&Path>, redactor: &Redactor) -> Environ
     {
         env.set_syntax(syntax);
     }
-    if let Some(dir) = templates_dir {
-        env.set_loader(minijinja::path_loader(dir));
+    if let Some((src, dir)) = templates {
+        let (src, dir) = (src.clone(), dir.to_path_buf());
+        env.set_loader(move |name: &str| {
+            let rel = Path::new(name);
+            let inside = rel
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Ok(None);
+            }
+            match src.read_to_string(&dir.join(rel)) {
+                Ok(text) => Ok(Some(text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    format!("cannot read template {name}"),
+                )
+                .with_source(e)),
+            }
+        });
     }
     add_filters(&mut env, redactor);
     env

@@ -16,6 +16,7 @@ use serde_json::Value as Json;
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::inventory::{Host, Inventory};
 use crate::secret::{REDACTED, Redactor, Secret};
+use crate::source::{Source, is_yaml};
 use crate::template;
 use crate::vault::{self, Keyring};
 use crate::yaml::{self, Ctx, Node};
@@ -87,8 +88,13 @@ impl VarFile {
     }
 
     /// Loads a variables file; `secrets.yml` files hold secret values.
-    pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<VarFile> {
-        let (source, node) = yaml::load(root, path, "cannot read: no such file", diags)?;
+    pub fn load(
+        src: &Source,
+        root: &Path,
+        path: &Path,
+        diags: &mut Diagnostics,
+    ) -> Option<VarFile> {
+        let (source, node) = yaml::load(src, root, path, "cannot read: no such file", diags)?;
         let secret = is_secrets_file(path);
         let mut ctx = Ctx::new(source, diags);
         Some(VarFile::from_node(&mut ctx, &node, "", secret))
@@ -105,48 +111,22 @@ pub fn is_secrets_file(path: &Path) -> bool {
     })
 }
 
-fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yml" | "yaml")
-    )
-}
-
-/// YAML files of a folder, sorted by name.
-pub fn yaml_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && is_yaml(p))
-        .collect();
-    files.sort();
-    files
-}
-
 /// Loads `group_vars/` or `host_vars/`: `<name>.yml` files and `<name>/` folders, keyed by name.
 pub fn load_folder(
+    src: &Source,
     root: &Path,
     dir: &Path,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Vec<VarFile>> {
     let mut out: BTreeMap<String, Vec<VarFile>> = BTreeMap::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
+    for path in src.children(root, dir, diags) {
+        if src.is_dir(&path) {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            for file in yaml_files(&path) {
-                if let Some(vf) = VarFile::load(root, &file, diags) {
+            for file in src.yaml_files(root, &path, diags) {
+                if let Some(vf) = VarFile::load(src, root, &file, diags) {
                     out.entry(name.clone()).or_default().push(vf);
                 }
             }
@@ -155,7 +135,7 @@ pub fn load_folder(
                 .file_stem()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if let Some(vf) = VarFile::load(root, &path, diags) {
+            if let Some(vf) = VarFile::load(src, root, &path, diags) {
                 out.entry(name).or_default().push(vf);
             }
         }

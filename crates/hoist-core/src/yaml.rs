@@ -168,13 +168,14 @@ impl<'de> Visitor<'de> for ValueVisitor {
 /// Reads and parses the YAML file at `path` (reported relative to `root`). A missing file is
 /// reported as `missing`; other read and syntax errors as themselves.
 pub fn load(
+    src: &crate::source::Source,
     root: &std::path::Path,
     path: &std::path::Path,
     missing: &str,
     diags: &mut Diagnostics,
 ) -> Option<(SourceName, Node)> {
     let source = SourceName::new(root, path);
-    let text = match std::fs::read_to_string(path) {
+    let text = match src.read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             let what = if e.kind() == std::io::ErrorKind::NotFound {

@@ -19,6 +19,8 @@ fn demo_templates_render_per_host() {
         extra_vars: vec![],
         secrets: SecretsMode::Optional,
         keyring: None,
+        source: hoist_core::source::Source::disk(),
+        home: None,
     };
     let p = project::load(opts, &mut diags).expect("loads");
     let mut out = String::new();

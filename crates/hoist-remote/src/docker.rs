@@ -322,6 +322,8 @@ impl Engine for DockerEngine {
                     .map(|n| n.trim_start_matches('/').to_owned())
                     .unwrap_or_default(),
                 labels: c.labels.unwrap_or_default().into_iter().collect(),
+                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                status: c.status.unwrap_or_default(),
             })
             .collect())
     }

@@ -40,11 +40,14 @@ pub enum Health {
     Unhealthy,
 }
 
-/// A container as listed: its name and labels.
+/// A container as listed: its name, labels, state (`running`, ...) and the engine's status line
+/// (`Up 3 minutes (healthy)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub status: String,
 }
 
 /// A host's container engine.

@@ -262,12 +262,8 @@ mod on_sh {
             .stderr(Stdio::piped())
             .spawn()
             .expect("sh");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin)
-            .expect("write");
+        // A script that refuses early does not read its input: the pipe may break.
+        let _ = child.stdin.take().expect("stdin").write_all(stdin);
         let out = child.wait_with_output().expect("wait");
         (
             out.status.success(),

@@ -198,9 +198,12 @@ pub fn diff(
                 summary.unknown += 1;
             }
             match c.action {
-                ChangeAction::Update | ChangeAction::Configure | ChangeAction::Start => {
-                    summary.update += 1
-                }
+                // A delete among the changes is a leftover of an interrupted replacement: part of
+                // converging a container that stays, so it counts with the updates.
+                ChangeAction::Update
+                | ChangeAction::Configure
+                | ChangeAction::Start
+                | ChangeAction::Delete => summary.update += 1,
                 ChangeAction::Recreate => summary.recreate += 1,
                 _ => summary.create += 1,
             }

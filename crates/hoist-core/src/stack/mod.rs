@@ -16,6 +16,7 @@ use minijinja::Environment;
 
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::secret::Redactor;
+use crate::source::Source;
 use crate::vars::HostVars;
 use crate::yaml::{self, Ctx, Node, Value};
 
@@ -77,8 +78,8 @@ fn valid_project(name: &str) -> bool {
 }
 
 /// Reads a stack file and its binding; the services are checked when lowered.
-pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFile> {
-    let (source, node) = yaml::load(root, path, "cannot read: no such file", diags)?;
+pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFile> {
+    let (source, node) = yaml::load(src, root, path, "cannot read: no such file", diags)?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -139,6 +140,7 @@ pub fn load(root: &Path, path: &Path, diags: &mut Diagnostics) -> Option<StackFi
 #[derive(Debug)]
 pub struct LowerCtx<'a> {
     pub root: &'a Path,
+    pub src: &'a Source,
     pub env: &'a Environment<'static>,
     pub vars: &'a HostVars,
     pub host: &'a str,

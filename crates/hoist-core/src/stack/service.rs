@@ -5,10 +5,11 @@
 //! differences that are only spelling.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::diag::{Kind, Loc};
 use crate::inventory::normalize;
+use crate::source::Source;
 use crate::template;
 use crate::yaml::{self, Ctx, Node, Value};
 
@@ -193,7 +194,7 @@ pub(super) fn decode(
         let p = yaml::join(path, key);
         match key {
             "image" => svc.image = ctx.string(v, &p).unwrap_or_default(),
-            "build" => svc.build = build(ctx, v, &p, stack_dir, lc.root),
+            "build" => svc.build = build(ctx, v, &p, stack_dir, lc.root, lc.src),
             "command" => svc.command = command(ctx, v, &p),
             "entrypoint" => svc.entrypoint = command(ctx, v, &p),
             "environment" => {
@@ -283,7 +284,14 @@ pub(super) fn decode(
     Some(svc)
 }
 
-fn build(ctx: &mut Ctx<'_>, v: &Node, p: &str, stack_dir: &Path, root: &Path) -> Option<Build> {
+fn build(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    stack_dir: &Path,
+    root: &Path,
+    src: &Source,
+) -> Option<Build> {
     let (context, dockerfile, args, binaries) = match &v.value {
         Value::Str(s) => (
             s.clone(),
@@ -303,14 +311,14 @@ fn build(ctx: &mut Ctx<'_>, v: &Node, p: &str, stack_dir: &Path, root: &Path) ->
                 .unwrap_or_default();
             let binaries = f
                 .get(BINARIES)
-                .map(|b| binaries(ctx, b, &yaml::join(p, BINARIES), root))
+                .map(|b| binaries(ctx, b, &yaml::join(p, BINARIES), root, src))
                 .unwrap_or_default();
             f.finish(ctx, true);
             (context, dockerfile, args, binaries)
         }
     };
     let dir = normalize(&stack_dir.join(&context));
-    if !dir.join(&dockerfile).is_file() {
+    if !src.is_file(&dir.join(&dockerfile)) {
         ctx.error(
             v.loc,
             p,
@@ -344,6 +352,7 @@ fn binaries(
     v: &Node,
     p: &str,
     root: &Path,
+    src: &Source,
 ) -> BTreeMap<String, crate::desired::Binary> {
     use crate::desired::Binary;
     let mut out = BTreeMap::new();
@@ -384,7 +393,7 @@ fn binaries(
                     );
                 }
                 for (i, input) in inputs.iter().enumerate() {
-                    if !root.join(input).exists() {
+                    if !src.exists(&root.join(input)) {
                         ctx.error(
                             body.loc,
                             &yaml::index(&yaml::join(&bp, "inputs"), i),
@@ -576,7 +585,7 @@ fn env_file(
 ) -> BTreeMap<String, String> {
     let (rel, required) = item;
     let path = normalize(&stack_dir.join(rel));
-    if !path.is_file() {
+    if !lc.src.is_file(&path) {
         if *required {
             ctx.error(
                 v.loc,
@@ -618,7 +627,7 @@ fn read_source(
     p: &str,
     lc: &LowerCtx<'_>,
 ) -> Option<String> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match lc.src.read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             ctx.error(
@@ -879,7 +888,7 @@ fn volume(
             );
             return;
         };
-        if !local.exists() {
+        if !lc.src.exists(&local) {
             ctx.error(
                 v.loc,
                 p,
@@ -889,8 +898,12 @@ fn volume(
             return;
         }
         let host_path = host_path(&file.project, rel);
-        let files = if local.is_dir() {
-            walk(&local)
+        let files = if lc.src.is_dir(&local) {
+            lc.src
+                .files_under(&local)
+                .into_iter()
+                .map(|rel| local.join(rel))
+                .collect()
         } else {
             vec![local.clone()]
         };
@@ -925,25 +938,6 @@ fn host_path(project: &str, rel: &Path) -> String {
 
 fn host_path_file(project: &str, rel: &Path) -> String {
     host_path(project, rel)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for e in entries {
-        if e.is_dir() {
-            out.extend(walk(&e));
-        } else {
-            out.push(e);
-        }
-    }
-    out
 }
 
 fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Vec<String>> {

@@ -27,12 +27,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
+use hoist_core::check::Check;
 use hoist_core::desired::{self, Desired};
 use hoist_core::plan::Plan;
+use hoist_core::playbook::Topic;
 use hoist_core::secret::Redactor;
 use hoist_remote::Host;
 use hoist_remote::images::LocalImages;
-use hoist_remote::validate::Check;
 use tokio_util::sync::CancellationToken;
 
 pub use lock::Locks;
@@ -115,7 +116,7 @@ pub enum Event {
 pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// Runs a play's `validate` checks (the topics it names), once every host of the play converged.
-pub type Validator<'a> = dyn Fn(Vec<String>) -> BoxFuture<'a, Vec<Check>> + Send + Sync + 'a;
+pub type Validator<'a> = dyn Fn(Vec<Topic>) -> BoxFuture<'a, Vec<Check>> + Send + Sync + 'a;
 
 /// The outcome for one host.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -170,19 +171,19 @@ pub enum PlayValidation {
     /// The play has no validate step.
     Nothing,
     /// Run these topics.
-    Run(Vec<String>),
+    Run(Vec<Topic>),
     /// Skipped: these hosts failed, and they are the failure to report.
     Skip {
-        topics: Vec<String>,
+        topics: Vec<Topic>,
         failed: Vec<String>,
     },
     /// Asked for, but nothing was configured to run them.
-    Unconfigured(Vec<String>),
+    Unconfigured(Vec<Topic>),
 }
 
 /// Decides a play's validate step.
 pub fn play_validation(
-    topics: Vec<String>,
+    topics: Vec<Topic>,
     failed: Vec<String>,
     configured: bool,
 ) -> PlayValidation {
@@ -269,12 +270,12 @@ pub async fn apply<H: Host, L: LocalImages>(
             PlayValidation::Nothing => {}
             PlayValidation::Skip { topics, failed } => note(format!(
                 "validate {}: not run, {} failed",
-                topics.join(", "),
+                Topic::list(&topics),
                 failed.join(", ")
             )),
             PlayValidation::Unconfigured(topics) => note(format!(
                 "validate {}: no checks configured",
-                topics.join(", ")
+                Topic::list(&topics)
             )),
             PlayValidation::Run(topics) => {
                 if let Some(validator) = handles.validator {

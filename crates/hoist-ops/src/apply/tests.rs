@@ -710,7 +710,7 @@ async fn cancellation_stops_a_gate_and_still_releases_the_lock() {
 
 #[test]
 fn a_failed_host_skips_the_plays_validation() {
-    let topics = vec!["replication".to_owned()];
+    let topics = vec![Topic::Replication];
     assert_eq!(
         play_validation(Vec::new(), Vec::new(), true),
         PlayValidation::Nothing

@@ -26,8 +26,9 @@ use hoist_remote::docker;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::gate::{self, Gate};
+use crate::validate::{self, DbConfig, Standby};
+use hoist_core::check::{Check, failed};
 use hoist_remote::SshHost;
-use hoist_remote::validate::{self, Check, DbConfig, Standby, failed};
 
 /// The containers the drill stops and starts, and which standby to promote.
 #[derive(Debug, Clone)]

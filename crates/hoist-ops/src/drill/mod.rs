@@ -25,6 +25,7 @@ use bollard::query_parameters::{
     StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
+use hoist_core::sql::TableName;
 use hoist_remote::Engine as _;
 use hoist_remote::docker::DockerEngine;
 
@@ -32,8 +33,9 @@ use hoist_remote::docker;
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::gate::{self, Gate};
+use crate::validate;
+use hoist_core::check::Check;
 use hoist_remote::SshHost;
-use hoist_remote::validate::{self, Check};
 
 /// What to restore, and where.
 #[derive(Debug, Clone)]
@@ -48,9 +50,9 @@ pub struct RestoreConfig {
     pub set: Option<String>,
     pub database: String,
     /// Tables whose rows are counted after the restore.
-    pub count: Vec<String>,
+    pub count: Vec<TableName>,
     /// A table whose rows are also checksummed (md5 of its rows in order).
-    pub checksum: Option<String>,
+    pub checksum: Option<TableName>,
     pub timeout: Duration,
 }
 
@@ -143,7 +145,10 @@ async fn run(d: &DockerEngine, c: &RestoreConfig) -> Result<Vec<String>, String>
         c.repo.to_string(),
         c.set.clone().unwrap_or_default(),
         c.database.clone(),
-        c.checksum.clone().unwrap_or_default(),
+        c.checksum
+            .as_ref()
+            .map(TableName::plain)
+            .unwrap_or_default(),
     ];
     args.extend(config.cmd.unwrap_or_default());
     let mut cmd = vec![
@@ -158,7 +163,14 @@ async fn run(d: &DockerEngine, c: &RestoreConfig) -> Result<Vec<String>, String>
         user: config.user,
         entrypoint: Some(cmd),
         cmd: Some(Vec::new()),
-        env: Some(vec![format!("COUNT_TABLES={}", c.count.join(" "))]),
+        env: Some(vec![format!(
+            "COUNT_TABLES={}",
+            c.count
+                .iter()
+                .map(TableName::plain)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )]),
         labels: Some(HashMap::from([(
             "io.hoist.drill".to_owned(),
             "restore".to_owned(),

@@ -180,6 +180,11 @@ impl Engine for FakeEngine {
             .map(|(name, c)| Listed {
                 name: name.clone(),
                 labels: c.observed.labels.clone(),
+                state: c.observed.state.clone(),
+                status: match c.observed.exit_code {
+                    Some(code) => format!("Exited ({code})"),
+                    None => "Up".into(),
+                },
             })
             .collect())
     }

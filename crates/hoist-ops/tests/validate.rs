@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hoist_remote::validate::{self, Standby, Thresholds};
+use hoist_ops::validate::{self, Standby, Thresholds};
 use sqlx::PgPool;
 
 fn url(var: &str) -> url::Url {
@@ -78,7 +78,7 @@ async fn replication_checks_name_each_standby() {
         gone.measured.contains("absent from pg_stat_replication"),
         "{gone:?}"
     );
-    let text = validate::table(&checks);
+    let text = hoist_core::check::table(&checks);
     assert!(text.contains("FAIL  replication.streaming"), "{text}");
     assert!(text.contains("1 failed"), "{text}");
 }
@@ -131,7 +131,7 @@ async fn roles_checks_try_each_privilege() {
         .await
         .expect("reader");
 
-    let checks = validate::roles((&writer, &w), (&reader, &r), "events").await;
+    let checks = validate::roles((&writer, &w), (&reader, &r), &events()).await;
     assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
     let refused = checks
         .iter()
@@ -145,7 +145,7 @@ async fn roles_checks_try_each_privilege() {
     assert_eq!(count, 0, "the checks write nothing");
 
     // A reader that can write is a failure, named.
-    let swapped = validate::roles((&writer, &w), (&writer, &w), "events").await;
+    let swapped = validate::roles((&writer, &w), (&writer, &w), &events()).await;
     let bad = swapped
         .iter()
         .find(|c| c.check == "roles.reader_cannot_write")
@@ -164,4 +164,8 @@ async fn roles_checks_try_each_privilege() {
             .execute(&admin)
             .await;
     }
+}
+
+fn events() -> hoist_core::sql::TableName {
+    "events".parse().expect("a table name")
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::source::Source;
 use crate::vars::VarFile;
 use crate::yaml::{self, Ctx};
 
@@ -112,15 +113,22 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Loads `dir` (an inventory folder holding `hosts.yml`). `root` is the project root, for file names.
-pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventory> {
+pub fn load(
+    src: &Source,
+    root: &Path,
+    dir: &Path,
+    home: Option<&Path>,
+    diags: &mut Diagnostics,
+) -> Option<Inventory> {
+    let base = Base { dir, home };
     let path = dir.join("hosts.yml");
     let missing = format!("no inventory here: {} does not exist", path.display());
-    let (file, node) = yaml::load(root, &path, &missing, diags)?;
+    let (file, node) = yaml::load(src, root, &path, &missing, diags)?;
     let mut ctx = Ctx::new(file.clone(), diags);
     let mut top = ctx.fields(&node, "")?;
 
     let defaults = match top.get("connection") {
-        Some(n) => connection(&mut ctx, n, "connection", &Connection::default(), dir),
+        Some(n) => connection(&mut ctx, n, "connection", &Connection::default(), &base),
         None => Connection::default(),
     };
 
@@ -151,7 +159,7 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
                 );
             }
             let mut conn = defaults.clone();
-            connection_keys(&mut ctx, &mut f, &mut conn, &path, dir);
+            connection_keys(&mut ctx, &mut f, &mut conn, &path, &base);
             if let Some(v) = f.get("vars") {
                 host_vars
                     .entry(name.clone())
@@ -292,7 +300,7 @@ pub fn load(root: &Path, dir: &Path, diags: &mut Diagnostics) -> Option<Inventor
 
     // group_vars/ and host_vars/: files or folders named after a group or host.
     for (folder, is_group) in [("group_vars", true), ("host_vars", false)] {
-        for (name, files) in crate::vars::load_folder(root, &dir.join(folder), diags) {
+        for (name, files) in crate::vars::load_folder(src, root, &dir.join(folder), diags) {
             let known = if is_group {
                 name == "all" || groups.contains_key(&name)
             } else {
@@ -341,7 +349,7 @@ fn connection(
     node: &yaml::Node,
     path: &str,
     base: &Connection,
-    dir: &Path,
+    dir: &Base<'_>,
 ) -> Connection {
     let mut conn = base.clone();
     let Some(mut f) = ctx.fields(node, path) else {
@@ -368,7 +376,7 @@ fn connection_keys(
     f: &mut yaml::Fields<'_>,
     conn: &mut Connection,
     path: &str,
-    dir: &Path,
+    dir: &Base<'_>,
 ) {
     for key in CONNECTION_KEYS {
         if let Some(v) = f.get(key) {
@@ -383,7 +391,7 @@ fn apply_connection_key(
     key: &str,
     v: &yaml::Node,
     path: &str,
-    dir: &Path,
+    dir: &Base<'_>,
 ) {
     match key {
         "user" => {
@@ -418,18 +426,26 @@ fn apply_connection_key(
     }
 }
 
+/// What relative paths of an inventory are resolved against: its folder, and the user's home
+/// for `~/` (given by the command layer, which reads the environment).
+#[derive(Debug, Clone, Copy)]
+struct Base<'a> {
+    dir: &'a Path,
+    home: Option<&'a Path>,
+}
+
 /// Paths in an inventory are relative to its folder; `~/` is the user's home.
-fn resolve_path(dir: &Path, s: &str) -> PathBuf {
+fn resolve_path(base: &Base<'_>, s: &str) -> PathBuf {
     if let Some(rest) = s.strip_prefix("~/")
-        && let Some(home) = std::env::var_os("HOME")
+        && let Some(home) = base.home
     {
-        return PathBuf::from(home).join(rest);
+        return home.join(rest);
     }
     let p = Path::new(s);
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        normalize(&dir.join(p))
+        normalize(&base.dir.join(p))
     }
 }
 
@@ -489,7 +505,7 @@ mod tests {
         )
         .expect("write");
         let mut diags = Diagnostics::default();
-        let inventory = load(dir.path(), &inv, &mut diags).expect("loads");
+        let inventory = load(&Source::disk(), dir.path(), &inv, None, &mut diags).expect("loads");
         assert!(!diags.has_errors(), "{diags:?}");
         let db = &inventory.hosts["db"].connection;
         assert_eq!(db.jump.as_deref(), Some("ops@10.0.0.1:2222"));

@@ -1,0 +1,657 @@
+//! The planner, case by case: a multi-file project in one string, loaded in memory, planned
+//! against what a converged host reports after the test changed one thing of it; the plan text
+//! is compared inline (`UPDATE_EXPECT=1 cargo test` rewrites the expectations).
+
+use std::path::Path;
+
+use expect_test::{Expect, expect};
+use hoist_core::desired::{Desired, labels};
+use hoist_core::diag::Diagnostics;
+use hoist_core::observed::{self, HostObserved, ImageDefaults, Observed, ObservedContainer};
+use hoist_core::project::{self, LoadOptions};
+use hoist_core::secret::Redactor;
+use hoist_core::source::Source;
+use hoist_core::stack::Port;
+use hoist_core::vars::SecretsMode;
+use hoist_core::{plan, playbook, render};
+
+/// A small project: one host with the engine, a rendered file, and a stack of two services, one
+/// mounting a repository file.
+const PROJECT: &str = r#"
+//- inventory/test/hosts.yml
+hosts:
+  app-1:
+    address: 10.0.0.1
+groups:
+  app:
+    hosts: [app-1]
+//- vars/defaults.yml
+mode: prod
+//- templates/app.env.j2
+MODE={{ mode }}
+//- stacks/conf/web.conf
+listen 8080;
+//- stacks/app.yml
+name: shop
+x-hoist:
+  hosts: app
+services:
+  db:
+    image: postgres:17
+    environment:
+      POSTGRES_DB: shop
+    volumes:
+      - data:/var/lib/postgresql/data
+    healthcheck:
+      test: pg_isready
+      interval: 5s
+    restart: unless-stopped
+  web:
+    image: nginx:1.27
+    command: ["nginx", "-g", "daemon off;"]
+    ports:
+      - "8080:80"
+    volumes:
+      - ./conf/web.conf:/etc/nginx/conf.d/web.conf:ro
+    depends_on:
+      db:
+        condition: service_healthy
+volumes:
+  data: {}
+//- playbooks/site.yml
+- name: app
+  hosts: app
+  steps:
+    - engine: {}
+    - file: {template: app.env.j2, dest: /etc/shop/app.env, mode: "0640"}
+    - stack: app
+"#;
+
+fn root() -> &'static Path {
+    Path::new("/project")
+}
+
+/// The project of `fixture` and the desired state of its `site.yml`.
+fn desired(fixture: &str) -> Desired {
+    let mut diags = Diagnostics::new();
+    let opts = LoadOptions {
+        root: root().to_path_buf(),
+        inventory: "inventory/test".into(),
+        extra_vars: Vec::new(),
+        secrets: SecretsMode::Optional,
+        keyring: None,
+        source: Source::fixture(root(), fixture),
+        home: None,
+    };
+    let source = opts.source.clone();
+    let project = project::load(opts, &mut diags).expect("loads");
+    let book = playbook::load(
+        &source,
+        root(),
+        &root().join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
+    let desired = project.desired(&book, None, &mut diags);
+    assert!(diags.is_empty(), "{:#?}", diags.sorted());
+    desired
+}
+
+/// What the images supply, as an engine reports it.
+fn image_defaults() -> ImageDefaults {
+    ImageDefaults {
+        env: vec!["PATH=/usr/bin:/bin".into()],
+        cmd: Some(vec!["postgres".into()]),
+        ..ImageDefaults::default()
+    }
+}
+
+/// Plans `fixture` against the hosts as they are once `observed_fixture` is applied exactly, then
+/// changed by `drift` (what the engine or a person did since).
+fn check_with(
+    observed_fixture: &str,
+    fixture: &str,
+    drift: impl Fn(&mut HostObserved),
+    expect: Expect,
+) {
+    let before = desired(observed_fixture);
+    let mut observed = Observed::default();
+    for (name, want) in &before.hosts {
+        let mut have = observed::converged(want, &image_defaults());
+        drift(&mut have);
+        observed.hosts.insert(name.clone(), have);
+    }
+    let plan = plan::diff(
+        &desired(fixture),
+        &observed,
+        "site.yml",
+        "test",
+        &Redactor::new(),
+    );
+    expect.assert_eq(&render::plan_text(&plan, false, &Redactor::new()));
+}
+
+/// Plans the project against hosts that converged on it and then drifted by `drift`.
+fn check(drift: impl Fn(&mut HostObserved), expect: Expect) {
+    check_with(PROJECT, PROJECT, drift, expect);
+}
+
+fn container<'a>(h: &'a mut HostObserved, name: &str) -> &'a mut ObservedContainer {
+    h.docker
+        .as_mut()
+        .and_then(|d| d.containers.get_mut(name))
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+// Normalisation: what the engine fills in is not a change.
+
+#[test]
+fn a_converged_host_plans_nothing() {
+    check(
+        |_| {},
+        expect![[r#"
+        plan: site.yml on inventory test
+
+        app-1 (10.0.0.1)
+          no changes
+
+        No changes: 1 host(s) match the playbook (0 action(s) would still run).
+    "#]],
+    );
+}
+
+#[test]
+fn the_images_environment_is_not_a_change() {
+    check(
+        |h| {
+            let db = container(h, "shop-db-1");
+            db.image_defaults.env.push("PG_MAJOR=17".into());
+            db.env.push("PG_MAJOR=17".into());
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              no changes
+
+            No changes: 1 host(s) match the playbook (0 action(s) would still run).
+        "#]],
+    );
+}
+
+#[test]
+fn both_address_families_of_a_binding_are_one_port() {
+    check(
+        |h| {
+            let web = container(h, "shop-web-1");
+            web.ports = vec![
+                Port {
+                    host_ip: "0.0.0.0".into(),
+                    published: Some(8080),
+                    target: 80,
+                    protocol: "tcp".into(),
+                },
+                Port {
+                    host_ip: "::".into(),
+                    published: Some(8080),
+                    target: 80,
+                    protocol: "tcp".into(),
+                },
+            ];
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              no changes
+
+            No changes: 1 host(s) match the playbook (0 action(s) would still run).
+        "#]],
+    );
+}
+
+#[test]
+fn the_engines_own_aliases_are_not_a_change() {
+    check(
+        |h| {
+            let web = container(h, "shop-web-1");
+            for aliases in web.networks.values_mut() {
+                aliases.push("0123456789ab".into());
+            }
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              no changes
+
+            No changes: 1 host(s) match the playbook (0 action(s) would still run).
+        "#]],
+    );
+}
+
+#[test]
+fn an_image_label_is_not_a_change() {
+    check(
+        |h| {
+            let db = container(h, "shop-db-1");
+            let label = (
+                "org.opencontainers.image.version".to_owned(),
+                "17".to_owned(),
+            );
+            db.image_defaults
+                .labels
+                .insert(label.0.clone(), label.1.clone());
+            db.labels.insert(label.0, label.1);
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              no changes
+
+            No changes: 1 host(s) match the playbook (0 action(s) would still run).
+        "#]],
+    );
+}
+
+// Why a container is recreated.
+
+#[test]
+fn another_image_recreates() {
+    check(
+        |h| container(h, "shop-web-1").image = "nginx:1.26".into(),
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-web-1 (recreate)
+                    image: nginx:1.26 -> nginx:1.27
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn another_command_recreates() {
+    check(
+        |h| container(h, "shop-web-1").cmd = Some(vec!["nginx".into()]),
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-web-1 (recreate)
+                    command: nginx -> nginx -g 'daemon off;'
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn another_environment_value_recreates_without_showing_it() {
+    check(
+        |h| {
+            let db = container(h, "shop-db-1");
+            db.env.retain(|e| !e.starts_with("POSTGRES_DB="));
+            db.env.push("POSTGRES_DB=secret-old-name".into());
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-db-1 (recreate)
+                    env POSTGRES_DB: value changed
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn another_published_port_recreates() {
+    check(
+        |h| {
+            for p in &mut container(h, "shop-web-1").ports {
+                p.published = Some(9090);
+            }
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-web-1 (recreate)
+                    ports: 9090:80/tcp -> 8080:80/tcp
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn another_restart_policy_recreates() {
+    check(
+        |h| container(h, "shop-db-1").restart = "always".into(),
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-db-1 (recreate)
+                    restart: always -> unless-stopped
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn a_changed_mounted_file_recreates_its_container_only() {
+    let edited = PROJECT.replace("listen 8080;", "listen 8081;");
+    check_with(
+        PROJECT,
+        &edited,
+        |_| {},
+        expect![[r#"
+        plan: site.yml on inventory test
+
+        app-1 (10.0.0.1)
+            ~ file /opt/hoist/shop/stacks/conf/web.conf (update)
+                content: differs
+                --- /opt/hoist/shop/stacks/conf/web.conf (host)
+                +++ /opt/hoist/shop/stacks/conf/web.conf (desired)
+                @@ -1 +1 @@
+                -listen 8080;
+                +listen 8081;
+          -/+ container shop-web-1 (recreate)
+                mounted file: /opt/hoist/shop/stacks/conf/web.conf content changed
+
+        Plan: 1 host(s), 0 to create, 1 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+    "#]],
+    );
+}
+
+#[test]
+fn a_stopped_container_is_started() {
+    check(
+        |h| {
+            let db = container(h, "shop-db-1");
+            db.state = "exited".into();
+            db.exit_code = Some(0);
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                ~ container shop-db-1 (start)
+                    state: exited -> running
+
+            Plan: 1 host(s), 0 to create, 1 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn a_container_made_by_another_hoist_config_is_recreated() {
+    check(
+        |h| {
+            container(h, "shop-db-1")
+                .labels
+                .insert(labels::CONFIG_HASH.into(), "older".into());
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              -/+ container shop-db-1 (recreate)
+                    config-hash: not created by hoist from this spec
+
+            Plan: 1 host(s), 0 to create, 0 to update, 1 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+// Files.
+
+#[test]
+fn a_changed_file_shows_its_diff() {
+    check(
+        |h| {
+            let f = h.files.get_mut("/etc/shop/app.env").expect("file");
+            f.content = Some("MODE=dev\n".into());
+            f.sha256 = hoist_core::desired::sha256_hex(b"MODE=dev\n");
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                ~ file /etc/shop/app.env (update)
+                    content: differs
+                    --- /etc/shop/app.env (host)
+                    +++ /etc/shop/app.env (desired)
+                    @@ -1 +1 @@
+                    -MODE=dev
+                    +MODE=prod
+
+            Plan: 1 host(s), 0 to create, 1 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn a_file_with_another_mode_is_updated() {
+    check(
+        |h| h.files.get_mut("/etc/shop/app.env").expect("file").mode = "0644".into(),
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                ~ file /etc/shop/app.env (update)
+                    mode: 0644 -> 0640
+
+            Plan: 1 host(s), 0 to create, 1 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn a_missing_file_is_created() {
+    check(
+        |h| {
+            h.files.remove("/etc/shop/app.env");
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                + file /etc/shop/app.env (create)
+                    mode: 0640
+                    --- /etc/shop/app.env (host)
+                    +++ /etc/shop/app.env (desired)
+                    @@ -0,0 +1 @@
+                    +MODE=prod
+
+            Plan: 1 host(s), 1 to create, 0 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+// Deletions, listed apart.
+
+#[test]
+fn a_service_removed_from_the_stack_is_a_deletion() {
+    let fewer = PROJECT.replace(
+        "      db:\n        condition: service_healthy\n",
+        "      []\n",
+    );
+    let fewer = fewer.replace("    depends_on:\n      []\n", "");
+    let cut = fewer.find("  web:").expect("web");
+    let end = fewer.find("volumes:\n  data").expect("volumes");
+    let without_web = format!("{}{}", &fewer[..cut], &fewer[end..]);
+    check_with(
+        PROJECT,
+        &without_web,
+        |_| {},
+        expect![[r#"
+        plan: site.yml on inventory test
+
+        app-1 (10.0.0.1)
+          deletions (applied only with --prune):
+            - container shop-web-1 (delete)
+                service: no longer in the stack
+
+        Plan: 1 host(s), 0 to create, 0 to update, 0 to recreate, 1 to delete (only with --prune), 0 unknown until applied.
+    "#]],
+    );
+}
+
+#[test]
+fn a_leftover_of_an_interrupted_replacement_is_removed_as_a_change() {
+    check(
+        |h| {
+            let web = container(h, "shop-web-1").clone();
+            if let Some(d) = h.docker.as_mut() {
+                d.containers.insert("shop-web-1.hoist-old".into(), web);
+            }
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                - container shop-web-1.hoist-old (delete)
+                    name: left by an interrupted replacement
+
+            Plan: 1 host(s), 0 to create, 1 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+// What is known only once applied.
+
+#[test]
+fn a_host_without_an_engine_plans_its_content_as_unknown() {
+    check(
+        |h| {
+            h.docker = None;
+            if let Some(e) = h.engine.as_mut() {
+                e.installed = false;
+                e.running = false;
+            }
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+              ? the Docker engine is not installed or not answering: its images, networks, volumes and containers are known after engine setup
+                + engine docker (install)
+                    installed: no -> yes
+                + image nginx:1.27 (pull) (known after apply)
+                    image: not on host
+                + image postgres:17 (pull) (known after apply)
+                    image: not on host
+                + network shop_default (create) (known after apply)
+                + volume shop_data (create) (known after apply)
+                + container shop-db-1 (create) (known after apply)
+                + container shop-web-1 (create) (known after apply)
+
+            Plan: 1 host(s), 7 to create, 0 to update, 0 to recreate, 0 to delete (only with --prune), 6 unknown until applied.
+        "#]],
+    );
+}
+
+#[test]
+fn another_daemon_configuration_restarts_the_engine() {
+    check(
+        |h| {
+            if let Some(e) = h.engine.as_mut() {
+                e.daemon = Some(serde_json::json!({"debug": true}));
+            }
+        },
+        expect![[r#"
+            plan: site.yml on inventory test
+
+            app-1 (10.0.0.1)
+                ~ engine docker (configure)
+                    daemon.json: content differs
+                    --- /etc/docker/daemon.json (host)
+                    +++ /etc/docker/daemon.json (desired)
+                    @@ -1,3 +1,8 @@
+                     {
+                    -  "debug": true
+                    +  "live-restore": true,
+                    +  "log-driver": "json-file",
+                    +  "log-opts": {
+                    +    "max-size": "10m",
+                    +    "max-file": "3"
+                    +  }
+                     }
+
+            Plan: 1 host(s), 0 to create, 1 to update, 0 to recreate, 0 to delete (only with --prune), 0 unknown until applied.
+        "#]],
+    );
+}
+
+// Loading reports problems with their place, from the in-memory project too.
+
+#[test]
+fn an_unknown_template_is_located() {
+    let broken = PROJECT.replace("template: app.env.j2", "template: nope.j2");
+    let mut diags = Diagnostics::new();
+    let opts = LoadOptions {
+        root: root().to_path_buf(),
+        inventory: "inventory/test".into(),
+        extra_vars: Vec::new(),
+        secrets: SecretsMode::Optional,
+        keyring: None,
+        source: Source::fixture(root(), &broken),
+        home: None,
+    };
+    let source = opts.source.clone();
+    let project = project::load(opts, &mut diags).expect("loads");
+    let book = playbook::load(
+        &source,
+        root(),
+        &root().join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
+    project.desired(&book, None, &mut diags);
+    let shown: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+    expect![[r#"
+        [
+            "error[unknown-reference]: playbooks/site.yml:5:7: file.template: no template templates/nope.j2",
+        ]
+    "#]].assert_debug_eq(&shown);
+}
+
+#[test]
+fn check_names_a_key_that_is_not_there() {
+    let keyed = PROJECT.replace(
+        "    address: 10.0.0.1\n",
+        "    address: 10.0.0.1\n    identity_file: ../../../keys/id\n",
+    );
+    let mut diags = Diagnostics::new();
+    let opts = LoadOptions {
+        root: root().to_path_buf(),
+        inventory: "inventory/test".into(),
+        extra_vars: Vec::new(),
+        secrets: SecretsMode::Optional,
+        keyring: None,
+        source: Source::fixture(root(), &keyed),
+        home: None,
+    };
+    let project = project::load(opts, &mut diags).expect("loads");
+    let key = &project.inventory.hosts["app-1"].connection.identity_file;
+    assert_eq!(
+        key.as_deref(),
+        Some(Path::new("/keys/id")),
+        "the leading .. are kept"
+    );
+    project::check(&project, &mut diags);
+    let shown: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+    expect![[r#"
+        [
+            "warning[io]: inventory/test/hosts.yml:2:3: hosts.app-1.identity_file: /keys/id does not exist",
+        ]
+    "#]].assert_debug_eq(&shown);
+}

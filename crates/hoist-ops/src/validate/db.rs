@@ -1,0 +1,118 @@
+//! Reaching the databases: a pool through the data host's SSH master, and the replication and
+//! roles checks run on it.
+
+use std::time::Duration;
+
+use hoist_core::check::{Check, failed};
+use hoist_remote::SshHost;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::{Address, DbConfig, Login, Standby, replication, roles};
+
+pub async fn pool(ssh: &SshHost, at: &Address, db: &str, login: &Login) -> Result<PgPool, String> {
+    let local = ssh
+        .forward_tcp(&at.0, at.1)
+        .await
+        .map_err(|e| e.to_string())?;
+    let options = PgConnectOptions::new()
+        .host(&local.ip().to_string())
+        .port(local.port())
+        .database(db)
+        .username(&login.user)
+        .password(&login.password)
+        .application_name("hoist-validate");
+    PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(|e| format!("connecting to {}:{} as {}: {e}", at.0, at.1, login.user))
+}
+
+/// Replication and roles through `ssh`'s forwarded ports; also returns the primary's WAL segment
+/// size, which the backup checks need to count segments.
+pub(crate) async fn databases(
+    ssh: &SshHost,
+    c: &DbConfig,
+    replication_checks: bool,
+    roles_checks: bool,
+) -> (Vec<Check>, Option<u64>) {
+    let mut out = Vec::new();
+    let primary = match pool(ssh, &c.primary, &c.database, &c.admin).await {
+        Ok(p) => p,
+        Err(e) => {
+            out.push(failed(
+                "replication.primary_reachable",
+                "primary",
+                e,
+                "answers",
+            ));
+            return (out, None);
+        }
+    };
+    let segment_size = Some(segment_size(&primary).await);
+    if replication_checks {
+        let mut reachable = Vec::new();
+        for (name, at) in &c.standbys {
+            match pool(ssh, at, &c.database, &c.admin).await {
+                Ok(p) => reachable.push(Standby {
+                    name: name.clone(),
+                    pool: p,
+                }),
+                Err(e) => out.push(failed("replication.standby_reachable", name, e, "answers")),
+            }
+        }
+        // A standby that does not answer is still looked for on the primary (not streaming);
+        // what would be checked on its own connection is left out.
+        let mut expected = reachable.clone();
+        for (name, _) in &c.standbys {
+            if !expected.iter().any(|s| &s.name == name) {
+                expected.push(Standby {
+                    name: name.clone(),
+                    pool: primary.clone(),
+                });
+            }
+        }
+        let checks = replication(&primary, &expected, &c.thresholds).await;
+        out.extend(checks.into_iter().filter(|k| {
+            reachable.iter().any(|p| p.name == k.target)
+                || !matches!(
+                    k.check.as_str(),
+                    "replication.standby_in_recovery" | "replication.canary"
+                )
+        }));
+    }
+    if roles_checks {
+        let writer = pool(ssh, &c.primary, &c.database, &c.writer).await;
+        let reader = pool(ssh, &c.primary, &c.database, &c.reader).await;
+        match (writer, reader) {
+            (Ok(w), Ok(r)) => {
+                out.extend(roles((&c.writer.user, &w), (&c.reader.user, &r), &c.table).await)
+            }
+            (w, r) => {
+                for (login, e) in [(&c.writer, w.err()), (&c.reader, r.err())] {
+                    if let Some(e) = e {
+                        out.push(failed("roles.login", &login.user, e, "logs in"));
+                    }
+                }
+            }
+        }
+    }
+    (out, segment_size)
+}
+
+/// PostgreSQL's default WAL segment size, when the primary could not be asked.
+pub(crate) const DEFAULT_SEGMENT: u64 = 16 * 1024 * 1024;
+
+/// The primary's WAL segment size (the default when it cannot say).
+pub async fn segment_size(primary: &PgPool) -> u64 {
+    sqlx::query_scalar::<_, String>(
+        "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'",
+    )
+    .fetch_one(primary)
+    .await
+    .ok()
+    .and_then(|s| s.parse().ok())
+    .unwrap_or(DEFAULT_SEGMENT)
+}
