@@ -40,7 +40,8 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    // The operations on the in-memory fakes first, on their own: no engine, no sshd, no network.
+    // The operations on the in-memory fakes and the planner's fixtures first, on their own: no
+    // engine, no sshd, no network, in seconds.
     cargo(&[
         "test",
         "--locked",
@@ -49,6 +50,15 @@ fn ci() -> anyhow::Result<()> {
         "-p",
         "hoist-remote",
         "--lib",
+    ])?;
+    cargo(&[
+        "test",
+        "--locked",
+        "-p",
+        "hoist-core",
+        "--lib",
+        "--test",
+        "planner",
     ])?;
     cargo(&["test", "--workspace", "--locked"])?;
     e2e()?;
