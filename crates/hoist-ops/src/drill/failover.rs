@@ -22,7 +22,7 @@ use hoist_remote::docker::DockerEngine;
 use sqlx::PgPool;
 
 use super::{remove, run_scratch};
-use hoist_remote::docker;
+use hoist_remote::{docker, script};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::gate::{self, Gate};
@@ -204,13 +204,7 @@ impl Run<'_> {
 
     /// psql as the local superuser in a container, over its socket; the output, or the error.
     async fn psql(&self, container: &str, sql: &[&str]) -> Result<String, String> {
-        let mut argv: Vec<String> = ["psql", "-h", "/var/run/postgresql", "-XAtq"]
-            .map(str::to_owned)
-            .to_vec();
-        argv.extend(["-v".to_owned(), "ON_ERROR_STOP=1".to_owned()]);
-        for s in sql {
-            argv.extend(["-c".to_owned(), (*s).to_owned()]);
-        }
+        let argv = script::psql_local(sql);
         match self.d.exec(container, &argv, Some("postgres")).await {
             Ok((0, output)) => Ok(output.trim().to_owned()),
             Ok((code, output)) => Err(format!("psql exit {code}: {}", output.trim())),

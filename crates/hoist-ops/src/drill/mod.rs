@@ -29,7 +29,7 @@ use hoist_core::sql::TableName;
 use hoist_remote::Engine as _;
 use hoist_remote::docker::DockerEngine;
 
-use hoist_remote::docker;
+use hoist_remote::{docker, script};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::gate::{self, Gate};
@@ -58,42 +58,6 @@ pub struct RestoreConfig {
 
 /// The scratch container's name: one drill at a time per host.
 pub const SCRATCH: &str = "hoist-drill-restore";
-
-/// Runs in the scratch container as the image's user (PostgreSQL's). Arguments: stanza, repo,
-/// set, database, the table to checksum, then the tables to count. Each result is one line
-/// starting with `hoist-drill`, which the drill reads back from the logs.
-const SCRIPT: &str = r#"
-stanza=$0 repo=$1 set=$2 db=$3 checksum=$4
-shift 4
-now() { date +%s.%N; }
-out() { printf 'hoist-drill %s\n' "$*"; }
-info=$(pgbackrest --stanza="$stanza" --repo="$repo" --output=json info)
-out info "$info"
-args=(--stanza="$stanza" --repo="$repo" --pg1-path=/tmp/restore --lock-path=/tmp --log-path=/tmp
-      --log-level-console=warn --log-level-file=off --type=immediate --target-action=promote)
-[ -n "$set" ] && args+=(--set="$set")
-t0=$(now)
-pgbackrest "${args[@]}" restore
-out restored "$(now)" "$t0"
-# The primary's own settings, then what a scratch copy needs: no archiving into the live
-# repository, no connections until recovery has ended, only a local socket.
-postgres -D /tmp/restore "$@" -c archive_mode=off -c hot_standby=off -c port=5499 \
-  -c listen_addresses= -c unix_socket_directories=/tmp >/tmp/postgres.log 2>&1 &
-t1=$(now)
-until [ "$(psql -h /tmp -p 5499 -d "$db" -XAtc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
-  if ! kill -0 $! 2>/dev/null; then tail -20 /tmp/postgres.log >&2; exit 3; fi
-  sleep 0.5
-done
-out recovered "$(now)" "$t1"
-sql() { psql -h /tmp -p 5499 -d "$db" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-out size "$(sql "SELECT pg_database_size(current_database())")"
-for t in ${COUNT_TABLES:-}; do
-  out count "$t" "$(sql "SELECT count(*) FROM $t" 2>&1 | head -n1)"
-done
-if [ -n "$checksum" ]; then
-  out checksum "$checksum" "$(sql "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text)), '-') FROM $checksum AS t" 2>&1 | head -n1)"
-fi
-"#;
 
 /// The restore drill on the engine `d` of `c.host`; one check per step, failures included.
 pub async fn restore(d: &DockerEngine, c: &RestoreConfig) -> Vec<Check> {
@@ -139,25 +103,14 @@ async fn run(d: &DockerEngine, c: &RestoreConfig) -> Result<Vec<String>, String>
             ..Default::default()
         })
         .collect();
-    let mut args = vec![
-        SCRIPT.to_owned(),
-        c.stanza.clone(),
-        c.repo.to_string(),
-        c.set.clone().unwrap_or_default(),
-        c.database.clone(),
-        c.checksum
-            .as_ref()
-            .map(TableName::plain)
-            .unwrap_or_default(),
-    ];
-    args.extend(config.cmd.unwrap_or_default());
-    let mut cmd = vec![
-        "bash".to_owned(),
-        "-euo".to_owned(),
-        "pipefail".to_owned(),
-        "-c".to_owned(),
-    ];
-    cmd.extend(args);
+    let cmd = script::restore_drill(&script::Restore {
+        stanza: &c.stanza,
+        repo: c.repo,
+        set: c.set.as_deref(),
+        database: &c.database,
+        checksum: c.checksum.as_ref().map(TableName::plain).as_deref(),
+        postgres: &config.cmd.unwrap_or_default(),
+    });
     let body = ContainerCreateBody {
         image: config.image,
         user: config.user,

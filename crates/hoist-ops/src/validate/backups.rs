@@ -6,12 +6,12 @@ use std::time::Instant;
 use hoist_core::check::{Check, failed};
 use hoist_remote::Engine as _;
 use hoist_remote::docker::DockerEngine;
+use hoist_remote::script;
 
 use super::BackupConfig;
 
 async fn pgbackrest(d: &DockerEngine, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
-    let mut argv = vec!["pgbackrest".to_owned(), format!("--stanza={}", c.stanza)];
-    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let argv = script::pgbackrest(&c.stanza, args);
     let (code, output) = d
         .exec(&c.container, &argv, Some(&c.user))
         .await
