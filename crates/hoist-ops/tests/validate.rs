@@ -169,3 +169,78 @@ async fn roles_checks_try_each_privilege() {
 fn events() -> hoist_core::sql::TableName {
     "events".parse().expect("a table name")
 }
+
+/// `run` through a host seam: the checks reach the databases only by the forwards the data host
+/// gives (here a fake host forwarding to the live test cluster), and a forward that fails is the
+/// check that fails.
+#[tokio::test]
+async fn run_reaches_the_cluster_through_the_data_hosts_forwards() {
+    use hoist_core::playbook::Topic;
+    use hoist_remote::fake::FakeHost;
+    use std::collections::BTreeMap;
+
+    let (p, r) = (url("APM_TEST_POSTGRES"), url("APM_TEST_REPLICA"));
+    let addr = |u: &url::Url| {
+        format!(
+            "{}:{}",
+            u.host_str().expect("host"),
+            u.port().unwrap_or(5432)
+        )
+        .parse::<std::net::SocketAddr>()
+        .expect("an address")
+    };
+    let primary = PgPool::connect(p.as_str()).await.expect("primary");
+    let name: String =
+        sqlx::query_scalar("SELECT application_name FROM pg_stat_replication LIMIT 1")
+            .fetch_one(&primary)
+            .await
+            .expect("the replica streams from the primary");
+    let login = validate::Login {
+        user: p.username().to_owned(),
+        password: p.password().unwrap_or_default().to_owned(),
+    };
+    let cfg = validate::Config {
+        db: Some(validate::DbConfig {
+            host: "data-1".into(),
+            primary: ("db".into(), 5432),
+            standbys: vec![(name.clone(), ("replica".into(), 5432))],
+            database: p.path().trim_start_matches('/').to_owned(),
+            admin: login.clone(),
+            writer: login.clone(),
+            reader: login,
+            table: "events".parse().expect("a table name"),
+            thresholds: Thresholds {
+                max_lag_bytes: 64 << 20,
+                max_lag_seconds: 30.0,
+                canary_timeout: Duration::from_secs(10),
+            },
+        }),
+        backups: None,
+        object_store: None,
+        api: None,
+    };
+    let data = FakeHost::new("data-1");
+    data.forward("db", 5432, addr(&p));
+    data.forward("replica", 5432, addr(&r));
+    let hosts = BTreeMap::from([("data-1".to_owned(), data.clone())]);
+    let checks = validate::run(&hosts, &cfg, &[Topic::Replication]).await;
+    assert!(checks.iter().all(|c| c.ok), "{checks:#?}");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.check == "replication.canary" && c.target == name)
+    );
+    assert_eq!(
+        data.calls_of("forward"),
+        ["forward db:5432", "forward replica:5432"]
+    );
+
+    let cut_off = FakeHost::new("data-1");
+    let hosts = BTreeMap::from([("data-1".to_owned(), cut_off)]);
+    let checks = validate::run(&hosts, &cfg, &[Topic::Replication]).await;
+    assert_eq!(checks.len(), 1, "{checks:#?}");
+    assert!(
+        !checks[0].ok && checks[0].measured.contains("db:5432 does not answer"),
+        "{checks:#?}"
+    );
+}

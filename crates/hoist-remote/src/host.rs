@@ -57,6 +57,14 @@ pub trait Host: Send + Sync {
     /// Whether `port` of the host accepts a TCP connection from the controller.
     fn port_open(&self, port: u16) -> impl Future<Output = bool> + Send;
 
+    /// A local address that reaches `host:port` as this host reaches it (a service that publishes
+    /// no port is still reachable at its container's address).
+    fn forward_tcp(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<std::net::SocketAddr>> + Send;
+
     /// Runs `argv` and turns a non-zero exit into an error of kind [`ErrorKind::Command`] with the
     /// last lines of its stderr.
     fn run_ok(

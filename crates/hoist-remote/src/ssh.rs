@@ -324,6 +324,10 @@ impl Host for SshHost {
             .await
             .is_ok()
     }
+
+    async fn forward_tcp(&self, host: &str, port: u16) -> Result<std::net::SocketAddr> {
+        SshHost::forward_tcp(self, host, port).await
+    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 use std::time::Instant;
 
 use hoist_core::check::{Check, failed};
-use hoist_remote::Engine as _;
-use hoist_remote::docker::DockerEngine;
+use hoist_remote::Engine;
 use hoist_remote::script;
 
 use super::BackupConfig;
 
-async fn pgbackrest(d: &DockerEngine, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
+async fn pgbackrest(d: &impl Engine, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
     let argv = script::pgbackrest(&c.stanza, args);
     let (code, output) = d
         .exec(&c.container, &argv, Some(&c.user))
@@ -33,7 +32,7 @@ async fn pgbackrest(d: &DockerEngine, c: &BackupConfig, args: &[&str]) -> Result
 /// Backups: `pgbackrest check` (archiving works into every repository); in each repository a
 /// backup no older than its limit, and every WAL segment from that backup's start to the newest
 /// archived one.
-pub async fn backups(d: &DockerEngine, c: &BackupConfig, segment_size: u64) -> Vec<Check> {
+pub async fn backups(d: &impl Engine, c: &BackupConfig, segment_size: u64) -> Vec<Check> {
     let mut out = Vec::new();
     let started = Instant::now();
     out.push(match pgbackrest(d, c, &["check"]).await {
@@ -178,7 +177,7 @@ pub fn missing_segments(
 }
 
 async fn wal_continuity(
-    d: &DockerEngine,
+    d: &impl Engine,
     c: &BackupConfig,
     repo: u32,
     s: &RepoSummary,

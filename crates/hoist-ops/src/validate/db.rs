@@ -4,13 +4,18 @@
 use std::time::Duration;
 
 use hoist_core::check::{Check, failed};
-use hoist_remote::SshHost;
+use hoist_remote::Host;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use super::{Address, DbConfig, Login, Standby, replication, roles};
 
-pub async fn pool(ssh: &SshHost, at: &Address, db: &str, login: &Login) -> Result<PgPool, String> {
+pub async fn pool<H: Host>(
+    ssh: &H,
+    at: &Address,
+    db: &str,
+    login: &Login,
+) -> Result<PgPool, String> {
     let local = ssh
         .forward_tcp(&at.0, at.1)
         .await
@@ -32,8 +37,8 @@ pub async fn pool(ssh: &SshHost, at: &Address, db: &str, login: &Login) -> Resul
 
 /// Replication and roles through `ssh`'s forwarded ports; also returns the primary's WAL segment
 /// size, which the backup checks need to count segments.
-pub(crate) async fn databases(
-    ssh: &SshHost,
+pub(crate) async fn databases<H: Host>(
+    ssh: &H,
     c: &DbConfig,
     replication_checks: bool,
     roles_checks: bool,

@@ -24,7 +24,7 @@ use std::time::Duration;
 use hoist_core::check::{Check, failed};
 use hoist_core::playbook::Topic;
 use hoist_core::sql::TableName;
-use hoist_remote::{SshHost, docker};
+use hoist_remote::Host;
 
 pub use backups::{RepoSummary, backups, missing_segments};
 use db::{DEFAULT_SEGMENT, databases};
@@ -125,7 +125,11 @@ impl Config {
 }
 
 /// Runs the checks of the topics in `which` with the connected hosts.
-pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Topic]) -> Vec<Check> {
+pub async fn run<H: Host>(
+    hosts: &BTreeMap<String, H>,
+    cfg: &Config,
+    which: &[Topic],
+) -> Vec<Check> {
     let wants = |t: Topic| which.contains(&t);
     let ssh = |host: &str| connected(hosts, host);
     let mut out = Vec::new();
@@ -162,7 +166,7 @@ pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Topic
     }
     if let Some(b) = cfg.backups.as_ref().filter(|_| wants(Topic::Backups)) {
         let engine = match ssh(&b.host) {
-            Ok(ssh) => docker::connect(ssh).await.map_err(|e| e.to_string()),
+            Ok(ssh) => ssh.engine().await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
         match engine {
@@ -189,14 +193,14 @@ pub async fn run(hosts: &BTreeMap<String, SshHost>, cfg: &Config, which: &[Topic
     out
 }
 
-fn connected<'a>(hosts: &'a BTreeMap<String, SshHost>, host: &str) -> Result<&'a SshHost, String> {
+fn connected<'a, H: Host>(hosts: &'a BTreeMap<String, H>, host: &str) -> Result<&'a H, String> {
     hosts
         .get(host)
         .ok_or_else(|| format!("{host} is not connected"))
 }
 
 async fn forward(
-    hosts: &BTreeMap<String, SshHost>,
+    hosts: &BTreeMap<String, impl Host>,
     host: &str,
     at: &Address,
 ) -> Result<SocketAddr, String> {

@@ -29,6 +29,7 @@ struct State {
     lock: Option<String>,
     open_ports: BTreeSet<u16>,
     http: BTreeMap<String, u16>,
+    forwards: BTreeMap<(String, u16), std::net::SocketAddr>,
 }
 
 /// A host in memory.
@@ -57,6 +58,7 @@ impl FakeHost {
                 lock: None,
                 open_ports: BTreeSet::new(),
                 http: BTreeMap::new(),
+                forwards: BTreeMap::new(),
             })),
             engine: FakeEngine::new(name, shared.clone()),
             shared,
@@ -149,6 +151,12 @@ impl FakeHost {
 
     pub fn open_port(&self, port: u16) {
         self.state().open_ports.insert(port);
+    }
+
+    /// `host:port`, as this host reaches it, is `to` on the controller (a real local service
+    /// the test started).
+    pub fn forward(&self, host: &str, port: u16, to: std::net::SocketAddr) {
+        self.state().forwards.insert((host.to_owned(), port), to);
     }
 
     /// `url`, asked from the host, answers `status`.
@@ -348,6 +356,20 @@ impl Host for FakeHost {
     async fn port_open(&self, port: u16) -> bool {
         self.shared.record(format!("port {port}"));
         self.state().open_ports.contains(&port)
+    }
+
+    async fn forward_tcp(&self, host: &str, port: u16) -> Result<std::net::SocketAddr> {
+        self.shared
+            .enter(&self.name, format!("forward {host}:{port}"))
+            .await?;
+        let to = self.state().forwards.get(&(host.to_owned(), port)).copied();
+        to.ok_or_else(|| {
+            RemoteError::new(
+                &self.name,
+                ErrorKind::Unreachable,
+                format!("{host}:{port} does not answer"),
+            )
+        })
     }
 }
 
