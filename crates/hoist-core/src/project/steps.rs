@@ -1,0 +1,273 @@
+//! The desired state a playbook asks of a project's hosts: step by step (engine, files, stacks,
+//! actions), each host's files, images, networks, volumes and containers.
+
+use std::collections::BTreeMap;
+
+use crate::desired::{self, ActionSpec, Desired, EngineSpec, FileSpec, HostDesired};
+use crate::diag::{Diagnostics, Kind, Loc, SourceName};
+use crate::playbook::{self, Action, Playbook, Wait};
+use crate::stack::Stack;
+
+use super::Project;
+use super::stacks::{container_name, private};
+
+impl Project {
+    /// The desired state of every host the playbook touches.
+    pub fn desired(
+        &self,
+        book: &Playbook,
+        limit: Option<&[String]>,
+        diags: &mut Diagnostics,
+    ) -> Desired {
+        let mut out = Desired::default();
+        let mut lowered: BTreeMap<(String, String, Vec<String>), Option<Stack>> = BTreeMap::new();
+        for (play_index, play) in book.plays.iter().enumerate() {
+            let hosts = match self.inventory.select(&play.hosts) {
+                Ok(h) => h,
+                Err(e) => {
+                    diags.error(&book.source, play.loc, "hosts", Kind::UnknownReference, e);
+                    continue;
+                }
+            };
+            for host in hosts.iter().filter(|h| limit.is_none_or(|l| l.contains(h))) {
+                let address = self
+                    .inventory
+                    .hosts
+                    .get(host)
+                    .map(|h| h.address.clone())
+                    .unwrap_or_default();
+                let hd = out
+                    .hosts
+                    .entry(host.clone())
+                    .or_insert_with(|| HostDesired {
+                        address,
+                        ..HostDesired::default()
+                    });
+                let (containers, actions) = (hd.containers.len(), hd.actions.len());
+                for step in &play.steps {
+                    self.apply_step(book, &play.name, step, host, hd, &mut lowered, diags);
+                }
+                hd.containers[containers..]
+                    .iter_mut()
+                    .for_each(|c| c.play = play_index);
+                hd.actions[actions..]
+                    .iter_mut()
+                    .for_each(|a| a.play_index = play_index);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn apply_step(
+        &self,
+        book: &Playbook,
+        play: &str,
+        step: &playbook::Step,
+        host: &str,
+        hd: &mut HostDesired,
+        lowered: &mut BTreeMap<(String, String, Vec<String>), Option<Stack>>,
+        diags: &mut Diagnostics,
+    ) {
+        let src = &book.source;
+        let field = step.action.keyword();
+        match &step.action {
+            Action::Engine { daemon } => {
+                let mut config = desired::default_daemon_config();
+                if let (Some(base), Some(extra)) = (config.as_object_mut(), daemon.as_object()) {
+                    base.extend(extra.clone());
+                }
+                hd.engine = Some(EngineSpec { daemon: config });
+            }
+            Action::File {
+                template,
+                src: file_src,
+                dest,
+                mode,
+                owner,
+                group,
+            } => {
+                let Some(dest) = self.render_field(dest, host, src, step.loc, "file.dest", diags)
+                else {
+                    return;
+                };
+                let (content, origin) = match (template, file_src) {
+                    (Some(t), _) => {
+                        match self.render_template(t, host, src, step.loc, "file.template", diags) {
+                            Some(c) => (c, format!("templates/{t}")),
+                            None => return,
+                        }
+                    }
+                    (None, Some(s)) => match self.source.read_to_string(&self.root.join(s)) {
+                        Ok(c) => (c, s.clone()),
+                        Err(e) => {
+                            diags.error(
+                                src,
+                                step.loc,
+                                "file.src",
+                                Kind::UnknownReference,
+                                format!("cannot read {s}: {e}"),
+                            );
+                            return;
+                        }
+                    },
+                    (None, None) => return,
+                };
+                let spec = FileSpec {
+                    path: dest.clone(),
+                    sensitive: private(*mode),
+                    content,
+                    mode: *mode,
+                    owner: owner.clone(),
+                    group: group.clone(),
+                    origin,
+                };
+                self.add_file(hd, spec, src, step.loc, host, diags);
+            }
+            Action::Stack { stack, .. } | Action::Images { stack } => {
+                let (profiles, only_images) = match &step.action {
+                    Action::Stack { profiles, .. } => (profiles.clone(), false),
+                    _ => (Vec::new(), true),
+                };
+                let Some(file) = self.stacks.get(stack) else {
+                    diags.error(
+                        src,
+                        step.loc,
+                        field,
+                        Kind::UnknownReference,
+                        format!("no stack `{stack}` (stacks/{stack}.yml)"),
+                    );
+                    return;
+                };
+                match self.inventory.select(&file.hosts) {
+                    Ok(bound) if !bound.iter().any(|h| h == host) => {
+                        diags.error(src, step.loc, field, Kind::InvalidValue, format!("stack `{stack}` is bound to `{}`, which does not include host `{host}`", file.hosts));
+                        return;
+                    }
+                    Err(_) => return,
+                    Ok(_) => {}
+                }
+                let key = (stack.clone(), host.to_owned(), profiles.clone());
+                let lowered_stack = lowered
+                    .entry(key)
+                    .or_insert_with(|| self.lower(file, host, &profiles, diags));
+                let Some(st) = lowered_stack.clone() else {
+                    return;
+                };
+                self.add_stack(hd, &st, only_images, src, step.loc, host, diags);
+            }
+            Action::Wait(w) => {
+                if let Wait::Service { stack, service, .. } = w {
+                    self.check_service(src, step.loc, field, stack, service, diags);
+                }
+                hd.actions.extend(ActionSpec::from_action(
+                    play,
+                    step.name.clone(),
+                    &step.action,
+                    None,
+                ));
+            }
+            Action::Exec { stack, service, .. } => {
+                let container = self.check_service(src, step.loc, field, stack, service, diags);
+                hd.actions.extend(ActionSpec::from_action(
+                    play,
+                    step.name.clone(),
+                    &step.action,
+                    container,
+                ));
+            }
+            Action::Validate { .. } => hd.actions.extend(ActionSpec::from_action(
+                play,
+                step.name.clone(),
+                &step.action,
+                None,
+            )),
+        }
+    }
+
+    /// Checks that `stack` has `service`; returns its container name.
+    fn check_service(
+        &self,
+        src: &SourceName,
+        loc: Loc,
+        field: &str,
+        stack: &str,
+        service: &str,
+        diags: &mut Diagnostics,
+    ) -> Option<String> {
+        let Some(file) = self.stacks.get(stack) else {
+            diags.error(
+                src,
+                loc,
+                field,
+                Kind::UnknownReference,
+                format!("no stack `{stack}`"),
+            );
+            return None;
+        };
+        let services = match &file.node.value {
+            crate::yaml::Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some("services"))
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        };
+        let found = match services.as_ref().map(|s| &s.value) {
+            Some(crate::yaml::Value::Map(entries)) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some(service))
+                .map(|(_, v)| v.clone()),
+            _ => None,
+        };
+        let Some(body) = found else {
+            diags.error(
+                src,
+                loc,
+                field,
+                Kind::UnknownReference,
+                format!("stack `{stack}` has no service `{service}`"),
+            );
+            return None;
+        };
+        let explicit = match &body.value {
+            crate::yaml::Value::Map(e) => e
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some("container_name"))
+                .and_then(|(_, v)| v.scalar_text()),
+            _ => None,
+        };
+        Some(explicit.unwrap_or_else(|| container_name(&file.project, service)))
+    }
+
+    pub(super) fn add_file(
+        &self,
+        hd: &mut HostDesired,
+        spec: FileSpec,
+        src: &SourceName,
+        loc: Loc,
+        host: &str,
+        diags: &mut Diagnostics,
+    ) {
+        match hd.files.get(&spec.path) {
+            Some(existing)
+                if existing.content != spec.content
+                    || existing.mode != spec.mode
+                    || existing.owner != spec.owner =>
+            {
+                diags.error(
+                    src,
+                    loc,
+                    "",
+                    Kind::Duplicate,
+                    format!(
+                        "{} is placed twice on host {host} with different content or mode",
+                        spec.path
+                    ),
+                );
+            }
+            _ => {
+                hd.files.insert(spec.path.clone(), spec);
+            }
+        }
+    }
+}
