@@ -40,6 +40,18 @@ fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The e2e suite is built only by `cargo xtask e2e` (`test = false`): lint it here, so that it
+    // fails in the first minutes rather than after every other test.
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--locked",
+        "--test",
+        "e2e",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // The operations on the in-memory fakes and the planner's fixtures first, on their own: no
     // engine, no sshd, no network, in seconds.
     cargo(&[
