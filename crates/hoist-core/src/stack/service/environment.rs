@@ -1,0 +1,244 @@
+//! `command`, `environment` and `env_file`: the words a container runs and the variables it
+//! gets, env files read (and rendered when `.j2`) from the repository.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diag::Kind;
+use crate::inventory::normalize;
+use crate::template;
+use crate::yaml::{self, Ctx, Node, Value};
+
+use super::super::LowerCtx;
+
+/// A command in string form is split like a shell would, without running one (compose's rule).
+pub(super) fn command(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Vec<String>> {
+    match &v.value {
+        Value::Seq(_) => Some(ctx.string_list(v, p)),
+        Value::Null => None,
+        _ => {
+            let s = ctx.string(v, p)?;
+            match shlex::split(&s) {
+                Some(words) => Some(words),
+                None => {
+                    ctx.error(v.loc, p, Kind::InvalidValue, "unbalanced quotes in command");
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// A map (`KEY: value`) or a list (`KEY=value`) of strings.
+pub(in crate::stack) fn string_map(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match &v.value {
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = yaml::index(p, i);
+                let Some(s) = ctx.string(item, &ip) else {
+                    continue;
+                };
+                match s.split_once('=') {
+                    Some((k, val)) => {
+                        out.insert(k.to_owned(), val.to_owned());
+                    }
+                    None => ctx.error(
+                        item.loc,
+                        &ip,
+                        Kind::InvalidValue,
+                        format!("expected `name=value`, found {s:?}"),
+                    ),
+                }
+            }
+        }
+        _ => {
+            for (k, _, val) in ctx.entries(v, p) {
+                let vp = yaml::join(p, &k);
+                let text = if val.is_null() {
+                    Some(String::new())
+                } else {
+                    ctx.string(val, &vp)
+                };
+                if let Some(t) = text {
+                    out.insert(k, t);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `environment`: like a string map, but a bare `KEY` (or `KEY:` with no value) takes the variable of
+/// the same name, as compose takes it from the shell.
+pub(super) fn environment(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    lc: &LowerCtx<'_>,
+) -> BTreeMap<String, String> {
+    let mut bare = Vec::new();
+    let mut out = BTreeMap::new();
+    match &v.value {
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let ip = yaml::index(p, i);
+                let Some(s) = ctx.string(item, &ip) else {
+                    continue;
+                };
+                match s.split_once('=') {
+                    Some((k, val)) => {
+                        out.insert(k.to_owned(), val.to_owned());
+                    }
+                    None => bare.push((s, item.loc, ip)),
+                }
+            }
+        }
+        _ => {
+            for (k, loc, val) in ctx.entries(v, p) {
+                let vp = yaml::join(p, &k);
+                if val.is_null() {
+                    bare.push((k, loc, vp));
+                } else if let Some(t) = ctx.string(val, &vp) {
+                    out.insert(k, t);
+                }
+            }
+        }
+    }
+    for (k, loc, vp) in bare {
+        match lc.vars.scalar(&k) {
+            Some(val) => {
+                out.insert(k, val);
+            }
+            None => ctx.error(
+                loc,
+                &vp,
+                Kind::UndefinedVariable,
+                format!(
+                    "`{k}` has no value and no variable `{k}` is defined (host {})",
+                    lc.host
+                ),
+            ),
+        }
+    }
+    out
+}
+
+pub(super) fn env_files(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Vec<(String, bool)> {
+    match &v.value {
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match &item.value {
+                Value::Map(_) => {
+                    let ip = yaml::index(p, i);
+                    let mut f = ctx.fields(item, &ip)?;
+                    let path = f
+                        .require(ctx, "path")
+                        .and_then(|n| ctx.string(n, &yaml::join(&ip, "path")));
+                    let required = f.bool(ctx, "required").unwrap_or(true);
+                    f.finish(ctx, true);
+                    path.map(|s| (s, required))
+                }
+                _ => ctx.string(item, &yaml::index(p, i)).map(|s| (s, true)),
+            })
+            .collect(),
+        _ => ctx
+            .string(v, p)
+            .map(|s| vec![(s, true)])
+            .unwrap_or_default(),
+    }
+}
+
+/// Reads (rendering `.j2` files) and parses one env file.
+pub(super) fn env_file(
+    ctx: &mut Ctx<'_>,
+    item: &(String, bool),
+    v: &Node,
+    p: &str,
+    stack_dir: &Path,
+    lc: &LowerCtx<'_>,
+) -> BTreeMap<String, String> {
+    let (rel, required) = item;
+    let path = normalize(&stack_dir.join(rel));
+    if !lc.src.is_file(&path) {
+        if *required {
+            ctx.error(
+                v.loc,
+                p,
+                Kind::UnknownReference,
+                format!("env file {rel:?} does not exist"),
+            );
+        }
+        return BTreeMap::new();
+    }
+    let Some(text) = read_source(ctx, &path, v, p, lc) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (i, item) in dotenvy::from_read_iter(text.as_bytes()).enumerate() {
+        match item {
+            Ok((k, val)) => {
+                out.insert(k, val);
+            }
+            Err(e) => {
+                let shown = lc.redactor.redact(&e.to_string());
+                ctx.error(
+                    v.loc,
+                    p,
+                    Kind::InvalidValue,
+                    format!("{rel}: entry {}: {shown}", i + 1),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The content of a repository file; `.j2` files are rendered for the host first.
+pub(super) fn read_source(
+    ctx: &mut Ctx<'_>,
+    path: &Path,
+    v: &Node,
+    p: &str,
+    lc: &LowerCtx<'_>,
+) -> Option<String> {
+    let text = match lc.src.read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            ctx.error(
+                v.loc,
+                p,
+                Kind::Io,
+                format!("cannot read {}: {e}", path.display()),
+            );
+            return None;
+        }
+    };
+    if path.extension().and_then(|e| e.to_str()) != Some("j2") {
+        return Some(text);
+    }
+    let templates = normalize(&template::templates_dir(lc.root));
+    let rendered = match path.strip_prefix(&templates) {
+        Ok(name) => template::render_file(lc.env, &name.to_string_lossy(), &lc.vars.context()),
+        Err(_) => lc
+            .env
+            .render_named_str(&path.to_string_lossy(), &text, lc.vars.context()),
+    };
+    match rendered {
+        Ok(out) => Some(out),
+        Err(e) => {
+            let origin = template::Origin {
+                file: crate::diag::SourceName::new(lc.root, path),
+                line_offset: 0,
+                field: String::new(),
+            };
+            template::report(&e, &origin, ctx.diags);
+            None
+        }
+    }
+}

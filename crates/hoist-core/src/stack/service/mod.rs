@@ -1,0 +1,300 @@
+//! One compose service, decoded field by field into a normalised form.
+//!
+//! Normalising here (short and long port and volume syntax, string and list commands, map and list
+//! environments, durations in nanoseconds) is what lets the planner compare specs without flagging
+//! differences that are only spelling.
+//!
+//! - this module: the decoded types and the field dispatch.
+//! - `build`: `build:` and the binaries hoist adds to a context.
+//! - `environment`: `command`, `environment`, `env_file`.
+//! - `volumes`: volumes, bind mounts and placed repository files.
+//! - `fields`: ports, networks, healthcheck, depends_on, extra_hosts, durations.
+
+mod build;
+mod environment;
+mod fields;
+mod volumes;
+
+pub(super) use environment::string_map;
+pub use fields::parse_duration;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::diag::{Kind, Loc};
+use crate::yaml::{self, Ctx, Node};
+
+use super::{LowerCtx, StackFile};
+use build::build;
+use environment::{command, env_file, env_files, environment};
+use fields::{depends_on, duration_field, extra_hosts, healthcheck, networks, port};
+use volumes::volume;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub image: String,
+    pub build: Option<Build>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub ports: Vec<Port>,
+    pub mounts: Vec<Mount>,
+    /// Files hoist places on the host for this service's bind mounts.
+    pub files: Vec<PlacedFile>,
+    /// Logical network name -> aliases.
+    pub networks: BTreeMap<String, Vec<String>>,
+    pub healthcheck: Option<Health>,
+    pub depends_on: BTreeMap<String, Condition>,
+    pub restart: String,
+    pub labels: BTreeMap<String, String>,
+    pub profiles: Vec<String>,
+    pub extra_hosts: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub stop_grace_period_s: Option<u64>,
+    pub container_name: Option<String>,
+    pub hostname: Option<String>,
+    pub loc: Loc,
+}
+
+/// An image built from the repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Build {
+    /// The context folder, relative to the project root.
+    pub context: String,
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+    /// Binaries hoist builds and adds to the context before building (`x-hoist-binaries`), by
+    /// their file name in the context.
+    pub binaries: BTreeMap<String, crate::desired::Binary>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConditionKind {
+    ServiceStarted,
+    ServiceHealthy,
+    ServiceCompletedSuccessfully,
+}
+
+impl ConditionKind {
+    /// The playbook's word for it (`wait: {condition: ...}`).
+    pub fn word(self) -> &'static str {
+        match self {
+            ConditionKind::ServiceStarted => "running",
+            ConditionKind::ServiceHealthy => "healthy",
+            ConditionKind::ServiceCompletedSuccessfully => "completed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    /// Compose's `required: false`: a dependency on a service this deployment leaves out (by its
+    /// profiles) is dropped instead of being an error.
+    pub required: bool,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct Port {
+    /// Host address to bind; empty for every address.
+    pub host_ip: String,
+    /// Host port; None lets the engine choose.
+    pub published: Option<u16>,
+    pub target: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSource {
+    /// A named volume of the stack (logical name).
+    Volume(String),
+    /// A path on the host (absolute, or placed there by hoist).
+    Bind(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: MountSource,
+    pub target: String,
+    pub read_only: bool,
+    pub loc: Loc,
+}
+
+/// A file hoist writes on the host: a rendered template or a copy of a repository file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedFile {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
+    pub owner: Option<String>,
+    /// The repository file it comes from.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Health {
+    /// `["NONE"]` disables the image's healthcheck.
+    pub test: Vec<String>,
+    pub interval_ns: Option<u64>,
+    pub timeout_ns: Option<u64>,
+    pub retries: Option<u64>,
+    pub start_period_ns: Option<u64>,
+}
+
+const SERVICE_KEYS: &[&str] = &[
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "env_file",
+    "ports",
+    "volumes",
+    "networks",
+    "healthcheck",
+    "depends_on",
+    "restart",
+    "labels",
+    "profiles",
+    "extra_hosts",
+    "user",
+    "working_dir",
+    "stop_grace_period",
+    "container_name",
+    "hostname",
+];
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn decode(
+    ctx: &mut Ctx<'_>,
+    name: &str,
+    loc: Loc,
+    body: &Node,
+    path: &str,
+    file: &StackFile,
+    stack_dir: &Path,
+    lc: &LowerCtx<'_>,
+) -> Option<Service> {
+    let mut f = ctx.fields(body, path)?;
+    let mut svc = Service {
+        name: name.to_owned(),
+        image: String::new(),
+        build: None,
+        command: None,
+        entrypoint: None,
+        environment: BTreeMap::new(),
+        ports: Vec::new(),
+        mounts: Vec::new(),
+        files: Vec::new(),
+        networks: BTreeMap::new(),
+        healthcheck: None,
+        depends_on: BTreeMap::new(),
+        restart: "no".into(),
+        labels: BTreeMap::new(),
+        profiles: Vec::new(),
+        extra_hosts: Vec::new(),
+        user: None,
+        working_dir: None,
+        stop_grace_period_s: None,
+        container_name: None,
+        hostname: None,
+        loc,
+    };
+    for &key in SERVICE_KEYS {
+        let Some(v) = f.get(key) else { continue };
+        let p = yaml::join(path, key);
+        match key {
+            "image" => svc.image = ctx.string(v, &p).unwrap_or_default(),
+            "build" => svc.build = build(ctx, v, &p, stack_dir, lc.root, lc.src),
+            "command" => svc.command = command(ctx, v, &p),
+            "entrypoint" => svc.entrypoint = command(ctx, v, &p),
+            "environment" => {
+                let env = environment(ctx, v, &p, lc);
+                svc.environment.extend(env);
+            }
+            "env_file" => {
+                // env_file values come first; `environment` overrides them, as in compose.
+                let mut from_files = BTreeMap::new();
+                for (i, item) in env_files(ctx, v, &p).into_iter().enumerate() {
+                    from_files.extend(env_file(ctx, &item, v, &yaml::index(&p, i), stack_dir, lc));
+                }
+                from_files.extend(std::mem::take(&mut svc.environment));
+                svc.environment = from_files;
+            }
+            "ports" => {
+                for (i, item) in ctx.seq(v, &p).iter().enumerate() {
+                    if let Some(port) = port(ctx, item, &yaml::index(&p, i)) {
+                        svc.ports.push(port);
+                    }
+                }
+                svc.ports.sort();
+            }
+            "volumes" => {
+                for (i, item) in ctx.seq(v, &p).iter().enumerate() {
+                    volume(
+                        ctx,
+                        item,
+                        &yaml::index(&p, i),
+                        &mut svc,
+                        file,
+                        stack_dir,
+                        lc,
+                    );
+                }
+                svc.mounts.sort_by(|a, b| a.target.cmp(&b.target));
+            }
+            "networks" => svc.networks = networks(ctx, v, &p),
+            "healthcheck" => svc.healthcheck = healthcheck(ctx, v, &p),
+            "depends_on" => svc.depends_on = depends_on(ctx, v, &p),
+            "restart" => {
+                let r = ctx.string(v, &p).unwrap_or_default();
+                let ok = matches!(
+                    r.as_str(),
+                    "no" | "always" | "unless-stopped" | "on-failure"
+                ) || r
+                    .strip_prefix("on-failure:")
+                    .is_some_and(|n| n.parse::<u32>().is_ok());
+                if ok {
+                    svc.restart = r;
+                } else {
+                    ctx.error(v.loc, &p, Kind::InvalidValue, format!("{r:?} is not a restart policy (no, always, unless-stopped, on-failure[:N])"));
+                }
+            }
+            "labels" => svc.labels = string_map(ctx, v, &p),
+            "profiles" => svc.profiles = ctx.string_list(v, &p),
+            "extra_hosts" => svc.extra_hosts = extra_hosts(ctx, v, &p),
+            "user" => svc.user = ctx.string(v, &p),
+            "working_dir" => svc.working_dir = ctx.string(v, &p),
+            "stop_grace_period" => {
+                svc.stop_grace_period_s = duration_field(ctx, v, &p).map(|ns| ns / 1_000_000_000)
+            }
+            "container_name" => svc.container_name = ctx.string(v, &p),
+            "hostname" => svc.hostname = ctx.string(v, &p),
+            _ => {}
+        }
+    }
+    f.finish(ctx, true);
+
+    if svc.image.is_empty() {
+        match &svc.build {
+            // compose's default tag for a built image
+            Some(_) => svc.image = format!("{}-{}", file.project, name),
+            None => ctx.error(
+                loc,
+                path,
+                Kind::MissingKey,
+                "a service needs `image` or `build`",
+            ),
+        }
+    }
+    if svc.networks.is_empty() {
+        svc.networks.insert("default".into(), Vec::new());
+    }
+    svc.files.sort_by(|a, b| a.path.cmp(&b.path));
+    svc.files.dedup_by(|a, b| a.path == b.path);
+    Some(svc)
+}
