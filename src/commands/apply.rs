@@ -5,17 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use futures_util::future::BoxFuture;
-use hoist_core::check::Check;
 use hoist_core::desired;
 use hoist_core::plan::Plan;
-use hoist_core::playbook::Topic;
 use hoist_core::render;
-use hoist_ops::apply::{self, ApplyOptions, Event, Handles, lock};
+use hoist_ops::apply::session::{self, Review, Session};
+use hoist_ops::apply::{self, ApplyOptions, Event};
+use hoist_ops::validate::PlayChecks;
+use hoist_remote::RemoteError;
 use hoist_remote::images::LocalEngine;
 
 use crate::cli::{ApplyArgs, Global};
@@ -66,122 +66,115 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
     let validation = if checks.is_empty() {
         None
     } else {
-        Some(Arc::new(validate::config(&loaded.project, &checks)?))
+        Some(validate::config(&loaded.project, &checks)?)
+    };
+    let opts = ApplyOptions {
+        prune: args.prune,
+        gate_timeout: Duration::from_secs(args.gate_timeout),
+        forks: global.forks,
+        ..ApplyOptions::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
     let code = rt.block_on(async {
         let cancel = super::cancellation();
         let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
-        let (hosts, mut failed) =
-            remote::connect(&loaded.project.inventory, &names, global).await;
-        // Locked before they are observed, and held through the prompt: the plan shown is the
-        // plan that runs, with no other apply in between.
-        let notes = plain_events(out);
-        let (locks, refused) = lock::acquire_all(&hosts, args.break_lock, global.forks, &notes).await;
-        failed.extend(refused);
-        let mut desired = loaded.desired.clone();
-        desired.hosts.retain(|h, _| locks.holds(h));
-        let (observed, obs_failed) = remote::observe_all(&hosts, &desired, global.forks).await;
-        failed.extend(obs_failed);
-        let plan = planning::make_plan(&loaded, &observed, &failed);
-        let result = async {
+        let (hosts, unreachable) = remote::connect(&loaded.project.inventory, &names, global).await;
+        // Progress lines until the plan is known (a lock broken, say), then bars on a terminal.
+        let bars: Arc<OnceLock<Bars>> = Arc::default();
+        let printer = out.clone();
+        let shown = bars.clone();
+        let events: apply::Events = Arc::new(move |e: Event| {
+            if printer.json {
+                printer.print(&(serde_json::to_string(&e).unwrap_or_default() + "\n"));
+            } else if let Some(bars) = shown.get() {
+                bars.show(&e, &printer);
+            } else if !matches!(e, Event::ImageProgress { .. }) {
+                printer.eprint(&(line(&e) + "\n"));
+            }
+        });
+        let local = LocalEngine::new(&global.project);
+        let checks = validation.as_ref().map(|config| PlayChecks {
+            hosts: &hosts,
+            config,
+        });
+        let session = Session {
+            hosts: &hosts,
+            desired: &loaded.desired,
+            break_lock: args.break_lock,
+            local: &local,
+            validator: checks.as_ref().map(|c| c as &dyn apply::Validator),
+            redactor: &redactor,
+            events,
+            cancel: cancel.clone(),
+        };
+        let review = async |plan: &Plan, failed: &BTreeMap<String, RemoteError>| {
             if let Some(saved) = &saved {
-                check_saved(saved, &plan)?;
+                check_saved(saved, plan)?;
             } else if !out.json {
-                out.print(&render::plan_text(&plan, out.color(), &redactor));
+                out.print(&render::plan_text(plan, out.color(), &redactor));
             }
             for e in failed.values() {
                 out.error(&e.to_string());
             }
             let work = plan.has_changes() || plan.hosts.iter().any(|h| !h.actions.is_empty());
             if !work {
-                return Ok(if failed.is_empty() { 0 } else { 1 });
+                return Ok(Review::Stop);
             }
             if !args.yes {
                 // Asked on a thread of its own, so that Ctrl-C at the prompt still ends the run
                 // (and releases the locks).
-                let (question, asker) = (prompt(&plan, out)?, out.clone());
+                let (question, asker) = (prompt(plan)?, out.clone());
                 let answer = tokio::task::spawn_blocking(move || ask(&question, &asker));
                 tokio::select! {
                     a = answer => a??,
                     () = cancel.cancelled() => bail!("cancelled: nothing was applied"),
                 }
             }
-            let opts = ApplyOptions {
-                prune: args.prune,
-                gate_timeout: Duration::from_secs(args.gate_timeout),
-                forks: global.forks,
-                ..ApplyOptions::default()
-            };
-            let printer = out.clone();
-            let json = out.json;
-            let bars = (!json && std::io::stderr().is_terminal()).then(|| Bars::new(&plan));
-            let events: apply::Events = Arc::new(move |e: Event| {
-                if json {
-                    printer.print(&(serde_json::to_string(&e).unwrap_or_default() + "\n"));
-                } else if let Some(bars) = &bars {
-                    bars.show(&e, &printer);
-                } else if !matches!(e, Event::ImageProgress { .. }) {
-                    printer.eprint(&(line(&e) + "\n"));
-                }
-            });
-            let local = LocalEngine::new(&global.project);
-            let validate = |topics: Vec<Topic>| -> BoxFuture<'_, Vec<Check>> {
-                let (hosts, cfg) = (&hosts, validation.clone());
-                Box::pin(async move {
-                    match cfg {
-                        Some(cfg) => hoist_ops::validate::run(hosts, &cfg, &topics).await,
-                        None => Vec::new(),
-                    }
-                })
-            };
-            let handles = Handles {
-                hosts: &hosts,
-                locks: &locks,
-                local: &local,
-                validator: validation.as_ref().map(|_| &validate as &apply::Validator<'_>),
-                redactor: &redactor,
-                events,
-                cancel: cancel.clone(),
-            };
-            let report = apply::apply(&handles, &loaded.desired, &plan, &opts).await;
-            let ok = failed.is_empty() && report.ok();
-            if json {
-                let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": report.hosts, "checks_failed": report.checks.iter().filter(|c| !c.ok).count(), "unreachable": failed.keys().collect::<Vec<_>>()});
-                out.print(&(redactor.redact(&summary.to_string()) + "\n"));
-            } else {
-                for r in &report.hosts {
-                    match &r.error {
-                        None => out.eprint(&format!("{}: ok, {} change(s)\n", r.host, r.changes)),
-                        Some(e) => out.error(e),
-                    }
-                }
-                let red: Vec<String> = report
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{} {}", c.check, c.target))
-                    .collect();
-                if !red.is_empty() {
-                    out.error(&format!("validation failed: {}", red.join(", ")));
+            if !out.json && std::io::stderr().is_terminal() {
+                let _ = bars.set(Bars::new(plan));
+            }
+            Ok::<Review, anyhow::Error>(Review::Apply)
+        };
+        let outcome = session::run(
+            session,
+            unreachable,
+            &opts,
+            |observed, failed| planning::make_plan(&loaded, observed, failed),
+            review,
+        )
+        .await;
+        remote::close(hosts).await;
+        let outcome = outcome?;
+        let failed = &outcome.unreachable;
+        let Some(report) = outcome.report else {
+            return Ok(if failed.is_empty() { 0 } else { 1 });
+        };
+        let ok = failed.is_empty() && report.ok();
+        if out.json {
+            let summary = serde_json::json!({"event": "summary", "ok": ok, "hosts": report.hosts, "checks_failed": report.checks.iter().filter(|c| !c.ok).count(), "unreachable": failed.keys().collect::<Vec<_>>()});
+            out.print(&(redactor.redact(&summary.to_string()) + "\n"));
+        } else {
+            for r in &report.hosts {
+                match &r.error {
+                    None => out.eprint(&format!("{}: ok, {} change(s)\n", r.host, r.changes)),
+                    Some(e) => out.error(e),
                 }
             }
-            Ok::<u8, anyhow::Error>(if ok { 0 } else { 1 })
+            let red: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{} {}", c.check, c.target))
+                .collect();
+            if !red.is_empty() {
+                out.error(&format!("validation failed: {}", red.join(", ")));
+            }
         }
-        .await;
-        lock::release_all(&hosts, locks).await;
-        remote::close(hosts).await;
-        result
+        Ok::<u8, anyhow::Error>(if ok { 0 } else { 1 })
     });
     // A prompt cut short by Ctrl-C still blocks its thread on the terminal: do not wait for it.
     rt.shutdown_background();
     code
-}
-
-/// Events printed as plain lines on stderr (before the plan is known: the lock's notes).
-fn plain_events(out: &Output) -> apply::Events {
-    let printer = out.clone();
-    Arc::new(move |e: Event| printer.eprint(&(line(&e) + "\n")))
 }
 
 /// A saved plan applies only to hosts and inputs as they were when it was made.
@@ -216,7 +209,7 @@ fn check_saved(saved: &Plan, fresh: &Plan) -> anyhow::Result<()> {
 }
 
 /// The confirmation question, or why none can be asked.
-fn prompt(plan: &Plan, _out: &Output) -> anyhow::Result<String> {
+fn prompt(plan: &Plan) -> anyhow::Result<String> {
     if !std::io::stdin().is_terminal() {
         bail!("not on a terminal: pass --yes to apply without confirmation");
     }

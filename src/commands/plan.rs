@@ -98,7 +98,8 @@ pub async fn observe_live(
 ) {
     let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
     let (hosts, mut failed) = remote::connect(&loaded.project.inventory, &names, global).await;
-    let (observed, obs_failed) = remote::observe_all(&hosts, &loaded.desired, global.forks).await;
+    let (observed, obs_failed) =
+        hoist_ops::observe::all(&hosts, &loaded.desired, global.forks).await;
     failed.extend(obs_failed);
     (hosts, observed, failed)
 }

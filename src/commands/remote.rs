@@ -1,12 +1,10 @@
-//! Reaching hosts: connect to many at once and observe them, keeping per-host failures as results.
+//! Reaching hosts: connect to many at once, keeping per-host failures as results.
 
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt as _;
-use hoist_core::desired::Desired;
 use hoist_core::inventory::Inventory;
-use hoist_core::observed::Observed;
-use hoist_remote::{ConnectOptions, RemoteError, SshHost, observe};
+use hoist_remote::{ConnectOptions, RemoteError, SshHost};
 
 use crate::cli::Global;
 
@@ -61,36 +59,6 @@ pub async fn connect_every(
         return Err(e.into());
     }
     Ok(hosts)
-}
-
-/// Observes every connected host for its desired state.
-pub async fn observe_all(
-    hosts: &BTreeMap<String, SshHost>,
-    desired: &Desired,
-    forks: usize,
-) -> (Observed, BTreeMap<String, RemoteError>) {
-    let results: Vec<(
-        String,
-        Result<hoist_core::observed::HostObserved, RemoteError>,
-    )> = futures_util::stream::iter(desired.hosts.iter())
-        .filter_map(|(name, want)| async move { hosts.get(name).map(|ssh| (name, want, ssh)) })
-        .map(|(name, want, ssh)| async move { (name.clone(), observe::host(ssh, want).await) })
-        .buffer_unordered(forks.max(1))
-        .collect()
-        .await;
-    let mut observed = Observed::default();
-    let mut failed = BTreeMap::new();
-    for (name, r) in results {
-        match r {
-            Ok(o) => {
-                observed.hosts.insert(name, o);
-            }
-            Err(e) => {
-                failed.insert(name, e);
-            }
-        }
-    }
-    (observed, failed)
 }
 
 /// Closes every session.

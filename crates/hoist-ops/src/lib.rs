@@ -5,10 +5,12 @@
 //!
 //! - [`apply`]: executing a reviewed plan, health-gated, play by play, under per-host locks.
 //! - [`drill`]: rehearsals on the real hosts (restore, object-store outage, failover).
+//! - [`observe`]: many hosts observed at once, per-host failures kept as results.
 //! - [`status`]: what hoist manages on a host, and a service's logs.
 //! - [`validate`]: the checks behind `hoist validate` and a playbook's `validate` step.
 
 pub mod apply;
 pub mod drill;
+pub mod observe;
 pub mod status;
 pub mod validate;

@@ -16,6 +16,7 @@ pub mod lock;
 pub mod order;
 pub mod replan;
 pub(crate) mod run;
+pub mod session;
 
 #[cfg(test)]
 mod tests;
@@ -116,7 +117,9 @@ pub enum Event {
 pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
 
 /// Runs a play's `validate` checks (the topics it names), once every host of the play converged.
-pub type Validator<'a> = dyn Fn(Vec<Topic>) -> BoxFuture<'a, Vec<Check>> + Send + Sync + 'a;
+pub trait Validator: Send + Sync {
+    fn run(&self, topics: Vec<Topic>) -> BoxFuture<'_, Vec<Check>>;
+}
 
 /// The outcome for one host.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -159,7 +162,7 @@ pub struct Handles<'a, H: Host, L: LocalImages> {
     pub locks: &'a Locks,
     pub local: &'a L,
     /// The playbook's `validate` steps (None: the playbook has none).
-    pub validator: Option<&'a Validator<'a>>,
+    pub validator: Option<&'a dyn Validator>,
     pub redactor: &'a Redactor,
     pub events: Events,
     pub cancel: CancellationToken,
@@ -279,7 +282,7 @@ pub async fn apply<H: Host, L: LocalImages>(
             )),
             PlayValidation::Run(topics) => {
                 if let Some(validator) = handles.validator {
-                    let ran = validator(topics).await;
+                    let ran = validator.run(topics).await;
                     events(Event::Validated {
                         play,
                         failed: ran.iter().filter(|c| !c.ok).count(),

@@ -20,6 +20,7 @@ use hoist_remote::images::LocalImages;
 use hoist_remote::{Engine as _, observe};
 use tokio_util::sync::CancellationToken;
 
+use super::session;
 use super::*;
 
 /// A local engine that has every image, as its id.
@@ -756,4 +757,99 @@ fn the_engine_is_needed_for_deletions_only_when_they_run() {
     });
     assert!(!run::needs_engine(&hp, &want, false));
     assert!(run::needs_engine(&hp, &want, true));
+}
+
+/// A session as `hoist apply` runs it: the review sees the plan while the hosts are locked.
+async fn session_with<F>(w: &World, review: F) -> std::result::Result<session::Outcome, String>
+where
+    F: AsyncFnOnce(
+        &Plan,
+        &BTreeMap<String, hoist_remote::RemoteError>,
+    ) -> std::result::Result<session::Review, String>,
+{
+    let local = FakeLocal::default();
+    let redactor = Redactor::new();
+    let s = session::Session {
+        hosts: &w.hosts,
+        desired: &w.desired,
+        break_lock: false,
+        local: &local,
+        validator: None,
+        redactor: &redactor,
+        events: Arc::new(|_| {}),
+        cancel: CancellationToken::new(),
+    };
+    let desired = w.desired.clone();
+    session::run(
+        s,
+        BTreeMap::new(),
+        &w.opts,
+        // As `hoist apply` plans: the hosts that could not be locked or observed are left out.
+        |observed, failed| {
+            let mut desired = desired.clone();
+            desired.hosts.retain(|h, _| !failed.contains_key(h));
+            plan::diff(&desired, observed, "site.yml", "test", &Redactor::new())
+        },
+        review,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_plan_is_reviewed_while_every_host_is_locked() {
+    let h = FakeHost::new("h");
+    let w = World::one(h.clone(), db_api());
+    let seen = Mutex::new(None);
+    let outcome = session_with(&w, async |plan: &Plan, _| {
+        if let Ok(mut s) = seen.lock() {
+            *s = Some(h.lock_holder());
+        }
+        assert!(plan.has_changes());
+        Ok(session::Review::Apply)
+    })
+    .await
+    .expect("applies");
+    let held = seen.lock().ok().and_then(|s| s.clone()).flatten();
+    assert!(
+        held.is_some_and(|holder| holder.starts_with("machine=")),
+        "locked during review"
+    );
+    assert!(outcome.report.is_some_and(|r| r.ok()));
+    assert_eq!(h.lock_holder(), None, "released after");
+    let calls = h.calls();
+    assert_eq!(calls.first().map(String::as_str), Some("lock"), "{calls:?}");
+}
+
+#[tokio::test]
+async fn a_review_that_stops_or_fails_applies_nothing_and_releases_the_locks() {
+    let h = FakeHost::new("h");
+    let w = World::one(h.clone(), db_api());
+    let outcome = session_with(&w, async |_, _| Ok(session::Review::Stop))
+        .await
+        .expect("stops");
+    assert!(outcome.report.is_none());
+    let e = session_with(&w, async |_, _| Err("not applied".to_owned()))
+        .await
+        .expect_err("the review's error");
+    assert_eq!(e, "not applied");
+    assert!(h.calls_of("engine create").is_empty());
+    assert_eq!(h.lock_holder(), None);
+}
+
+#[tokio::test]
+async fn a_host_another_run_holds_is_neither_observed_nor_applied() {
+    let busy = FakeHost::new("busy");
+    busy.set_lock_holder(Some("machine=other controller=ci pid=1 since=1"));
+    let free = FakeHost::new("free");
+    let w = World::new(vec![(busy.clone(), db_api()), (free.clone(), db_api())]);
+    let outcome = session_with(&w, async |plan: &Plan, failed| {
+        assert!(failed.contains_key("busy"));
+        assert_eq!(plan.hosts.len(), 1, "only the locked host is planned");
+        Ok(session::Review::Apply)
+    })
+    .await
+    .expect("applies the other");
+    assert_eq!(outcome.unreachable["busy"].kind, ErrorKind::Locked);
+    assert_eq!(busy.calls(), ["lock"], "nothing else on the busy host");
+    assert_eq!(free.fake_engine().container_names(), ["api", "db"]);
 }

@@ -209,3 +209,17 @@ async fn forward(
         .await
         .map_err(|e| e.to_string())
 }
+
+/// A playbook's `validate` steps during apply: the checks of the topics a play names, through
+/// the connected hosts.
+#[derive(Debug)]
+pub struct PlayChecks<'a, H: Host> {
+    pub hosts: &'a BTreeMap<String, H>,
+    pub config: &'a Config,
+}
+
+impl<H: Host> crate::apply::Validator for PlayChecks<'_, H> {
+    fn run(&self, topics: Vec<Topic>) -> futures_util::future::BoxFuture<'_, Vec<Check>> {
+        Box::pin(async move { run(self.hosts, self.config, &topics).await })
+    }
+}
