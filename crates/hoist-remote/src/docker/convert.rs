@@ -1,0 +1,243 @@
+//! Between the engine's API types and hoist's: a container as observed (with its image's
+//! defaults), a create request from a spec, health and error codes.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
+    Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use hoist_core::desired::ContainerSpec;
+use hoist_core::observed::{ImageDefaults, ObservedContainer, ObservedMount};
+use hoist_core::stack::{Health, Port};
+
+pub(super) async fn image_defaults(d: &Docker, id: &str) -> ImageDefaults {
+    let Ok(img) = d.inspect_image(id).await else {
+        return ImageDefaults::default();
+    };
+    let Some(c) = img.config else {
+        return ImageDefaults::default();
+    };
+    ImageDefaults {
+        env: c.env.unwrap_or_default(),
+        cmd: c.cmd,
+        entrypoint: c.entrypoint,
+        healthcheck: c.healthcheck.map(health_of),
+        user: c.user.unwrap_or_default(),
+        working_dir: c.working_dir.unwrap_or_default(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+pub(super) fn health_of(h: HealthConfig) -> Health {
+    let ns = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
+    Health {
+        test: h.test.unwrap_or_default(),
+        interval_ns: ns(h.interval),
+        timeout_ns: ns(h.timeout),
+        retries: ns(h.retries),
+        start_period_ns: ns(h.start_period),
+    }
+}
+
+pub(super) fn observed_container(
+    i: ContainerInspectResponse,
+    image_defaults: ImageDefaults,
+) -> ObservedContainer {
+    let config = i.config.unwrap_or_default();
+    let host = i.host_config.unwrap_or_default();
+    let state = i.state.unwrap_or_default();
+    let mut ports = Vec::new();
+    for (key, bindings) in host.port_bindings.unwrap_or_default() {
+        let (target, protocol) = key.split_once('/').unwrap_or((&key, "tcp"));
+        let Ok(target) = target.parse::<u16>() else {
+            continue;
+        };
+        for b in bindings.unwrap_or_default() {
+            let published = b
+                .host_port
+                .as_deref()
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|p| *p != 0);
+            ports.push(Port {
+                host_ip: b.host_ip.unwrap_or_default(),
+                published,
+                target,
+                protocol: protocol.to_owned(),
+            });
+        }
+    }
+    ports.sort();
+    let mounts = i
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let kind = m.typ.map(|t| t.to_string()).unwrap_or_default();
+            let source = if kind == "volume" {
+                m.name.unwrap_or_default()
+            } else {
+                m.source.unwrap_or_default()
+            };
+            ObservedMount {
+                kind,
+                source,
+                target: m.destination.unwrap_or_default(),
+                read_only: !m.rw.unwrap_or(true),
+            }
+        })
+        .collect();
+    let networks = i
+        .network_settings
+        .and_then(|n| n.networks)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, e)| {
+            let mut a = e.aliases.unwrap_or_default();
+            a.extend(e.dns_names.unwrap_or_default());
+            a.sort();
+            a.dedup();
+            (name, a)
+        })
+        .collect();
+    let restart = match host.restart_policy {
+        Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::ON_FAILURE),
+            maximum_retry_count: Some(n),
+        }) if n > 0 => format!("on-failure:{n}"),
+        Some(RestartPolicy { name: Some(n), .. }) => n.to_string(),
+        _ => String::new(),
+    };
+    ObservedContainer {
+        image: config.image.unwrap_or_default(),
+        image_id: i.image.unwrap_or_default(),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty()),
+        exit_code: state.exit_code,
+        env: config.env.unwrap_or_default(),
+        cmd: config.cmd,
+        entrypoint: config.entrypoint,
+        ports,
+        mounts,
+        networks,
+        healthcheck: config.healthcheck.map(health_of),
+        restart,
+        extra_hosts: host.extra_hosts.unwrap_or_default(),
+        user: config.user.unwrap_or_default(),
+        working_dir: config.working_dir.unwrap_or_default(),
+        hostname: config.hostname.unwrap_or_default(),
+        stop_timeout: config.stop_timeout.and_then(|n| u64::try_from(n).ok()),
+        image_defaults,
+    }
+}
+
+/// Whether a failed call only says the thing is absent (404) or already in that state (304).
+pub(super) fn absent(e: &bollard::errors::Error, codes: &[u16]) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code, .. } if codes.contains(status_code))
+}
+
+/// The engine's create request for `c`, with its first network (the others are connected after).
+pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
+    let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &c.ports {
+        let entry = port_bindings
+            .entry(format!("{}/{}", p.target, p.protocol))
+            .or_insert_with(|| Some(Vec::new()));
+        if let Some(list) = entry {
+            list.push(PortBinding {
+                host_ip: Some(p.host_ip.clone()).filter(|s| !s.is_empty()),
+                host_port: Some(p.published.map(|n| n.to_string()).unwrap_or_default()),
+            });
+        }
+    }
+    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let mounts = c
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.target.clone()),
+            source: Some(m.source.clone()),
+            typ: Some(if m.kind == "volume" {
+                MountType::VOLUME
+            } else {
+                MountType::BIND
+            }),
+            read_only: Some(m.read_only),
+            ..Default::default()
+        })
+        .collect();
+    let (restart_name, retries) = match c.restart.split_once(':') {
+        Some((_, n)) => (RestartPolicyNameEnum::ON_FAILURE, n.parse::<i64>().ok()),
+        None => (
+            match c.restart.as_str() {
+                "always" => RestartPolicyNameEnum::ALWAYS,
+                "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+                "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+                _ => RestartPolicyNameEnum::NO,
+            },
+            None,
+        ),
+    };
+    let first = c.networks.iter().next();
+    ContainerCreateBody {
+        image: Some(c.image.clone()),
+        cmd: c.command.clone(),
+        entrypoint: c.entrypoint.clone(),
+        env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(c.engine_labels().into_iter().collect()),
+        exposed_ports: Some(exposed).filter(|e| !e.is_empty()),
+        healthcheck: c.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: h.interval_ns.map(|n| n as i64),
+            timeout: h.timeout_ns.map(|n| n as i64),
+            retries: h.retries.map(|n| n as i64),
+            start_period: h.start_period_ns.map(|n| n as i64),
+            start_interval: None,
+        }),
+        user: c.user.clone(),
+        working_dir: c.working_dir.clone(),
+        hostname: c.hostname.clone(),
+        stop_timeout: c.stop_grace_period_s.map(|n| n as i64),
+        host_config: Some(HostConfig {
+            port_bindings: Some(port_bindings).filter(|p| !p.is_empty()),
+            mounts: Some(mounts),
+            restart_policy: Some(RestartPolicy {
+                name: Some(restart_name),
+                maximum_retry_count: retries,
+            }),
+            extra_hosts: Some(c.extra_hosts.clone()).filter(|e| !e.is_empty()),
+            network_mode: first.map(|(n, _)| n.clone()),
+            ..Default::default()
+        }),
+        networking_config: first.map(|(n, a)| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(n.clone(), endpoint(a))])),
+        }),
+        ..Default::default()
+    }
+}
+
+pub(super) fn endpoint(aliases: &[String]) -> EndpointSettings {
+    EndpointSettings {
+        aliases: Some(aliases.to_vec()),
+        ..Default::default()
+    }
+}
+
+pub(super) fn last_health(h: &Option<bollard::models::Health>) -> Option<String> {
+    h.as_ref()
+        .and_then(|h| h.log.as_ref())
+        .and_then(|l| l.last())
+        .map(|r| {
+            format!(
+                "exit {} {}",
+                r.exit_code.unwrap_or(-1),
+                r.output.clone().unwrap_or_default().trim()
+            )
+        })
+}
