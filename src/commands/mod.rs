@@ -58,9 +58,12 @@ pub fn cancellation() -> tokio_util::sync::CancellationToken {
     ];
     let mut streams: Vec<_> = kinds.into_iter().filter_map(|k| signal(k).ok()).collect();
     tokio::spawn(async move {
-        let any = futures_util::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv())));
-        any.await;
+        any_signal(&mut streams).await;
         cancel.cancel();
+        // A second signal ends hoist at once, for a host that does not answer any more; a lock
+        // left behind is broken by the next run (its process is gone).
+        any_signal(&mut streams).await;
+        std::process::exit(130);
     });
     token
 }
@@ -68,6 +71,13 @@ pub fn cancellation() -> tokio_util::sync::CancellationToken {
 /// The user's home, for `~/` in inventory paths.
 fn home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
+}
+
+async fn any_signal(streams: &mut [tokio::signal::unix::Signal]) {
+    if streams.is_empty() {
+        return std::future::pending().await;
+    }
+    futures_util::future::select_all(streams.iter_mut().map(|s| Box::pin(s.recv()))).await;
 }
 
 /// The inventory folder to use: `-i`, or the only one the project has.

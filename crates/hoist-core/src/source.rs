@@ -23,6 +23,8 @@ trait Files: Send + Sync + fmt::Debug {
     fn entry(&self, path: &Path) -> Option<Entry>;
     /// The direct children of `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
+    /// `path` with every symlink resolved.
+    fn real(&self, path: &Path) -> io::Result<PathBuf>;
 }
 
 #[derive(Debug)]
@@ -45,6 +47,10 @@ impl Files for Disk {
         }
         out.sort();
         Ok(out)
+    }
+
+    fn real(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
     }
 }
 
@@ -92,6 +98,10 @@ impl Files for Memory {
         out.dedup();
         Ok(out)
     }
+
+    fn real(&self, path: &Path) -> io::Result<PathBuf> {
+        Ok(path.to_path_buf())
+    }
 }
 
 /// The project's files, wherever they are.
@@ -134,6 +144,24 @@ impl Source {
 
     pub fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.0.read(path)
+    }
+
+    /// Reads `name` inside `dir` only: a name that climbs out (`..`, an absolute path) or a
+    /// symlink that leads outside `dir` is not found.
+    pub fn read_inside(&self, dir: &Path, name: &Path) -> io::Result<String> {
+        let outside = || io::Error::from(io::ErrorKind::NotFound);
+        if !name
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(outside());
+        }
+        let path = dir.join(name);
+        let (real, base) = (self.0.real(&path)?, self.0.real(dir)?);
+        if !real.starts_with(&base) {
+            return Err(outside());
+        }
+        self.read_to_string(&path)
     }
 
     pub fn read_to_string(&self, path: &Path) -> io::Result<String> {
@@ -236,5 +264,30 @@ mod tests {
         );
         assert!(diags.is_empty());
         assert_eq!(src.files_under(root).len(), 3);
+    }
+
+    /// A template named `../x`, or a symlink in templates/ pointing at the controller's files,
+    /// reads nothing outside templates/.
+    #[test]
+    fn nothing_outside_a_folder_is_read_through_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let templates = dir.path().join("templates");
+        std::fs::create_dir(&templates).expect("mkdir");
+        std::fs::write(dir.path().join("secret"), "key").expect("write");
+        std::fs::write(templates.join("ok.j2"), "fine").expect("write");
+        std::os::unix::fs::symlink(dir.path(), templates.join("up")).expect("symlink");
+        let src = Source::disk();
+        assert_eq!(
+            src.read_inside(&templates, Path::new("ok.j2"))
+                .ok()
+                .as_deref(),
+            Some("fine")
+        );
+        for name in ["../secret", "up/secret", "/etc/hostname"] {
+            let e = src
+                .read_inside(&templates, Path::new(name))
+                .expect_err(name);
+            assert_eq!(e.kind(), io::ErrorKind::NotFound, "{name}");
+        }
     }
 }

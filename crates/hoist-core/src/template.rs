@@ -42,15 +42,8 @@ pub fn environment(
     }
     if let Some((src, dir)) = templates {
         let (src, dir) = (src.clone(), dir.to_path_buf());
-        env.set_loader(move |name: &str| {
-            let rel = Path::new(name);
-            let inside = rel
-                .components()
-                .all(|c| matches!(c, std::path::Component::Normal(_)));
-            if !inside {
-                return Ok(None);
-            }
-            match src.read_to_string(&dir.join(rel)) {
+        env.set_loader(
+            move |name: &str| match src.read_inside(&dir, Path::new(name)) {
                 Ok(text) => Ok(Some(text)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(Error::new(
@@ -58,8 +51,8 @@ pub fn environment(
                     format!("cannot read template {name}"),
                 )
                 .with_source(e)),
-            }
-        });
+            },
+        );
     }
     add_filters(&mut env, redactor);
     env

@@ -80,6 +80,9 @@ fn parse(
         };
         out.insert((*path).to_owned(), (file, content));
     }
+    if !data.is_empty() {
+        return Err(bad("more output than the files announced"));
+    }
     Ok(out)
 }
 

@@ -37,7 +37,8 @@ const READ: &str = r#"for f do
     meta=$(stat -c '%a %U %G %s %u %g' -- "$f") || exit 1
     printf '==hoist== %s\n' "$meta"
     rest=${meta#* * * }; size=${rest%% *}
-    head -c "$size" -- "$f" || exit 1
+    # Exactly `size` bytes, whatever the file does meanwhile (shrinks, grows, is replaced).
+    { head -c "$size" -- "$f"; head -c "$size" /dev/zero; } | head -c "$size"
   elif [ -e "$f" ]; then
     printf '==hoist== special\n'
   else
@@ -61,15 +62,17 @@ d=$(dirname -- "$f")
 mkdir -p -- "$d"
 t=$(mktemp -- "$d/.hoist.XXXXXX")
 trap 'rm -f -- "$t"' EXIT
+trap 'exit 1' HUP INT TERM PIPE
 cat > "$t"
 got=$(wc -c < "$t")
 if [ "$got" -ne "$size" ]; then echo "$f: received $got of $size bytes; the file was not replaced" >&2; exit 4; fi
 got=$(sha256sum < "$t")
 if [ "${got%% *}" != "$sum" ]; then echo "$f: the content's checksum differs; the file was not replaced" >&2; exit 4; fi
-chmod -- "$mode" "$t"
+# chown clears setuid and setgid: the mode comes after it.
 if [ -n "$owner" ]; then chown -- "$owner" "$t"; fi
+chmod -- "$mode" "$t"
 sync -- "$t" 2>/dev/null || true
-mv -f -- "$t" "$f"
+mv -fT -- "$t" "$f"
 trap - EXIT"#;
 
 /// Writes stdin to `path` atomically (a temporary file in the same folder, then a rename), with
@@ -136,10 +139,20 @@ pub fn start_engine(restart: bool) -> Vec<String> {
     sh(START, &[if restart { "restart" } else { "start" }])
 }
 
+// Taking, reading and breaking the lock happen under one mutex (flock, util-linux, on every
+// Debian), so a lock is never seen without its owner and a compare-and-delete cannot remove a
+// lock taken meanwhile.
 const LOCK: &str = r#"mkdir -p /var/lib/hoist
+exec 9>/var/lib/hoist/.lock-mutex
+if command -v flock >/dev/null 2>&1; then flock 9; fi
 if mkdir /var/lib/hoist/apply.lock 2>/dev/null; then
-  printf '%s\n' "$1" > /var/lib/hoist/apply.lock/owner
-  echo acquired
+  if printf '%s\n' "$1" > /var/lib/hoist/apply.lock/owner; then
+    echo acquired
+  else
+    rm -rf /var/lib/hoist/apply.lock
+    echo "cannot record the lock's owner" >&2
+    exit 1
+  fi
 else
   echo held
   cat /var/lib/hoist/apply.lock/owner 2>/dev/null || true
@@ -150,7 +163,10 @@ pub fn lock(owner: &str) -> Vec<String> {
     sh(LOCK, &[owner])
 }
 
-const UNLOCK: &str = r#"if [ "$(cat /var/lib/hoist/apply.lock/owner 2>/dev/null)" = "$1" ]; then
+const UNLOCK: &str = r#"mkdir -p /var/lib/hoist
+exec 9>/var/lib/hoist/.lock-mutex
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+if [ -n "$1" ] && [ "$(cat /var/lib/hoist/apply.lock/owner 2>/dev/null)" = "$1" ]; then
   rm -rf /var/lib/hoist/apply.lock
   echo released
 else

@@ -22,6 +22,11 @@ pub struct Holder {
     pub pid: u32,
     /// Seconds since the epoch.
     pub since: u64,
+    /// The kernel's boot id: a lock from an earlier boot was left by a process that is gone.
+    pub boot: String,
+    /// The PID namespace the pid is counted in (`pid:[4026531836]`): another one's pids mean
+    /// nothing here.
+    pub pidns: String,
 }
 
 impl Holder {
@@ -47,14 +52,18 @@ impl Holder {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            boot: read("/proc/sys/kernel/random/boot_id"),
+            pidns: std::fs::read_link("/proc/self/ns/pid")
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }
     }
 
     /// The line written on the host.
     pub fn line(&self) -> String {
         format!(
-            "machine={} controller={} pid={} since={}",
-            self.machine, self.controller, self.pid, self.since
+            "machine={} controller={} pid={} since={} boot={} pidns={}",
+            self.machine, self.controller, self.pid, self.since, self.boot, self.pidns
         )
     }
 
@@ -71,6 +80,8 @@ impl Holder {
             controller: field("controller="),
             pid: field("pid=").parse().unwrap_or(0),
             since: field("since=").parse().unwrap_or(0),
+            boot: field("boot="),
+            pidns: field("pidns="),
         }
     }
 }
@@ -90,7 +101,7 @@ pub fn liveness(pid: u32) -> Liveness {
 }
 
 fn liveness_in(proc: &Path, pid: u32) -> Liveness {
-    if !proc.join("self").exists() {
+    if !proc.join("self").exists() || hides_pids(proc) {
         return Liveness::Unknown;
     }
     if proc.join(pid.to_string()).exists() {
@@ -100,14 +111,32 @@ fn liveness_in(proc: &Path, pid: u32) -> Liveness {
     }
 }
 
+/// Whether this /proc hides other users' processes (`hidepid=`): their absence proves nothing.
+fn hides_pids(proc: &Path) -> bool {
+    std::fs::read_to_string(proc.join("mounts"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some("proc"))
+        .any(|l| {
+            l.contains("hidepid=1")
+                || l.contains("hidepid=2")
+                || l.contains("hidepid=invisible")
+                || l.contains("hidepid=noaccess")
+        })
+}
+
 /// A lock is stale only when it was taken on this very machine (same machine id, never merely the
-/// same hostname) by a process this machine knows to be gone. Anything else (another controller,
-/// no machine id, no way to see processes) is held until someone breaks it on purpose.
+/// same hostname) by a process that is gone: in an earlier boot, or, in this boot and this PID
+/// namespace, a pid this machine sees no more. Anything else (another controller, no machine id,
+/// another PID namespace, no way to see processes) is held until someone breaks it on purpose.
 pub fn is_stale(holder: &Holder, me: &Holder, holder_alive: Liveness) -> bool {
-    !me.machine.is_empty()
-        && holder.machine == me.machine
-        && holder.pid != me.pid
-        && holder_alive == Liveness::Dead
+    if me.machine.is_empty() || holder.machine != me.machine {
+        return false;
+    }
+    if !holder.boot.is_empty() && !me.boot.is_empty() && holder.boot != me.boot {
+        return true;
+    }
+    holder.pidns == me.pidns && holder.pid != me.pid && holder_alive == Liveness::Dead
 }
 
 /// Takes `host`'s lock for `me`; breaks a stale one, or any one with `break_lock`, by comparing and
@@ -231,7 +260,42 @@ mod tests {
             controller: controller.into(),
             pid,
             since: 1,
+            boot: "b1".into(),
+            pidns: "pid:[1]".into(),
         }
+    }
+
+    #[test]
+    fn a_lock_of_an_earlier_boot_is_stale_another_pid_namespace_is_not_judged() {
+        let me = holder("m1", "ci", 10);
+        let earlier = Holder {
+            boot: "b0".into(),
+            ..holder("m1", "ci", 7)
+        };
+        assert!(
+            is_stale(&earlier, &me, Liveness::Alive),
+            "its pid is another process now"
+        );
+        let other_ns = Holder {
+            pidns: "pid:[2]".into(),
+            ..holder("m1", "ci", 7)
+        };
+        assert!(!is_stale(&other_ns, &me, Liveness::Dead));
+    }
+
+    #[test]
+    fn a_proc_that_hides_pids_proves_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("self")).expect("self");
+        std::fs::write(
+            dir.path().join("mounts"),
+            "proc /proc proc rw,nosuid,hidepid=invisible 0 0\n",
+        )
+        .expect("mounts");
+        assert_eq!(liveness_in(dir.path(), 7), Liveness::Unknown);
+        std::fs::write(dir.path().join("mounts"), "proc /proc proc rw,nosuid 0 0\n")
+            .expect("mounts");
+        assert_eq!(liveness_in(dir.path(), 7), Liveness::Dead);
     }
 
     #[test]
@@ -263,6 +327,7 @@ mod tests {
         assert_eq!(Holder::parse(&h.line()), h);
         let old = Holder::parse("controller=ci-1 pid=42 since=1");
         assert_eq!(old.machine, "");
+        assert_eq!(old.boot, "");
         assert_eq!(old.pid, 42);
     }
 }

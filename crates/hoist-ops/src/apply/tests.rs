@@ -853,3 +853,41 @@ async fn a_host_another_run_holds_is_neither_observed_nor_applied() {
     assert_eq!(busy.calls(), ["lock"], "nothing else on the busy host");
     assert_eq!(free.fake_engine().container_names(), ["api", "db"]);
 }
+
+#[tokio::test]
+async fn a_replacement_that_cannot_be_put_back_says_the_service_is_down() {
+    let h = FakeHost::new("h");
+    let w = World::one(h.clone(), db_api());
+    assert!(w.apply().await.ok());
+    let mut w = World::one(h.clone(), db_api());
+    for c in &mut w.desired.hosts.get_mut("h").expect("h").containers {
+        if c.name == "api" {
+            c.env.insert("MODE".into(), "prod".into());
+            c.seal();
+        }
+    }
+    h.fail(
+        "engine start api",
+        ErrorKind::Engine,
+        "port 8000 is already allocated",
+    );
+    h.fail(
+        "engine rename api.hoist-old api",
+        ErrorKind::Engine,
+        "engine went away",
+    );
+    let mark = h.calls().len();
+    let r = w.apply().await;
+    assert_eq!(
+        error_of(&r, "h"),
+        "h: docker: replacing api: port 8000 is already allocated; api is down: neither the new nor the previous container runs"
+    );
+    let starts = h.calls()[mark..]
+        .iter()
+        .filter(|c| *c == "engine start api")
+        .count();
+    assert_eq!(
+        starts, 1,
+        "nothing is started under a name the old one did not get back"
+    );
+}

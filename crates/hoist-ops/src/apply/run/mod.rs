@@ -220,8 +220,13 @@ impl<'a, H: Host> HostRun<'a, H> {
                 })
                 .await
             }
+            // Once started, a replacement runs to its end (its own way back included): cut
+            // short, it would leave the service stopped under a scratch name.
             ChangeAction::Recreate => {
-                step(cancel, name, &what, replace::replace(name, d, spec)).await
+                if cancel.is_cancelled() {
+                    return Err(RemoteError::cancelled(name, &format!("before {what}")));
+                }
+                replace::replace(name, d, spec).await
             }
             ChangeAction::Start => step(cancel, name, &what, d.start(&spec.name)).await,
             _ => Ok(()),

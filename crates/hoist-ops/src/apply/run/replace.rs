@@ -24,10 +24,14 @@ pub(super) async fn replace<E: Engine>(host: &str, d: &E, spec: &ContainerSpec) 
     d.remove(&new).await?;
     d.remove(&old).await?;
     if let Err(e) = d.create(spec, &new).await {
+        // Created but not connected to every network, say: no half-made replacement stays.
+        let _ = d.remove(&new).await;
         return Err(left(e, "was left as it was"));
     }
     if let Err(e) = d.stop(name, spec.stop_grace_period_s).await {
         let _ = d.remove(&new).await;
+        // The stop may have taken effect all the same (an API timeout).
+        let _ = d.start(name).await;
         return Err(left(e, "was left as it was"));
     }
     if let Err(e) = d.rename(name, &old).await {
@@ -37,15 +41,26 @@ pub(super) async fn replace<E: Engine>(host: &str, d: &E, spec: &ContainerSpec) 
     }
     if let Err(e) = d.rename(&new, name).await {
         let _ = d.remove(&new).await;
-        let back = d.rename(&old, name).await.and(d.start(name).await);
-        return Err(left(e, restored(back.is_ok())));
+        return Err(left(e, restored(put_back(d, &old, name).await)));
     }
     if let Err(e) = d.start(name).await {
         let _ = d.remove(name).await;
-        let back = d.rename(&old, name).await.and(d.start(name).await);
-        return Err(left(e, restored(back.is_ok())));
+        return Err(left(e, restored(put_back(d, &old, name).await)));
     }
-    d.remove(&old).await
+    d.remove(&old).await.map_err(|e| {
+        left(
+            e,
+            &format!("runs the new container; the previous one is left as {old}"),
+        )
+    })
+}
+
+/// The previous container under its name again, started: only if it got its name back.
+async fn put_back<E: Engine>(d: &E, old: &str, name: &str) -> bool {
+    match d.rename(old, name).await {
+        Ok(()) => d.start(name).await.is_ok(),
+        Err(_) => false,
+    }
 }
 
 fn restored(ok: bool) -> &'static str {
