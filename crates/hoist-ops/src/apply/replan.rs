@@ -3,7 +3,7 @@
 //! Anything new (a change to a resource the reviewed plan did not touch, a deletion it did not
 //! list) is refused: it was never shown to anyone.
 
-use hoist_core::plan::{Change, ChangeAction, HostPlan, ResourceKind};
+use hoist_core::plan::{Change, HostPlan, ResourceKind};
 
 /// Why a fresh plan cannot stand in for the reviewed one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +27,11 @@ fn describe(c: &Change) -> String {
     format!("{} {} {}", c.action.as_str(), c.kind.as_str(), c.name)
 }
 
-/// Whether resolving an unknown into `action` only adds or starts what the plan showed: a
-/// recreate or a delete destroys something nobody reviewed.
-fn additive(action: ChangeAction) -> bool {
-    !matches!(action, ChangeAction::Recreate | ChangeAction::Delete)
-}
-
 /// The reviewed plan with its unknown changes replaced by what the fresh plan says of them.
 /// Known reviewed changes stay as reviewed; a reviewed unknown that the fresh plan no longer needs
-/// is dropped; an unknown that turns out destructive is refused; the engine's own changes are
-/// done and left out.
+/// is dropped; the engine's own changes are done and left out. An unknown container may resolve
+/// into a recreate: a host whose engine was down while one of its mounted files changed (a
+/// reviewed, known change) catches up so.
 pub fn resolve(reviewed: &HostPlan, fresh: &HostPlan, prune: bool) -> Result<HostPlan, Unreviewed> {
     let mut extra = Vec::new();
     let mut changes = Vec::new();
@@ -48,11 +43,7 @@ pub fn resolve(reviewed: &HostPlan, fresh: &HostPlan, prune: bool) -> Result<Hos
         if !c.unknown {
             changes.push(c.clone());
         } else if let Some(now) = fresh.changes.iter().find(|f| key(f) == key(c)) {
-            if additive(now.action) {
-                changes.push(now.clone());
-            } else {
-                extra.push(describe(now));
-            }
+            changes.push(now.clone());
         }
     }
     for f in fresh
@@ -116,14 +107,6 @@ mod tests {
     use ResourceKind::*;
 
     #[test]
-    fn an_unknown_that_turns_out_destructive_is_refused() {
-        let reviewed = plan(vec![change(Container, "db", Create, true)], Vec::new());
-        let fresh = plan(vec![change(Container, "db", Recreate, false)], Vec::new());
-        let e = resolve(&reviewed, &fresh, false).expect_err("refused");
-        assert_eq!(e.0, ["recreate container db"]);
-    }
-
-    #[test]
     fn unknown_changes_take_what_the_engine_says() {
         let reviewed = plan(
             vec![
@@ -137,13 +120,13 @@ mod tests {
         let fresh = plan(
             vec![
                 change(File, "/etc/a", Create, false),
-                change(Container, "db", Start, false),
+                change(Container, "db", Recreate, false),
             ],
             Vec::new(),
         );
         let got = resolve(&reviewed, &fresh, false).expect("resolves");
         let actions: Vec<String> = got.changes.iter().map(describe).collect();
-        assert_eq!(actions, ["create file /etc/a", "start container db"]);
+        assert_eq!(actions, ["create file /etc/a", "recreate container db"]);
     }
 
     #[test]
