@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail};
 use hoist_core::check::Check;
 use hoist_core::playbook::Topic;
 use hoist_ops::drill::{self, FailoverConfig, OutageConfig, RestoreConfig};
-use hoist_remote::docker;
+use hoist_remote::Host as _;
 
 use crate::cli::{DrillCommand, Global};
 use crate::commands::remote;
@@ -120,8 +120,8 @@ fn restore(
         let hosts =
             remote::connect_every(&project.inventory, std::slice::from_ref(&host), global).await?;
         let checks = match hosts.get(&host) {
-            Some(ssh) => match docker::connect(ssh).await {
-                Ok(d) => Ok(drill::restore(&d, &cfg).await),
+            Some(ssh) => match ssh.engine().await {
+                Ok(d) => Ok(drill::restore(&d, &cfg, &super::cancellation()).await),
                 Err(e) => Err(anyhow::Error::from(e)),
             },
             None => Err(anyhow!("{host}: not connected")),

@@ -20,21 +20,26 @@ impl Check {
         check: &str,
         target: &str,
         ok: bool,
-        measured: impl Into<String>,
+        measured: impl std::fmt::Display,
         threshold: impl Into<String>,
     ) -> Check {
         Check {
             check: check.to_owned(),
             target: target.to_owned(),
             ok,
-            measured: measured.into(),
+            measured: measured.to_string(),
             threshold: threshold.into(),
         }
     }
 }
 
 /// A failed check.
-pub fn failed(check: &str, target: &str, measured: impl Into<String>, threshold: &str) -> Check {
+pub fn failed(
+    check: &str,
+    target: &str,
+    measured: impl std::fmt::Display,
+    threshold: &str,
+) -> Check {
     Check::new(check, target, false, measured, threshold)
 }
 

@@ -11,6 +11,9 @@
 
 pub mod apply;
 pub mod drill;
+pub mod error;
 pub mod observe;
 pub mod status;
 pub mod validate;
+
+pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -50,6 +51,25 @@ pub struct Listed {
     pub status: String,
 }
 
+/// A one-off container that runs a command to its end: a drill's scratch work, never a service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scratch {
+    pub image: String,
+    /// The engine's default (the image's user) when `None`.
+    pub user: Option<String>,
+    /// The whole command: it replaces the image's entrypoint, and the image's command is dropped.
+    pub argv: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// Host paths mounted read-only: source, target.
+    pub read_only_binds: Vec<(String, String)>,
+    /// `name:address` entries for its /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// A container whose volumes it mounts where that container has them.
+    pub volumes_from: Option<String>,
+}
+
 /// A host's container engine.
 pub trait Engine: Send + Sync {
     /// Answers when the engine is up.
@@ -91,6 +111,15 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Pulls an image from its registry.
     fn pull_image(&self, reference: &str) -> impl Future<Output = Result<()>> + Send;
+
+    /// Creates the scratch container `name` (replacing a leftover of that name), starts it and
+    /// waits for its end within `timeout`; its exit code and logs. The caller removes it.
+    fn run_scratch(
+        &self,
+        name: &str,
+        scratch: &Scratch,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(i64, String)>> + Send;
 
     /// Runs `argv` in a running container; its exit code and output.
     fn exec(

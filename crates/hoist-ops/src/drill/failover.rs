@@ -12,23 +12,19 @@
 //! live repositories, where a restore to the latest timeline would follow it. Whatever fails or is
 //! interrupted after the primary stopped, the put-back runs.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{InspectContainerOptions, StopContainerOptionsBuilder};
-use hoist_remote::Engine as _;
-use hoist_remote::docker::DockerEngine;
+use hoist_core::check::{Check, failed};
+use hoist_remote::engine::Scratch;
+use hoist_remote::{Engine, Host, script};
 use sqlx::PgPool;
-
-use super::{remove, run_scratch};
-use hoist_remote::{docker, script};
 use tokio_util::sync::CancellationToken;
 
+use super::LABEL;
 use crate::apply::gate::{self, Gate};
+use crate::error::{Error, Result};
 use crate::validate::{self, DbConfig, Standby};
-use hoist_core::check::{Check, failed};
-use hoist_remote::SshHost;
 
 /// The containers the drill stops and starts, and which standby to promote.
 #[derive(Debug, Clone)]
@@ -56,16 +52,16 @@ struct Node {
 }
 
 /// Runs the drill with the data host's SSH master (`db.host`).
-pub async fn failover(
-    ssh: &SshHost,
+pub async fn failover<H: Host>(
+    ssh: &H,
     db: &DbConfig,
     c: &FailoverConfig,
     cancel: &CancellationToken,
 ) -> Vec<Check> {
-    let host = ssh.name.as_str();
-    let d = match docker::connect(ssh).await {
+    let host = ssh.name();
+    let d = match ssh.engine().await {
         Ok(d) => d,
-        Err(e) => return vec![failed("drill.engine", host, e.to_string(), "answers")],
+        Err(e) => return vec![failed("drill.engine", host, e, "answers")],
     };
     let primary = match validate::pool(ssh, &db.primary, &db.database, &db.admin).await {
         Ok(p) => p,
@@ -157,11 +153,14 @@ pub async fn failover(
 }
 
 /// The standby to promote: the one named, or the one that replayed the most WAL.
-async fn choose(nodes: &[Node], named: Option<&str>) -> Result<usize, String> {
+async fn choose(nodes: &[Node], named: Option<&str>) -> Result<usize> {
     if let Some(name) = named {
         return nodes.iter().position(|n| n.name == name).ok_or_else(|| {
             let known: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-            format!("{name} is not a standby (standbys: {})", known.join(", "))
+            Error::Unexpected(format!(
+                "{name} is not a standby (standbys: {})",
+                known.join(", ")
+            ))
         });
     }
     let mut best = None;
@@ -171,15 +170,17 @@ async fn choose(nodes: &[Node], named: Option<&str>) -> Result<usize, String> {
             best = Some((i, replayed));
         }
     }
-    best.map(|(i, _)| i).ok_or_else(|| "no standby".into())
+    best.map(|(i, _)| i)
+        .ok_or_else(|| Error::Unexpected("no standby".into()))
 }
 
 /// How far a standby has replayed, in bytes since 0/0.
-async fn replayed(pool: &PgPool) -> Result<i64, String> {
-    sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8")
-        .fetch_one(pool)
-        .await
-        .map_err(|e| e.to_string())
+async fn replayed(pool: &PgPool) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8")
+            .fetch_one(pool)
+            .await?,
+    )
 }
 
 /// An LSN as PostgreSQL prints it, from its byte position.
@@ -188,27 +189,30 @@ fn lsn(at: i64) -> String {
     format!("{:X}/{:X}", at >> 32, at & 0xFFFF_FFFF)
 }
 
-struct Run<'a> {
+struct Run<'a, E: Engine> {
     host: &'a str,
-    d: &'a DockerEngine,
+    d: &'a E,
     primary: &'a PgPool,
     nodes: &'a [Node],
     target: usize,
     c: &'a FailoverConfig,
 }
 
-impl Run<'_> {
+impl<E: Engine> Run<'_, E> {
     fn target(&self) -> &Node {
         &self.nodes[self.target]
     }
 
     /// psql as the local superuser in a container, over its socket; the output, or the error.
-    async fn psql(&self, container: &str, sql: &[&str]) -> Result<String, String> {
+    async fn psql(&self, container: &str, sql: &[&str]) -> Result<String> {
         let argv = script::psql_local(sql);
-        match self.d.exec(container, &argv, Some("postgres")).await {
-            Ok((0, output)) => Ok(output.trim().to_owned()),
-            Ok((code, output)) => Err(format!("psql exit {code}: {}", output.trim())),
-            Err(e) => Err(e.to_string()),
+        match self.d.exec(container, &argv, Some("postgres")).await? {
+            (0, output) => Ok(output.trim().to_owned()),
+            (code, output) => Err(Error::Exit {
+                what: "psql".into(),
+                code,
+                output: output.trim().to_owned(),
+            }),
         }
     }
 
@@ -225,17 +229,11 @@ impl Run<'_> {
             }
         };
         let stopping = Instant::now();
-        let stop = StopContainerOptionsBuilder::default().t(60).build();
-        if let Err(e) = self
-            .d
-            .client()
-            .stop_container(&self.c.primary, Some(stop))
-            .await
-        {
+        if let Err(e) = self.d.stop(&self.c.primary, Some(60)).await {
             out.push(failed(
                 "drill.primary_stopped",
                 &self.c.primary,
-                e.to_string(),
+                e,
                 "stopped",
             ));
             // A failed stop may still have stopped it.
@@ -257,13 +255,12 @@ impl Run<'_> {
                 return true;
             }
         };
-        let found: Result<i64, String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let found: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {MARKER} WHERE id = $1"
         )))
         .bind(marker.0)
         .fetch_one(&t.pool)
-        .await
-        .map_err(|e| e.to_string());
+        .await;
         out.push(match found {
             Ok(1) => Check::new(
                 "drill.no_data_loss",
@@ -321,12 +318,12 @@ impl Run<'_> {
                 Err(e) => break Err(e),
             }
         };
-        let archiving_off = command.as_deref() == Ok("/bin/true");
+        let archiving_off = command.as_deref().is_ok_and(|s| s == "/bin/true");
         out.push(Check::new(
             "drill.archiving_off",
             &t.name,
             archiving_off,
-            command.unwrap_or_else(|e| e),
+            command.unwrap_or_else(|e| e.to_string()),
             "archive_command=/bin/true",
         ));
         if !archiving_off {
@@ -350,9 +347,9 @@ impl Run<'_> {
                 format!("pg_promote returned {other:?}"),
                 "t",
             ),
-            Err(e) => failed("drill.promoted", &t.name, e.clone(), "promoted"),
+            Err(e) => failed("drill.promoted", &t.name, e, "promoted"),
         });
-        if promoted.as_deref() != Ok("t") {
+        if !promoted.as_deref().is_ok_and(|s| s == "t") {
             return true;
         }
         let writing = Instant::now();
@@ -373,7 +370,7 @@ impl Run<'_> {
                 ),
                 "takes writes",
             ),
-            Err(e) => failed("drill.writes", &t.name, e.to_string(), "takes writes"),
+            Err(e) => failed("drill.writes", &t.name, e, "takes writes"),
         });
         for n in self.nodes.iter().filter(|n| n.name != t.name) {
             out.push(match replayed(&n.pool).await {
@@ -391,30 +388,26 @@ impl Run<'_> {
     }
 
     /// Commits a marker row on the primary; its id and the LSN after the commit.
-    async fn mark(&self) -> Result<(i64, i64), String> {
-        let err = |e: sqlx::Error| e.to_string();
+    async fn mark(&self) -> Result<(i64, i64)> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "CREATE TABLE IF NOT EXISTS {MARKER} \
              (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)"
         )))
         .execute(self.primary)
-        .await
-        .map_err(err)?;
+        .await?;
         let id = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {MARKER} (note) VALUES ('before failover') RETURNING id"
         )))
         .fetch_one(self.primary)
-        .await
-        .map_err(err)?;
+        .await?;
         let at = sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::int8")
             .fetch_one(self.primary)
-            .await
-            .map_err(err)?;
+            .await?;
         Ok((id, at))
     }
 
     /// Waits until the standby has replayed all it received; returns where it stopped.
-    async fn settle(&self, n: &Node) -> Result<i64, String> {
+    async fn settle(&self, n: &Node) -> Result<i64> {
         let deadline = Instant::now() + self.c.timeout;
         loop {
             let (received, replayed): (Option<i64>, Option<i64>) = sqlx::query_as(
@@ -422,16 +415,15 @@ impl Run<'_> {
                         pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::int8",
             )
             .fetch_one(&n.pool)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             match (received, replayed) {
                 (Some(r), Some(p)) if p >= r => return Ok(p),
                 (None, Some(p)) => return Ok(p),
                 _ if Instant::now() >= deadline => {
-                    return Err(format!(
-                        "still replaying after {} s",
-                        self.c.timeout.as_secs()
-                    ));
+                    return Err(Error::Timeout {
+                        seen: "still replaying".into(),
+                        after: self.c.timeout,
+                    });
                 }
                 _ => tokio::time::sleep(Duration::from_millis(200)).await,
             }
@@ -459,15 +451,9 @@ impl Run<'_> {
                 )
                 .await;
         } else {
-            let stop = StopContainerOptionsBuilder::default().t(60).build();
-            let emptied = match self
-                .d
-                .client()
-                .stop_container(&t.container, Some(stop))
-                .await
-            {
+            let emptied = match self.d.stop(&t.container, Some(60)).await {
                 Ok(()) => self.empty(&t.container).await,
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.into()),
             };
             out.push(match emptied {
                 Ok(()) => Check::new(
@@ -492,8 +478,7 @@ impl Run<'_> {
             self.c.timeout,
             &CancellationToken::new(),
         )
-        .await
-        .map_err(|e| e.to_string());
+        .await;
         out.push(match healthy {
             Ok(()) => Check::new(
                 "drill.primary_back",
@@ -523,46 +508,40 @@ impl Run<'_> {
     }
 
     /// Empties a stopped PostgreSQL container's data directory, in a container sharing its volumes.
-    async fn empty(&self, container: &str) -> Result<(), String> {
+    async fn empty(&self, container: &str) -> Result<()> {
         let inspected = self
             .d
-            .client()
-            .inspect_container(container, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| format!("{container}: {e}"))?;
-        let body = ContainerCreateBody {
-            image: inspected.config.and_then(|c| c.image),
+            .inspect(container)
+            .await?
+            .ok_or_else(|| Error::Unexpected(format!("no container {container}")))?;
+        let scratch = Scratch {
+            image: inspected.image,
             user: Some("root".into()),
-            entrypoint: Some(
-                [
-                    "sh",
-                    "-c",
-                    "find \"${PGDATA:-/var/lib/postgresql/data}\" -mindepth 1 -delete",
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-            ),
-            cmd: Some(Vec::new()),
-            labels: Some(HashMap::from([(
-                "io.hoist.drill".to_owned(),
-                "failover".to_owned(),
-            )])),
-            host_config: Some(HostConfig {
-                volumes_from: Some(vec![container.to_owned()]),
-                ..Default::default()
-            }),
-            ..Default::default()
+            argv: [
+                "sh",
+                "-c",
+                "find \"${PGDATA:-/var/lib/postgresql/data}\" -mindepth 1 -delete",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            labels: BTreeMap::from([(LABEL.to_owned(), "failover".to_owned())]),
+            volumes_from: Some(container.to_owned()),
+            ..Scratch::default()
         };
-        let ran = run_scratch(self.d, RESET, body, self.c.timeout).await;
-        remove(self.d, RESET).await;
+        let ran = self.d.run_scratch(RESET, &scratch, self.c.timeout).await;
+        let _ = self.d.remove(RESET).await;
         match ran? {
             (0, _) => Ok(()),
-            (code, logs) => Err(format!("emptying exit {code}: {}", logs.trim())),
+            (code, logs) => Err(Error::Exit {
+                what: "emptying".into(),
+                code,
+                output: logs.trim().to_owned(),
+            }),
         }
     }
 
     /// Waits until `name` streams in the primary's pg_stat_replication.
-    async fn streaming(&self, name: &str) -> Result<(), String> {
+    async fn streaming(&self, name: &str) -> Result<()> {
         let deadline = Instant::now() + self.c.timeout;
         loop {
             let state: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
@@ -579,7 +558,10 @@ impl Run<'_> {
                         Ok(None) => "absent from pg_stat_replication".into(),
                         Err(e) => e.to_string(),
                     };
-                    return Err(format!("{seen} after {} s", self.c.timeout.as_secs()));
+                    return Err(Error::Timeout {
+                        seen,
+                        after: self.c.timeout,
+                    });
                 }
                 _ => tokio::time::sleep(Duration::from_millis(500)).await,
             }

@@ -8,13 +8,11 @@ use hoist_remote::Engine;
 use hoist_remote::script;
 
 use super::BackupConfig;
+use crate::error::{Error, Result};
 
-async fn pgbackrest(d: &impl Engine, c: &BackupConfig, args: &[&str]) -> Result<String, String> {
+async fn pgbackrest(d: &impl Engine, c: &BackupConfig, args: &[&str]) -> Result<String> {
     let argv = script::pgbackrest(&c.stanza, args);
-    let (code, output) = d
-        .exec(&c.container, &argv, Some(&c.user))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (code, output) = d.exec(&c.container, &argv, Some(&c.user)).await?;
     if code == 0 {
         Ok(output)
     } else {
@@ -25,7 +23,11 @@ async fn pgbackrest(d: &impl Engine, c: &BackupConfig, args: &[&str]) -> Result<
             .find(|l| l.contains("ERROR:"))
             .or(lines.last())
             .map_or("", |l| l.trim());
-        Err(format!("exit {code}: {line}"))
+        Err(Error::Exit {
+            what: "pgbackrest".into(),
+            code,
+            output: line.to_owned(),
+        })
     }
 }
 
@@ -45,16 +47,21 @@ pub async fn backups(d: &impl Engine, c: &BackupConfig, segment_size: u64) -> Ve
         ),
         Err(e) => failed("backups.check", &c.stanza, e, "passes"),
     });
-    let info: serde_json::Value = match pgbackrest(d, c, &["--output=json", "info"])
-        .await
-        .and_then(|text| serde_json::from_str(&text).map_err(|e| format!("info JSON: {e}")))
-    {
-        Ok(v) => v,
-        Err(e) => {
-            out.push(failed("backups.info", &c.stanza, e, "readable"));
-            return out;
-        }
-    };
+    let info: serde_json::Value =
+        match pgbackrest(d, c, &["--output=json", "info"])
+            .await
+            .and_then(|text| {
+                serde_json::from_str(&text).map_err(|source| Error::Json {
+                    what: "pgbackrest info",
+                    source,
+                })
+            }) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(failed("backups.info", &c.stanza, e, "readable"));
+                return out;
+            }
+        };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -95,11 +102,12 @@ pub struct RepoSummary {
 }
 
 impl RepoSummary {
-    pub fn from_info(info: &serde_json::Value, repo: u32) -> Result<RepoSummary, String> {
+    pub fn from_info(info: &serde_json::Value, repo: u32) -> Result<RepoSummary> {
+        let absent = |what: &str| Error::Unexpected(what.to_owned());
         let stanza = info
             .as_array()
             .and_then(|a| a.first())
-            .ok_or("no stanza in pgbackrest info")?;
+            .ok_or_else(|| absent("no stanza in pgbackrest info"))?;
         let in_repo =
             |v: &&serde_json::Value| v["database"]["repo-key"].as_u64() == Some(repo.into());
         let last = stanza["backup"]
@@ -108,7 +116,7 @@ impl RepoSummary {
             .flatten()
             .filter(in_repo)
             .max_by_key(|b| b["timestamp"]["stop"].as_u64().unwrap_or(0))
-            .ok_or("no backup")?;
+            .ok_or_else(|| absent("no backup"))?;
         let db_id = last["database"]["id"].as_u64();
         let archive = stanza["archive"]
             .as_array()
@@ -116,7 +124,7 @@ impl RepoSummary {
             .flatten()
             .filter(in_repo)
             .find(|a| a["database"]["id"].as_u64() == db_id)
-            .ok_or("no archived WAL for the newest backup")?;
+            .ok_or_else(|| absent("no archived WAL for the newest backup"))?;
         let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
         Ok(RepoSummary {
             last_type: text(&last["type"]),
@@ -152,11 +160,10 @@ pub fn missing_segments(
     stop: &str,
     present: &[String],
     segment_size: u64,
-) -> Result<Vec<String>, String> {
-    let (start_tli, first) =
-        segment(start, segment_size).ok_or(format!("{start:?} is not a WAL segment"))?;
-    let (tli, last) =
-        segment(stop, segment_size).ok_or(format!("{stop:?} is not a WAL segment"))?;
+) -> Result<Vec<String>> {
+    let not_a_segment = |name: &str| Error::Unexpected(format!("{name:?} is not a WAL segment"));
+    let (start_tli, first) = segment(start, segment_size).ok_or_else(|| not_a_segment(start))?;
+    let (tli, last) = segment(stop, segment_size).ok_or_else(|| not_a_segment(stop))?;
     let have: std::collections::BTreeSet<u64> = present
         .iter()
         .filter_map(|n| segment(n, segment_size))
@@ -211,8 +218,12 @@ async fn wal_continuity(
         )
         .await
         .and_then(|t| {
-            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t)
-                .map_err(|e| format!("repo-ls JSON: {e}"))
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&t).map_err(
+                |source| Error::Json {
+                    what: "pgbackrest repo-ls",
+                    source,
+                },
+            )
         });
         match listed {
             Ok(entries) => present.extend(entries.keys().cloned()),
@@ -286,9 +297,10 @@ mod tests {
         );
         let r2 = RepoSummary::from_info(&info, 2).expect("repo2");
         assert_eq!(r2.archive_max, "000000010000000000000009");
-        assert_eq!(
-            RepoSummary::from_info(&info, 3),
-            Err("no backup".to_owned())
+        let absent = RepoSummary::from_info(&info, 3).expect_err("no backup in repo3");
+        assert!(
+            matches!(&absent, Error::Unexpected(s) if s == "no backup"),
+            "{absent}"
         );
     }
 
@@ -309,7 +321,10 @@ mod tests {
             &present,
             SEG,
         );
-        assert_eq!(missing, Ok(vec!["000000010000000000000008".to_owned()]));
+        assert_eq!(
+            missing.ok(),
+            Some(vec!["000000010000000000000008".to_owned()])
+        );
     }
 
     #[test]
@@ -326,7 +341,10 @@ mod tests {
             &present,
             SEG,
         );
-        assert_eq!(missing, Ok(vec!["000000010000000100000001".to_owned()]));
+        assert_eq!(
+            missing.ok(),
+            Some(vec!["000000010000000100000001".to_owned()])
+        );
         // 64 MiB segments: 64 per high word, ...3F then the next word.
         assert_eq!(
             missing_segments(
@@ -334,8 +352,9 @@ mod tests {
                 "000000010000000100000000",
                 &names(&["00000001000000000000003F", "000000010000000100000000"]),
                 64 * 1024 * 1024,
-            ),
-            Ok(vec![])
+            )
+            .ok(),
+            Some(vec![])
         );
     }
 
@@ -352,7 +371,7 @@ mod tests {
             &present,
             SEG,
         );
-        assert_eq!(missing, Ok(vec![]));
+        assert_eq!(missing.ok(), Some(vec![]));
         assert!(missing_segments("not a segment", "x", &[], SEG).is_err());
     }
 }

@@ -8,18 +8,12 @@ use hoist_remote::Host;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+use crate::error::{Error, Result};
+
 use super::{Address, DbConfig, Login, Standby, replication, roles};
 
-pub async fn pool<H: Host>(
-    ssh: &H,
-    at: &Address,
-    db: &str,
-    login: &Login,
-) -> Result<PgPool, String> {
-    let local = ssh
-        .forward_tcp(&at.0, at.1)
-        .await
-        .map_err(|e| e.to_string())?;
+pub async fn pool<H: Host>(ssh: &H, at: &Address, db: &str, login: &Login) -> Result<PgPool> {
+    let local = ssh.forward_tcp(&at.0, at.1).await?;
     let options = PgConnectOptions::new()
         .host(&local.ip().to_string())
         .port(local.port())
@@ -32,7 +26,11 @@ pub async fn pool<H: Host>(
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(options)
         .await
-        .map_err(|e| format!("connecting to {}:{} as {}: {e}", at.0, at.1, login.user))
+        .map_err(|source| Error::Connect {
+            at: format!("{}:{}", at.0, at.1),
+            user: login.user.clone(),
+            source,
+        })
 }
 
 /// Replication and roles through `ssh`'s forwarded ports; also returns the primary's WAL segment

@@ -26,6 +26,8 @@ use hoist_core::playbook::Topic;
 use hoist_core::sql::TableName;
 use hoist_remote::Host;
 
+use crate::error::{Error, Result};
+
 pub use backups::{RepoSummary, backups, missing_segments};
 use db::{DEFAULT_SEGMENT, databases};
 pub use db::{pool, segment_size};
@@ -166,7 +168,7 @@ pub async fn run<H: Host>(
     }
     if let Some(b) = cfg.backups.as_ref().filter(|_| wants(Topic::Backups)) {
         let engine = match ssh(&b.host) {
-            Ok(ssh) => ssh.engine().await.map_err(|e| e.to_string()),
+            Ok(ssh) => ssh.engine().await.map_err(Error::from),
             Err(e) => Err(e),
         };
         match engine {
@@ -193,21 +195,18 @@ pub async fn run<H: Host>(
     out
 }
 
-fn connected<'a, H: Host>(hosts: &'a BTreeMap<String, H>, host: &str) -> Result<&'a H, String> {
+fn connected<'a, H: Host>(hosts: &'a BTreeMap<String, H>, host: &str) -> Result<&'a H> {
     hosts
         .get(host)
-        .ok_or_else(|| format!("{host} is not connected"))
+        .ok_or_else(|| Error::NotConnected(host.to_owned()))
 }
 
 async fn forward(
     hosts: &BTreeMap<String, impl Host>,
     host: &str,
     at: &Address,
-) -> Result<SocketAddr, String> {
-    connected(hosts, host)?
-        .forward_tcp(&at.0, at.1)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<SocketAddr> {
+    Ok(connected(hosts, host)?.forward_tcp(&at.0, at.1).await?)
 }
 
 /// A playbook's `validate` steps during apply: the checks of the topics a play names, through

@@ -13,20 +13,21 @@ pub async fn roles(
 ) -> Vec<Check> {
     let read = format!("SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT 1) AS one");
     let write = format!("INSERT INTO {table} SELECT * FROM {table} WHERE false");
-    let outcome = async |pool: &PgPool, sql: &str| -> Result<(), String> {
+    let outcome = async |pool: &PgPool, sql: &str| -> Result<(), sqlx::Error> {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .execute(pool)
             .await
             .map(|_| ())
-            .map_err(|e| match &e {
-                sqlx::Error::Database(d) => {
-                    format!("{} ({})", d.message(), d.code().unwrap_or_default())
-                }
-                _ => e.to_string(),
-            })
     };
-    let describe = |r: &Result<(), String>| match r {
+    let describe = |r: &Result<(), sqlx::Error>| match r {
         Ok(()) => "allowed".to_owned(),
+        Err(sqlx::Error::Database(d)) => {
+            format!(
+                "refused: {} ({})",
+                d.message(),
+                d.code().unwrap_or_default()
+            )
+        }
         Err(e) => format!("refused: {e}"),
     };
     let mut out = Vec::new();
@@ -42,7 +43,10 @@ pub async fn roles(
     let denied = r
         .as_ref()
         .err()
-        .is_some_and(|e| e.contains("(42501)") || e.contains("(25006)"));
+        .and_then(|e| e.as_database_error())
+        .and_then(|d| d.code())
+        // insufficient_privilege, or read_only_sql_transaction on a standby.
+        .is_some_and(|code| code == "42501" || code == "25006");
     out.push(Check::new(
         "roles.reader_cannot_write",
         reader.0,

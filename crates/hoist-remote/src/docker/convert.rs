@@ -9,6 +9,8 @@ use bollard::models::{
     Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use hoist_core::desired::ContainerSpec;
+
+use crate::engine::Scratch;
 use hoist_core::observed::{ImageDefaults, ObservedContainer, ObservedMount};
 use hoist_core::stack::{Health, Port};
 
@@ -143,6 +145,36 @@ pub(super) fn absent(e: &bollard::errors::Error, codes: &[u16]) -> bool {
 }
 
 /// The engine's create request for `c`, with its first network (the others are connected after).
+/// The engine's body for a scratch container: its argv as the entrypoint, no command.
+pub(super) fn scratch_body(s: &Scratch) -> ContainerCreateBody {
+    let mounts = s
+        .read_only_binds
+        .iter()
+        .map(|(source, target)| Mount {
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(s.image.clone()),
+        user: s.user.clone(),
+        entrypoint: Some(s.argv.clone()),
+        cmd: Some(Vec::new()),
+        env: Some(s.env.clone()),
+        labels: Some(s.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            mounts: Some(mounts),
+            extra_hosts: Some(s.extra_hosts.clone()),
+            volumes_from: s.volumes_from.clone().map(|c| vec![c]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &c.ports {

@@ -4,13 +4,14 @@
 mod convert;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use bollard::Docker;
 use bollard::models::{ExecConfig, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
     ListImagesOptions, ListNetworksOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder,
+    StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
 use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
@@ -18,10 +19,12 @@ use hoist_core::observed::{
     ImageDefaults, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume,
 };
 
-use crate::engine::{ContainerState, Engine, Health as HealthState, Listed, TarStream};
+use crate::engine::{ContainerState, Engine, Health as HealthState, Listed, Scratch, TarStream};
 use crate::error::{RemoteError, Result};
 use crate::ssh::SshHost;
-use convert::{absent, create_body, endpoint, image_defaults, last_health, observed_container};
+use convert::{
+    absent, create_body, endpoint, image_defaults, last_health, observed_container, scratch_body,
+};
 
 /// Seconds bollard waits for one API call.
 const API_TIMEOUT_S: u64 = 600;
@@ -354,6 +357,35 @@ impl Engine for DockerEngine {
             item.map_err(|e| RemoteError::docker(&self.host, format!("pulling {reference}: {e}")))?;
         }
         Ok(())
+    }
+
+    async fn run_scratch(
+        &self,
+        name: &str,
+        scratch: &Scratch,
+        timeout: Duration,
+    ) -> Result<(i64, String)> {
+        self.remove(name).await?;
+        self.docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(name).build()),
+                scratch_body(scratch),
+            )
+            .await
+            .map_err(self.err())?;
+        self.start(name).await?;
+        let mut waiting = self
+            .docker
+            .wait_container(name, None::<WaitContainerOptions>);
+        let exit = match tokio::time::timeout(timeout, waiting.next()).await {
+            Err(_) => return Err(RemoteError::timeout(&self.host, name, timeout)),
+            Ok(Some(Ok(r))) => r.status_code,
+            // A non-zero exit arrives as an error carrying the code.
+            Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(e))) => return Err(self.err()(e)),
+            Ok(None) => -1,
+        };
+        Ok((exit, self.logs_tail(name, 10_000).await))
     }
 
     async fn exec(

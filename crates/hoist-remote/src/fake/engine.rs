@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
@@ -12,7 +13,7 @@ use hoist_core::observed::{
 };
 
 use super::Shared;
-use crate::engine::{ContainerState, Engine, Health, Listed, TarStream};
+use crate::engine::{ContainerState, Engine, Health, Listed, Scratch, TarStream};
 use crate::error::{ErrorKind, RemoteError, Result};
 
 /// How a container behaves once started.
@@ -46,6 +47,10 @@ struct State {
     behaviours: BTreeMap<String, Behaviour>,
     /// Exit codes of exec commands, by their first word.
     exec_codes: BTreeMap<String, i64>,
+    /// What a scratch container of that name exits with and logs.
+    scratch: BTreeMap<String, (i64, String)>,
+    /// Every scratch container run, as it was asked for.
+    scratch_runs: Vec<(String, Scratch)>,
 }
 
 /// An engine in memory; clones share state.
@@ -84,6 +89,19 @@ impl FakeEngine {
     /// An exec whose first word is `program` exits with `code`.
     pub fn exec_exits(&self, program: &str, code: i64) {
         self.state().exec_codes.insert(program.to_owned(), code);
+    }
+
+    /// A scratch container named `name` exits with `code` after logging `logs` (0 and nothing
+    /// when not told).
+    pub fn scratch_exits(&self, name: &str, code: i64, logs: &str) {
+        self.state()
+            .scratch
+            .insert(name.to_owned(), (code, logs.to_owned()));
+    }
+
+    /// The scratch containers run so far, in order.
+    pub fn scratch_runs(&self) -> Vec<(String, Scratch)> {
+        self.state().scratch_runs.clone()
     }
 
     /// The engine has the image `reference` with id `id`.
@@ -411,6 +429,35 @@ impl Engine for FakeEngine {
             .images
             .insert(reference.to_owned(), format!("sha256:pulled-{reference}"));
         Ok(())
+    }
+
+    async fn run_scratch(
+        &self,
+        name: &str,
+        scratch: &Scratch,
+        _timeout: Duration,
+    ) -> Result<(i64, String)> {
+        self.enter(format!("scratch {name} {}", scratch.argv.join(" ")))
+            .await?;
+        let mut s = self.state();
+        s.scratch_runs.push((name.to_owned(), scratch.clone()));
+        let mut observed = ObservedContainer {
+            image: scratch.image.clone(),
+            state: "exited".into(),
+            labels: scratch.labels.clone(),
+            ..Default::default()
+        };
+        let (code, logs) = s.scratch.get(name).cloned().unwrap_or_default();
+        observed.exit_code = Some(code);
+        s.containers.insert(
+            name.to_owned(),
+            Container {
+                observed,
+                has_healthcheck: false,
+                polls: 0,
+            },
+        );
+        Ok((code, logs))
     }
 
     async fn exec(
