@@ -4,7 +4,7 @@ use hoist_core::diag::Diagnostics;
 use hoist_core::render;
 use hoist_core::secret::Redactor;
 use hoist_core::source::Source;
-use hoist_remote::sandbox;
+use hoist_ops::sandbox;
 
 use crate::cli::{Global, SandboxCommand};
 use crate::output::Output;

@@ -14,7 +14,7 @@
 //! - [`images`]: building images locally and streaming them to hosts without a registry.
 //! - [`binaries`]: the binaries a build context gets first (workspace packages, crates.io crates).
 //! - [`https`]: HTTPS through a forwarded port, verified as the service's own name.
-//! - [`sandbox`]: the local sandbox of test hosts (containers with sshd and their own engine).
+//! - [`local`]: the controller's own engine and programs (installed and started when needed).
 //!
 //! Only this crate spawns processes or opens sockets to hosts.
 
@@ -30,8 +30,8 @@ pub mod files;
 pub mod host;
 pub mod https;
 pub mod images;
+pub mod local;
 pub mod observe;
-pub mod sandbox;
 pub mod script;
 pub mod setup;
 pub mod ssh;

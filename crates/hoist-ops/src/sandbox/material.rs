@@ -8,10 +8,10 @@
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use hoist_core::pki;
+use hoist_remote::local;
 
 /// Where the sandbox's private files live, relative to the project.
 pub const STATE_DIR: &str = ".hoist/sandbox";
@@ -46,14 +46,7 @@ pub fn init(project: &Path, addresses: &[String]) -> anyhow::Result<Vec<PathBuf>
     std::fs::create_dir_all(&paths.state)
         .with_context(|| format!("creating {}", paths.state.display()))?;
     if !paths.key.exists() {
-        let status = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "hoist-sandbox", "-f"])
-            .arg(&paths.key)
-            .status()
-            .context("running ssh-keygen (install openssh-client)")?;
-        if !status.success() {
-            bail!("ssh-keygen failed ({status})");
-        }
+        local::keygen(&paths.key, "hoist-sandbox")?;
         wrote.push(paths.key.clone());
     }
     if !paths.tls_secrets.exists() {
