@@ -4,8 +4,12 @@
 //! (a `<name>.yml` file or a `<name>/` folder of files). A file named `secrets.yml` holds secret
 //! values, usually encrypted in place by `hoist secrets encrypt`.
 
+mod connection;
 pub mod ini;
 pub mod pattern;
+
+pub use connection::normalize;
+use connection::{Base, connection, connection_keys};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -342,132 +346,6 @@ pub fn load(
         group_vars,
         host_vars,
     })
-}
-
-fn connection(
-    ctx: &mut Ctx<'_>,
-    node: &yaml::Node,
-    path: &str,
-    base: &Connection,
-    dir: &Base<'_>,
-) -> Connection {
-    let mut conn = base.clone();
-    let Some(mut f) = ctx.fields(node, path) else {
-        return conn;
-    };
-    connection_keys(ctx, &mut f, &mut conn, path, dir);
-    f.finish(ctx, false);
-    conn
-}
-
-/// The connection settings a host (or the `connection:` defaults) may set.
-const CONNECTION_KEYS: [&str; 6] = [
-    "user",
-    "port",
-    "identity_file",
-    "known_hosts_file",
-    "jump",
-    "become",
-];
-
-/// Applies the connection keys present in `f` over `conn`.
-fn connection_keys(
-    ctx: &mut Ctx<'_>,
-    f: &mut yaml::Fields<'_>,
-    conn: &mut Connection,
-    path: &str,
-    dir: &Base<'_>,
-) {
-    for key in CONNECTION_KEYS {
-        if let Some(v) = f.get(key) {
-            apply_connection_key(ctx, conn, key, v, &yaml::join(path, key), dir);
-        }
-    }
-}
-
-fn apply_connection_key(
-    ctx: &mut Ctx<'_>,
-    conn: &mut Connection,
-    key: &str,
-    v: &yaml::Node,
-    path: &str,
-    dir: &Base<'_>,
-) {
-    match key {
-        "user" => {
-            if let Some(s) = ctx.string(v, path) {
-                conn.user = s;
-            }
-        }
-        "port" => {
-            if let Some(p) = ctx.u64(v, path) {
-                match u16::try_from(p) {
-                    Ok(p) if p > 0 => conn.port = p,
-                    _ => ctx.error(
-                        v.loc,
-                        path,
-                        Kind::InvalidValue,
-                        format!("{p} is not a TCP port"),
-                    ),
-                }
-            }
-        }
-        "identity_file" => conn.identity_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
-        "known_hosts_file" => {
-            conn.known_hosts_file = ctx.string(v, path).map(|s| resolve_path(dir, &s))
-        }
-        "jump" => conn.jump = ctx.string(v, path),
-        "become" => {
-            if let Some(b) = ctx.bool(v, path) {
-                conn.r#become = b;
-            }
-        }
-        _ => {}
-    }
-}
-
-/// What relative paths of an inventory are resolved against: its folder, and the user's home
-/// for `~/` (given by the command layer, which reads the environment).
-#[derive(Debug, Clone, Copy)]
-struct Base<'a> {
-    dir: &'a Path,
-    home: Option<&'a Path>,
-}
-
-/// Paths in an inventory are relative to its folder; `~/` is the user's home.
-fn resolve_path(base: &Base<'_>, s: &str) -> PathBuf {
-    if let Some(rest) = s.strip_prefix("~/")
-        && let Some(home) = base.home
-    {
-        return home.join(rest);
-    }
-    let p = Path::new(s);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        normalize(&base.dir.join(p))
-    }
-}
-
-/// Removes `.` and `..` components without touching the file system.
-pub fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            // Only a name of our own is popped: a `..` that climbs out of the start is kept,
-            // and so is the root (`/..` is `/`).
-            std::path::Component::ParentDir => match out.components().next_back() {
-                Some(std::path::Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(std::path::Component::RootDir | std::path::Component::Prefix(_)) => {}
-                _ => out.push(".."),
-            },
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Names of every group, for messages.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
 use hoist_core::observed::{
-    ObservedContainer, ObservedImage, ObservedMount, ObservedNetwork, ObservedVolume,
+    self, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume,
 };
 
 use super::Shared;
@@ -149,38 +149,12 @@ impl FakeEngine {
     }
 }
 
-/// The container a real engine would report for `spec`.
+/// The container a real engine reports for `spec` once created (not started yet).
 fn observed_of(spec: &ContainerSpec, image_id: String) -> ObservedContainer {
     ObservedContainer {
-        image: spec.image.clone(),
-        image_id,
-        labels: spec.engine_labels(),
         state: "created".into(),
         health: None,
-        exit_code: None,
-        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        cmd: spec.command.clone(),
-        entrypoint: spec.entrypoint.clone(),
-        ports: spec.ports.clone(),
-        mounts: spec
-            .mounts
-            .iter()
-            .map(|m| ObservedMount {
-                kind: m.kind.clone(),
-                source: m.source.clone(),
-                target: m.target.clone(),
-                read_only: m.read_only,
-            })
-            .collect(),
-        networks: spec.networks.clone(),
-        healthcheck: spec.healthcheck.clone(),
-        restart: spec.restart.clone(),
-        extra_hosts: spec.extra_hosts.clone(),
-        user: spec.user.clone().unwrap_or_default(),
-        working_dir: spec.working_dir.clone().unwrap_or_default(),
-        hostname: spec.hostname.clone().unwrap_or_default(),
-        stop_timeout: spec.stop_grace_period_s,
-        image_defaults: Default::default(),
+        ..observed::reported(spec, image_id, &Default::default())
     }
 }
 

@@ -1,6 +1,12 @@
 //! The one place remote command lines are built: argument vectors, each word escaped by the SSH
 //! layer, with user-controlled words (paths, modes, owners) passed as positional arguments to fixed
-//! scripts, never spliced into them.
+//! scripts, never spliced into them. [`container`] holds the commands run inside containers.
+
+mod container;
+#[cfg(test)]
+mod on_sh;
+
+pub use container::{Restore, pgbackrest, psql_local, restore_drill};
 
 /// Prefix for commands run with `become` as a non-root user.
 pub const SUDO: [&str; 3] = ["sudo", "-n", "--"];
@@ -193,98 +199,6 @@ pub fn http_status(url: &str) -> Vec<String> {
     sh(HTTP_STATUS, &[url])
 }
 
-/// Runs in the restore drill's scratch container as the image's user (PostgreSQL's). Arguments:
-/// stanza, repo, set, database, the table to checksum, then the postgres server's own arguments;
-/// the tables to count come in `COUNT_TABLES`. Each result is one line
-/// starting with `hoist-drill`, which the drill reads back from the logs.
-const RESTORE_DRILL: &str = r#"
-stanza=$0 repo=$1 set=$2 db=$3 checksum=$4
-shift 4
-now() { date +%s.%N; }
-out() { printf 'hoist-drill %s\n' "$*"; }
-info=$(pgbackrest --stanza="$stanza" --repo="$repo" --output=json info)
-out info "$info"
-args=(--stanza="$stanza" --repo="$repo" --pg1-path=/tmp/restore --lock-path=/tmp --log-path=/tmp
-      --log-level-console=warn --log-level-file=off --type=immediate --target-action=promote)
-[ -n "$set" ] && args+=(--set="$set")
-t0=$(now)
-pgbackrest "${args[@]}" restore
-out restored "$(now)" "$t0"
-# The primary's own settings, then what a scratch copy needs: no archiving into the live
-# repository, no connections until recovery has ended, only a local socket.
-postgres -D /tmp/restore "$@" -c archive_mode=off -c hot_standby=off -c port=5499 \
-  -c listen_addresses= -c unix_socket_directories=/tmp >/tmp/postgres.log 2>&1 &
-t1=$(now)
-until [ "$(psql -h /tmp -p 5499 -d "$db" -XAtc 'SELECT pg_is_in_recovery()' 2>/dev/null)" = f ]; do
-  if ! kill -0 $! 2>/dev/null; then tail -20 /tmp/postgres.log >&2; exit 3; fi
-  sleep 0.5
-done
-out recovered "$(now)" "$t1"
-sql() { psql -h /tmp -p 5499 -d "$db" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
-out size "$(sql "SELECT pg_database_size(current_database())")"
-for t in ${COUNT_TABLES:-}; do
-  out count "$t" "$(sql "SELECT count(*) FROM $t" 2>&1 | head -n1)"
-done
-if [ -n "$checksum" ]; then
-  out checksum "$checksum" "$(sql "SELECT count(*) || ' ' || coalesce(md5(string_agg(t::text, E'\n' ORDER BY t::text)), '-') FROM $checksum AS t" 2>&1 | head -n1)"
-fi
-"#;
-
-/// What the restore drill restores, and how its PostgreSQL starts.
-#[derive(Debug, Clone, Copy)]
-pub struct Restore<'a> {
-    pub stanza: &'a str,
-    pub repo: u32,
-    pub set: Option<&'a str>,
-    pub database: &'a str,
-    /// A table (already validated) whose rows are checksummed.
-    pub checksum: Option<&'a str>,
-    /// The source container's own server arguments (`-c config_file=...`).
-    pub postgres: &'a [String],
-}
-
-/// The restore drill's command: bash with [`RESTORE_DRILL`] and its positional arguments.
-pub fn restore_drill(r: &Restore<'_>) -> Vec<String> {
-    let mut argv: Vec<String> = ["bash", "-euo", "pipefail", "-c", RESTORE_DRILL]
-        .map(str::to_owned)
-        .to_vec();
-    argv.extend([
-        r.stanza.to_owned(),
-        r.repo.to_string(),
-        r.set.unwrap_or_default().to_owned(),
-        r.database.to_owned(),
-        r.checksum.unwrap_or_default().to_owned(),
-    ]);
-    argv.extend(r.postgres.iter().cloned());
-    argv
-}
-
-/// psql as the local superuser over the server's socket, stopping at the first error; each
-/// statement its own `-c` argument.
-pub fn psql_local(statements: &[&str]) -> Vec<String> {
-    let mut argv: Vec<String> = [
-        "psql",
-        "-h",
-        "/var/run/postgresql",
-        "-XAtq",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    for s in statements {
-        argv.extend(["-c".to_owned(), (*s).to_owned()]);
-    }
-    argv
-}
-
-/// pgBackRest on `stanza` with `args` (`check`, `info --output=json`, ...).
-pub fn pgbackrest(stanza: &str, args: &[&str]) -> Vec<String> {
-    let mut argv = vec!["pgbackrest".to_owned(), format!("--stanza={stanza}")];
-    argv.extend(args.iter().map(|a| (*a).to_owned()));
-    argv
-}
-
 /// A command line as a user would type it, for messages.
 pub fn display(argv: &[String]) -> String {
     if argv.len() > 2 && argv[0] == "sh" && argv[1] == "-c" {
@@ -350,140 +264,9 @@ mod tests {
     }
 
     #[test]
-    fn container_commands_keep_user_words_as_arguments() {
-        let hostile = "apm'; rm -rf / #";
-        let argv = restore_drill(&Restore {
-            stanza: hostile,
-            repo: 2,
-            set: Some("$(reboot)"),
-            database: "apm",
-            checksum: None,
-            postgres: &["-c".into(), "config_file=/etc/pg.conf".into()],
-        });
-        assert_eq!(argv[..4], ["bash", "-euo", "pipefail", "-c"]);
-        assert!(!argv[4].contains(hostile) && !argv[4].contains("reboot"));
-        assert_eq!(
-            argv[5..],
-            [
-                hostile,
-                "2",
-                "$(reboot)",
-                "apm",
-                "",
-                "-c",
-                "config_file=/etc/pg.conf"
-            ]
-        );
-        let argv = psql_local(&["SELECT 1; DROP TABLE x", "SELECT 2"]);
-        assert_eq!(
-            argv[6..],
-            ["-c", "SELECT 1; DROP TABLE x", "-c", "SELECT 2"]
-        );
-        assert_eq!(
-            pgbackrest(hostile, &["check"]),
-            ["pgbackrest", &format!("--stanza={hostile}"), "check"]
-        );
+    fn file_reads_keep_paths_as_arguments() {
         let expected = expect_test::expect![[r#"["sh", "-c", "sh", "/etc/a", "/etc/b c"]"#]];
         let r = read_files(&["/etc/a", "/etc/b c"]);
         expected.assert_eq(&format!("{:?}", [&r[0], &r[1], &r[3], &r[4], &r[5]]));
-    }
-}
-
-/// The scripts run for real, by the local `sh`, on files of a temporary folder: what a host does
-/// with them (the fake only interprets them).
-#[cfg(test)]
-mod on_sh {
-    use std::io::Write as _;
-    use std::process::{Command, Stdio};
-
-    use super::*;
-
-    fn run(argv: &[String], stdin: &[u8]) -> (bool, String, Vec<u8>) {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sh");
-        // A script that refuses early does not read its input: the pipe may break.
-        let _ = child.stdin.take().expect("stdin").write_all(stdin);
-        let out = child.wait_with_output().expect("wait");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.stdout,
-        )
-    }
-
-    fn put(path: &std::path::Path, content: &[u8], sent: &[u8]) -> (bool, String) {
-        let sum = hoist_core::desired::sha256_hex(content);
-        let argv = put_file(&path.display().to_string(), 0o640, "", content.len(), &sum);
-        let (ok, err, _) = run(&argv, sent);
-        (ok, err)
-    }
-
-    #[test]
-    fn a_whole_transfer_replaces_the_file() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let f = dir.path().join("sub/app.env");
-        assert!(put(&f, b"A=1\n", b"A=1\n").0);
-        assert_eq!(std::fs::read(&f).expect("read"), b"A=1\n");
-    }
-
-    #[test]
-    fn a_transfer_cut_short_leaves_the_old_file_and_fails() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let f = dir.path().join("app.env");
-        std::fs::write(&f, "OLD=1\n").expect("write");
-        let (ok, err) = put(&f, b"NEW=1\nMORE=2\n", b"NEW=1\n");
-        assert!(!ok);
-        assert!(err.contains("received 6 of 13 bytes"), "{err}");
-        let (ok, err) = put(&f, b"NEW=1\n", b"NEW=2\n");
-        assert!(!ok);
-        assert!(err.contains("checksum differs"), "{err}");
-        assert_eq!(std::fs::read_to_string(&f).expect("read"), "OLD=1\n");
-        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
-        assert_eq!(left.len(), 1, "no temporary file is left behind");
-    }
-
-    #[test]
-    fn a_symlink_or_a_directory_is_refused_not_written_through() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let target = dir.path().join("target");
-        std::fs::write(&target, "precious\n").expect("write");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&target, &link).expect("symlink");
-        let (ok, err) = put(&link, b"x\n", b"x\n");
-        assert!(!ok && err.contains("is a symlink"), "{err}");
-        assert_eq!(
-            std::fs::read_to_string(&target).expect("read"),
-            "precious\n"
-        );
-        let sub = dir.path().join("sub");
-        std::fs::create_dir(&sub).expect("mkdir");
-        let (ok, err) = put(&sub, b"x\n", b"x\n");
-        assert!(!ok && err.contains("is a directory"), "{err}");
-        assert!(sub.is_dir());
-    }
-
-    #[test]
-    fn a_symlink_cannot_shift_the_framing_of_the_files_after_it() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let big = dir.path().join("big");
-        std::fs::write(&big, "x".repeat(100)).expect("write");
-        let link = dir.path().join("link");
-        std::os::unix::fs::symlink(&big, &link).expect("symlink");
-        let next = dir.path().join("next");
-        std::fs::write(&next, "hello\n").expect("write");
-        let paths = [link.display().to_string(), next.display().to_string()];
-        let argv = read_files(&[&paths[0], &paths[1]]);
-        let (ok, _, out) = run(&argv, b"");
-        assert!(ok);
-        let text = String::from_utf8(out).expect("utf-8");
-        let mut lines = text.lines();
-        assert_eq!(lines.next(), Some("==hoist== symlink"));
-        assert!(lines.next().is_some_and(|l| l.starts_with("==hoist== ")));
-        assert_eq!(lines.next(), Some("hello"));
     }
 }

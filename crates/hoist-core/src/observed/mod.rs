@@ -4,12 +4,16 @@
 //! engine not answering), which the planner shows as unknown until applied rather than as an error.
 //! Snapshots are JSON files, one per host (`<dir>/<host>.json`), in this same shape.
 
+mod converged;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::stack::{Health, Port};
+
+pub use converged::{converged, reported};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
@@ -215,200 +219,5 @@ fn strip_position(msg: &str) -> String {
     match msg.find(" at line ") {
         Some(i) => msg[..i].to_owned(),
         None => msg.to_owned(),
-    }
-}
-
-/// The state a host reports once `want` is applied exactly, spelled the way the engine spells it
-/// (image defaults merged in, both IPv4 and IPv6 port bindings, its own network aliases). Used to
-/// check that a converged host plans no change, and to record snapshots for offline review.
-pub fn converged(
-    want: &crate::desired::HostDesired,
-    image_defaults: &ImageDefaults,
-) -> HostObserved {
-    use crate::desired::{ImageSource, labels, sha256_hex};
-    let files = want
-        .files
-        .values()
-        .map(|f| {
-            let o = ObservedFile {
-                content: Some(f.content.clone()),
-                sha256: f.sha256(),
-                mode: format!("{:04o}", f.mode),
-                owner: Some(f.owner.clone().unwrap_or_else(|| "root".into())),
-                group: Some(f.group.clone().unwrap_or_else(|| "root".into())),
-                uid: None,
-                gid: None,
-            };
-            (f.path.clone(), o)
-        })
-        .collect();
-    let engine = want.engine.as_ref().map(|e| EngineState {
-        installed: true,
-        version: Some("26.1.5".into()),
-        running: true,
-        daemon: Some(e.daemon.clone()),
-    });
-    let image_id = |r: &str| format!("sha256:{}", sha256_hex(r.as_bytes()));
-    let images = want
-        .images
-        .values()
-        .map(|i| {
-            let mut labels = BTreeMap::new();
-            if let ImageSource::Build { context_hash, .. } = &i.source {
-                labels.insert(labels::CONTEXT_HASH.to_owned(), context_hash.clone());
-            }
-            ObservedImage {
-                id: image_id(&i.reference),
-                tags: vec![i.reference.clone()],
-                labels,
-            }
-        })
-        .collect();
-    let project_labels = |p: &str| BTreeMap::from([(labels::PROJECT.to_owned(), p.to_owned())]);
-    let networks = want
-        .networks
-        .values()
-        .map(|n| {
-            (
-                n.name.clone(),
-                ObservedNetwork {
-                    driver: n.driver.clone(),
-                    labels: project_labels(&n.project),
-                },
-            )
-        })
-        .collect();
-    let volumes = want
-        .volumes
-        .values()
-        .map(|v| {
-            (
-                v.name.clone(),
-                ObservedVolume {
-                    driver: v.driver.clone(),
-                    labels: project_labels(&v.project),
-                },
-            )
-        })
-        .collect();
-    let containers = want
-        .containers
-        .iter()
-        .map(|c| {
-            let mut env: Vec<String> = image_defaults
-                .env
-                .iter()
-                .filter(|e| !c.env.keys().any(|k| e.starts_with(&format!("{k}="))))
-                .cloned()
-                .collect();
-            env.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
-            let mut ports = Vec::new();
-            for p in &c.ports {
-                if p.host_ip.is_empty() {
-                    ports.push(Port {
-                        host_ip: "0.0.0.0".into(),
-                        ..p.clone()
-                    });
-                    ports.push(Port {
-                        host_ip: "::".into(),
-                        ..p.clone()
-                    });
-                } else {
-                    ports.push(p.clone());
-                }
-            }
-            let short_id: String = sha256_hex(c.name.as_bytes()).chars().take(12).collect();
-            let networks = c
-                .networks
-                .iter()
-                .map(|(n, a)| {
-                    let mut a = a.clone();
-                    a.push(short_id.clone());
-                    (n.clone(), a)
-                })
-                .collect();
-            let observed = ObservedContainer {
-                image: c.image.clone(),
-                image_id: image_id(&c.image),
-                labels: c
-                    .engine_labels()
-                    .into_iter()
-                    .chain(image_defaults.labels.clone())
-                    .collect(),
-                state: "running".into(),
-                health: c
-                    .healthcheck
-                    .as_ref()
-                    .filter(|h| h.test.first().is_some_and(|t| t != "NONE"))
-                    .map(|_| "healthy".into()),
-                exit_code: None,
-                env,
-                // The engine defaults the command to the image's only without an entrypoint.
-                cmd: match (&c.command, &c.entrypoint) {
-                    (Some(cmd), _) => Some(cmd.clone()),
-                    (None, None) => image_defaults.cmd.clone(),
-                    (None, Some(_)) => None,
-                },
-                entrypoint: c
-                    .entrypoint
-                    .clone()
-                    .or_else(|| image_defaults.entrypoint.clone()),
-                ports,
-                mounts: c
-                    .mounts
-                    .iter()
-                    .map(|m| ObservedMount {
-                        kind: m.kind.clone(),
-                        source: m.source.clone(),
-                        target: m.target.clone(),
-                        read_only: m.read_only,
-                    })
-                    .collect(),
-                networks,
-                healthcheck: c
-                    .healthcheck
-                    .clone()
-                    .or_else(|| image_defaults.healthcheck.clone())
-                    .map(|mut h| {
-                        h.interval_ns = Some(h.interval_ns.unwrap_or(0));
-                        h.timeout_ns = Some(h.timeout_ns.unwrap_or(0));
-                        h.retries = Some(h.retries.unwrap_or(0));
-                        h.start_period_ns = Some(h.start_period_ns.unwrap_or(0));
-                        h
-                    }),
-                restart: if c.restart == "no" {
-                    String::new()
-                } else {
-                    c.restart.clone()
-                },
-                extra_hosts: c.extra_hosts.clone(),
-                user: c
-                    .user
-                    .clone()
-                    .unwrap_or_else(|| image_defaults.user.clone()),
-                working_dir: c.working_dir.clone().unwrap_or_else(|| {
-                    if image_defaults.working_dir.is_empty() {
-                        "/".into()
-                    } else {
-                        image_defaults.working_dir.clone()
-                    }
-                }),
-                hostname: c.hostname.clone().unwrap_or(short_id),
-                stop_timeout: c.stop_grace_period_s,
-                image_defaults: image_defaults.clone(),
-            };
-            (c.name.clone(), observed)
-        })
-        .collect();
-    let docker = Some(DockerState {
-        networks,
-        volumes,
-        images,
-        containers,
-    });
-    HostObserved {
-        engine,
-        files,
-        docker,
     }
 }
