@@ -52,7 +52,7 @@ fn objectstore_outage(
     catch_up: u64,
     out: &Output,
 ) -> anyhow::Result<u8> {
-    let Some(project) = super::load_with_secrets(global, out)? else {
+    let Some(project) = super::load(global, super::SecretsMode::Required, out)? else {
         return Ok(1);
     };
     let which = [Topic::Replication, Topic::Backups];
@@ -90,7 +90,7 @@ fn restore(
     if !(1..=2).contains(&repo) {
         bail!("--repo: {repo} is not a repository of the platform (1 hot, 2 cold)");
     }
-    let Some(project) = super::load_with_secrets(global, out)? else {
+    let Some(project) = super::load(global, super::SecretsMode::Required, out)? else {
         return Ok(1);
     };
     let v = first_of(&project, "data")?;
@@ -139,7 +139,7 @@ fn failover(
     yes: bool,
     out: &Output,
 ) -> anyhow::Result<u8> {
-    let Some(project) = super::load_with_secrets(global, out)? else {
+    let Some(project) = super::load(global, super::SecretsMode::Required, out)? else {
         return Ok(1);
     };
     let db = super::validate::db_config(&project)?;

@@ -138,11 +138,6 @@ fn load(global: &Global, secrets: SecretsMode, out: &Output) -> anyhow::Result<O
     Ok(project)
 }
 
-/// [`load`] with every secret decrypted (a missing key is an error).
-fn load_with_secrets(global: &Global, out: &Output) -> anyhow::Result<Option<Project>> {
-    load(global, SecretsMode::Required, out)
-}
-
 /// Loads the project for `inventory`; diagnostics are collected, not printed.
 fn load_project(
     global: &Global,

@@ -249,7 +249,7 @@ pub fn run(global: &Global, only: &[String], out: &Output) -> anyhow::Result<u8>
     if which.is_empty() {
         which = Topic::ALL.to_vec();
     }
-    let Some(project) = super::load_with_secrets(global, out)? else {
+    let Some(project) = super::load(global, super::SecretsMode::Required, out)? else {
         return Ok(1);
     };
     let cfg = config(&project, &which)?;
