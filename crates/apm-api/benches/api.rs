@@ -125,6 +125,8 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         connect_delay: Duration::from_millis(200),
         skip_migrate: false,
         bind: "127.0.0.1:0".into(),
+        auth: true,
+        tokens_file: None,
     };
     let router = apm_api::app(settings).await.expect("app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -149,7 +151,19 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
 
     // 1. Ingest through HTTP, then COPY the same number of events into the same table: events
     //    spread over 7 days (a backfill: ~1000 rollup rows per request), then recent ones.
-    let client = reqwest::Client::new();
+    // Every request carries a token, as in production: its check is part of what is measured.
+    let token = apm_api::auth::create(&pool, "bench", &apm_api::auth::Scope::ALL)
+        .await
+        .expect("a token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client");
     for (label, recent, seed) in [("over 7 days", false, 1), ("in the last hour", true, 11)] {
         let mut g = generator(seed, recent);
         let bodies: Vec<Vec<u8>> = (0..ingest_rows.div_ceil(5000))

@@ -44,6 +44,10 @@ pub struct Settings {
     pub connect_delay: Duration,
     pub skip_migrate: bool,
     pub bind: String,
+    /// Requests need a token (`APM_AUTH`, on unless `off`).
+    pub auth: bool,
+    /// The deployment's tokens, made to exist as listed by the migration step (`APM_TOKENS_FILE`).
+    pub tokens_file: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,8 @@ pub enum ConfigError {
     InvalidHost(String),
     #[error("Invalid port in host entry: {0:?}")]
     InvalidPort(String),
+    #[error("APM_AUTH must be `on` or `off`, got {0:?}")]
+    BadAuth(String),
     #[error("{name} must be an integer, got {value:?}")]
     NotAnInteger { name: &'static str, value: String },
 }
@@ -183,6 +189,15 @@ impl Settings {
             connect_delay: Duration::from_secs(int("DB_CONNECT_DELAY", 1)?.max(0) as u64),
             skip_migrate: truthy("SKIP_MIGRATE"),
             bind: first(&["APM_BIND"]).unwrap_or_else(|| "0.0.0.0:8000".into()),
+            auth: match first(&["APM_AUTH"])
+                .map(|v| v.to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(ConfigError::BadAuth(other.to_owned())),
+            },
+            tokens_file: first(&["APM_TOKENS_FILE"]),
         })
     }
 }

@@ -64,12 +64,13 @@ fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
 
 /// Creates (or updates the password of) the writer and reader roles the settings name, when they
 /// are not the admin, and grants what each needs: the writer reads and writes every table of the
-/// schema, the reader only reads. Default privileges extend the grants to tables created later by
+/// schema (rows only: never TRUNCATE), the reader only reads; both read the API tokens and
+/// nothing else of `apm_auth`. Default privileges extend the grants to tables created later by
 /// the admin (the migrations' owner). An admin that may not manage roles (the platform's: its
 /// data stack creates the roles and sets their passwords) leaves existing roles as they are and
 /// only grants.
 pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
-    let writes = "SELECT, INSERT, UPDATE, DELETE, TRUNCATE";
+    let writes = "SELECT, INSERT, UPDATE, DELETE";
     let manages_roles: bool = sqlx::query_scalar(
         "SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user",
     )
@@ -92,7 +93,11 @@ pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
                 format('GRANT %s ON ALL TABLES IN SCHEMA public TO %I', $3, $1),
                 format('GRANT %s ON ALL SEQUENCES IN SCHEMA public TO %I', $4, $1),
                 format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON TABLES TO %I', $3, $1),
-                format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON SEQUENCES TO %I', $4, $1)
+                format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT %s ON SEQUENCES TO %I', $4, $1),
+                format('REVOKE TRUNCATE ON ALL TABLES IN SCHEMA public FROM %I', $1),
+                format('ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE TRUNCATE ON TABLES FROM %I', $1),
+                format('GRANT USAGE ON SCHEMA apm_auth TO %I', $1),
+                format('GRANT SELECT ON apm_auth.tokens TO %I', $1)
              ]) AS s WHERE s IS NOT NULL",
         )
         .bind(&who.user)
@@ -113,7 +118,7 @@ pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
 }
 
 /// An error that says the server is unreachable or going away, not that the query is wrong.
-fn is_connection_error(e: &sqlx::Error) -> bool {
+pub(crate) fn is_connection_error(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -177,6 +182,13 @@ impl Db {
         if !s.skip_migrate {
             MIGRATOR.run(&admin).await?;
             ensure_roles(&admin, s).await?;
+            if let Some(file) = &s.tokens_file {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("reading the token file {file}: {e}"))?;
+                let entries = crate::auth::parse_file(file, &text)?;
+                crate::auth::ensure(&admin, &entries).await?;
+                tracing::info!(tokens = entries.len(), "API tokens of {file} in force");
+            }
         }
         admin.close().await;
         let db = Arc::new(Db {

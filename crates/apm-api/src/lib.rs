@@ -1,11 +1,13 @@
 //! apm-api: the APM HTTP API, compatible with the original Django/DRF service (spec §1-5).
 //!
 //! - [`config`]: settings from the original's environment variables.
+//! - [`auth`]: API tokens with scopes, checked on every route but health and metrics.
 //! - [`db`]: connections, migrations and read routing to healthy replicas.
 //! - [`event`]: the ApiRequest resource and its validation.
 //! - [`routes`]: the HTTP routes; [`json`] the response formats; [`metrics`] `/metrics`.
 //! - [`check_cluster`]: `apm-api check-cluster`.
 
+pub mod auth;
 pub mod backfill;
 pub mod check_cluster;
 pub mod config;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub settings: config::Settings,
     pub metrics: PrometheusHandle,
     pub embedder: embed::Provider,
+    /// The API tokens found lately.
+    pub tokens: auth::Cache,
 }
 
 /// Connects (waiting for the database and migrating) and builds the router.
@@ -38,11 +42,17 @@ pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
     // The recorder first: connecting publishes the pools' gauges.
     let metrics = metrics::handle();
     let db = db::Db::connect(&settings).await?;
+    if !settings.auth {
+        tracing::warn!(
+            "APM_AUTH=off: every request is served without a token; for local development only"
+        );
+    }
     let state = Arc::new(AppState {
         db,
         settings,
         metrics,
         embedder,
+        tokens: auth::Cache::default(),
     });
     Ok(routes::router(state))
 }

@@ -2,6 +2,7 @@
 //! 0.0.0.0:8000, stop gracefully on SIGTERM. `apm-api migrate`: migrate and exit.
 //! `apm-api check-cluster`: the state of each database connection.
 //! `apm-api embed`, `seed`, `refresh`: the original's management commands.
+//! `apm-api token create|list|revoke`: API tokens, as the database's owner.
 
 use std::process::ExitCode;
 
@@ -28,6 +29,26 @@ enum Command {
     Seed(apm_api::seed::Options),
     /// Recompute the hourly or daily rollup from the events, for events written around the API
     Refresh(Refresh),
+    /// API tokens: create (printed once), list, revoke; as the database's owner
+    #[command(subcommand)]
+    Token(Token),
+}
+
+#[derive(Debug, Subcommand)]
+enum Token {
+    /// Make a token and print it (the only time it is shown)
+    Create {
+        /// What the token is for (letters, digits, `.`, `_`, `-`)
+        #[arg(long)]
+        name: String,
+        /// What it may do: ingest, read, admin (comma-separated)
+        #[arg(long)]
+        scope: String,
+    },
+    /// Every token: name, first characters, scopes, created, revoked
+    List,
+    /// Revoke a token by name: requests with it are refused within seconds
+    Revoke { name: String },
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +101,7 @@ fn main() -> ExitCode {
                     .await
                     .map(|()| 0)
             }
+            Command::Token(t) => token(&apm_api::config::Settings::from_env()?, t).await,
             Command::Refresh(r) => {
                 let settings = apm_api::config::Settings::from_env()?;
                 let end = r.end.unwrap_or_else(chrono::Utc::now);
@@ -112,6 +134,59 @@ fn main() -> ExitCode {
         Err(e) => {
             apm_api::complain(&format!("{e:#}"));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `apm-api token ...`, as the owner on the primary (the tokens' table migrated first).
+async fn token(s: &apm_api::config::Settings, t: Token) -> anyhow::Result<u8> {
+    use apm_api::auth;
+    let options = apm_api::db::options(s, &s.primary, &s.admin);
+    let owner = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(options)
+        .await?;
+    apm_api::db::MIGRATOR.run(&owner).await?;
+    match t {
+        Token::Create { name, scope } => {
+            let scopes = auth::parse_scopes(&scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
+            let token = auth::create(&owner, &name, &scopes).await?;
+            apm_api::complain(&format!(
+                "token {name} ({}): keep it now, it is not shown again",
+                scopes
+                    .iter()
+                    .map(|s| s.word())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            apm_api::say(&token);
+            Ok(0)
+        }
+        Token::List => {
+            for t in auth::list(&owner).await? {
+                let state = match t.revoked_at {
+                    Some(at) => format!("revoked {}", apm_api::json::utc_z(&at)),
+                    None => "active".into(),
+                };
+                apm_api::say(&format!(
+                    "{:<24} {}...  {:<18} created {}  {state}{}",
+                    t.name,
+                    t.prefix,
+                    t.scopes.join(","),
+                    apm_api::json::utc_z(&t.created_at),
+                    if t.managed { "  (token file)" } else { "" }
+                ));
+            }
+            Ok(0)
+        }
+        Token::Revoke { name } => {
+            if auth::revoke(&owner, &name).await? {
+                apm_api::say(&format!("revoked {name}"));
+                Ok(0)
+            } else {
+                apm_api::complain(&format!("no token {name} in force"));
+                Ok(1)
+            }
         }
     }
 }

@@ -55,6 +55,9 @@ pub struct Options {
     /// The API's base URL with --via-api (BASE_URL, else https://127.0.0.1:${PORT:-8443})
     #[arg(long, env = "BASE_URL")]
     pub base_url: Option<String>,
+    /// An API token with the ingest scope, for --via-api
+    #[arg(long, env = "APM_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Accept any TLS certificate with --via-api (also when SSL_VERIFY is 0, false or no)
     #[arg(long)]
     pub insecure: bool,
@@ -274,9 +277,11 @@ pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Res
         let events: Vec<Event> = (0..n).map(|_| generator.event()).collect();
         if let Some(client) = &client {
             let body = json!({"events": events.iter().map(Event::to_json).collect::<Vec<_>>()});
-            let resp = client
-                .post(&url)
-                .json(&body)
+            let mut req = client.post(&url).json(&body);
+            if let Some(t) = &o.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("Ingest failed: {e}"))?;

@@ -569,6 +569,8 @@ async fn seed_through_the_api() {
         "--via-api",
         "--base-url",
         &s.base,
+        "--token",
+        &s.token,
     ]);
     apm_api::seed::run(&s.settings, &cli.o).await.expect("seed");
     let (code, list) = s.get("/api/requests/").await;

@@ -37,6 +37,7 @@ fn both(
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
+    // Every route of the resource needs a token with the scope its method implies.
     r = both(
         r,
         "/api/requests/",
@@ -68,6 +69,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             .patch(requests::partial_update)
             .delete(requests::destroy),
     );
+    r = r.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::auth::require,
+    ));
+    // Open: health for probes and load balancers, metrics (allow-listed at the proxy).
     r = r
         .route("/api/health/", get(health::health))
         .route("/api/health", get(health::health_redirect))

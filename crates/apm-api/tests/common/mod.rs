@@ -13,10 +13,15 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 pub struct Server {
     pub base: String,
+    /// A client that sends [`Server::token`] with every request.
     pub client: reqwest::Client,
+    /// A client that sends no token.
+    pub bare: reqwest::Client,
     /// The test's own database.
     pub database_url: String,
     pub settings: Settings,
+    /// A token with every scope, which `send` gives.
+    pub token: String,
 }
 
 pub async fn server() -> Server {
@@ -71,6 +76,8 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         connect_delay: Duration::from_millis(200),
         skip_migrate: false,
         bind: "127.0.0.1:0".into(),
+        auth: true,
+        tokens_file: None,
     };
     adjust(&mut settings);
     let router = apm_api::app(settings.clone()).await.expect("app");
@@ -81,11 +88,28 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
+    let owner = sqlx::PgPool::connect(database_url.as_str())
+        .await
+        .expect("connecting to the test database");
+    let token = apm_api::auth::create(&owner, "tests", &apm_api::auth::Scope::ALL)
+        .await
+        .expect("a token");
+    owner.close().await;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
     Server {
         base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("a client"),
+        bare: reqwest::Client::new(),
         database_url: database_url.to_string(),
         settings,
+        token,
     }
 }
 
@@ -96,7 +120,21 @@ impl Server {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        self.send_as(Some(&self.token), method, path, body).await
+    }
+
+    /// A request with `token` (none when `None`).
+    pub async fn send_as(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.bare.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
