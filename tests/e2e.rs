@@ -785,6 +785,62 @@ fn sandbox_end_to_end() {
         );
     }
 
+    step(
+        "the API through its proxy: no token 401, each platform token within its scope; the app host holds no backup passphrase and no object-store key",
+    );
+    // From inside the proxy's container, verified against the cluster CA, as a client would.
+    let status = |method: &str, token: Option<&str>, path: &str| -> String {
+        let auth = token
+            .map(|t| format!("-H 'Authorization: Bearer {t}' "))
+            .unwrap_or_default();
+        let body = if method == "POST" {
+            r#"-H 'Content-Type: application/json' -d '{"time":"2025-12-14T10:00:00Z","service":"e2e","endpoint":"/x","method":"GET","status_code":200,"latency_ms":5}' "#
+        } else {
+            ""
+        };
+        on_host(
+            "172.30.0.13",
+            &format!(
+                "docker exec apm-app-proxy-1 curl -s -o /dev/null -w '%{{http_code}}' -X {method} {auth}{body}--cacert /etc/nginx/tls/ca.crt https://localhost{path}"
+            ),
+        )
+        .trim()
+        .to_owned()
+    };
+    let (ingest, read) = (
+        "sandbox-only-ingest-token-0000000000000000",
+        "sandbox-only-read-token-00000000000000000000",
+    );
+    assert_eq!(status("GET", None, "/api/health/"), "200");
+    assert_eq!(status("GET", None, "/api/requests/"), "401");
+    assert_eq!(status("POST", None, "/api/requests/"), "401");
+    assert_eq!(status("GET", Some("apm_forged"), "/api/requests/"), "401");
+    assert_eq!(status("POST", Some(ingest), "/api/requests/"), "201");
+    assert_eq!(status("GET", Some(ingest), "/api/requests/"), "403");
+    assert_eq!(status("GET", Some(read), "/api/requests/kpis/"), "200");
+    assert_eq!(status("POST", Some(read), "/api/requests/"), "403");
+    assert_eq!(status("DELETE", Some(read), "/api/requests/1/"), "403");
+    // Not in a file hoist wrote, not in a container's environment or command line.
+    let kept = [
+        "sandbox-only-repo1-cipher-pass",
+        "sandbox-only-repo2-cipher-pass",
+        "000000000000000000000000000000000000000000000000000000000000dead",
+        "GK00000000000000000000dead",
+    ];
+    let patterns: String = kept.iter().map(|k| format!(" -e {k}")).collect();
+    let found = on_host(
+        "172.30.0.13",
+        &format!(
+            "grep -rlsF{patterns} /etc /var/lib/hoist /root /home /run 2>/dev/null; \
+             docker inspect $(docker ps -aq) | grep -cF{patterns} || true"
+        ),
+    );
+    assert_eq!(
+        found.trim(),
+        "0",
+        "secrets of the backups on the app host: {found}"
+    );
+
     step("applying the site again changes nothing: no restart, no new backup, the same stanza");
     let info = || -> serde_json::Value {
         let text = on_host(
