@@ -156,6 +156,9 @@ pub enum DrillCommand {
         /// Give up after this many seconds
         #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
         timeout: u64,
+        /// Confirm the drill (it runs a restore on a data host)
+        #[arg(long)]
+        yes: bool,
     },
     /// Stop the bundled object store while the primary keeps writing, start it again, and prove
     /// that archiving caught up with nothing missing
@@ -166,6 +169,9 @@ pub enum DrillCommand {
         /// How long archiving may take to catch up once it is back
         #[arg(long, default_value_t = 180, value_name = "SECONDS")]
         catch_up: u64,
+        /// Confirm that the object store may be stopped
+        #[arg(long)]
+        yes: bool,
     },
     /// Stop the primary, promote a standby, prove nothing committed was lost and that it takes
     /// writes, then start the primary again and re-clone the promoted standby from it. Writes

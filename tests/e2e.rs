@@ -916,6 +916,7 @@ fn sandbox_end_to_end() {
         "1",
         "--checksum",
         "restore_probe",
+        "--yes",
     ]);
     let doc = all_green(&drill);
     let measured = |check: &str, target: &str| -> String {
@@ -943,7 +944,14 @@ fn sandbox_end_to_end() {
     step(
         "hoist drill objectstore-outage: writes go on, archiving waits, then catches up with no gap",
     );
-    let outage = platform(&["--json", "drill", "objectstore-outage", "--for", "15"]);
+    let outage = platform(&[
+        "--json",
+        "drill",
+        "objectstore-outage",
+        "--for",
+        "15",
+        "--yes",
+    ]);
     let doc = all_green(&outage);
     for check in [
         "drill.writes_during_outage",

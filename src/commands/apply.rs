@@ -216,7 +216,7 @@ fn prompt(plan: &Plan) -> anyhow::Result<String> {
     Ok(format!("Apply to {} host(s)? [y/N] ", plan.hosts.len()))
 }
 
-fn ask(question: &str, out: &Output) -> anyhow::Result<()> {
+pub(super) fn ask(question: &str, out: &Output) -> anyhow::Result<()> {
     out.eprint(question);
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;

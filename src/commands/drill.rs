@@ -24,12 +24,43 @@ pub fn run(global: &Global, cmd: DrillCommand, out: &Output) -> anyhow::Result<u
             set,
             checksum,
             timeout,
-        } => restore(global, repo, set, checksum, timeout, out),
-        DrillCommand::ObjectstoreOutage { hold, catch_up } => {
-            objectstore_outage(global, hold, catch_up, out)
-        }
+            yes,
+        } => restore(global, repo, set, checksum, timeout, yes, out),
+        DrillCommand::ObjectstoreOutage {
+            hold,
+            catch_up,
+            yes,
+        } => objectstore_outage(global, hold, catch_up, yes, out),
         DrillCommand::Failover { to, timeout, yes } => failover(global, to, timeout, yes, out),
     }
+}
+
+/// A drill runs only where the inventory allows drills (`drills_allowed: true` on the host), and
+/// only once confirmed: `--yes`, or an answer on a terminal.
+fn allowed(
+    project: &hoist_core::project::Project,
+    host: &str,
+    what: &str,
+    yes: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    let vars = project
+        .vars
+        .get(host)
+        .ok_or_else(|| anyhow!("{host}: not in the inventory"))?;
+    let allowed = vars.scalar("drills_allowed").map(|v| v.trim().to_owned());
+    if allowed.as_deref() != Some("true") {
+        bail!(
+            "{host}: this inventory does not allow drills (set `drills_allowed: true` in its group_vars to allow them); {what}"
+        );
+    }
+    if yes {
+        return Ok(());
+    }
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("{host}: {what}; run it again with --yes");
+    }
+    super::apply::ask(&format!("{host}: {what}. Go on? [y/N] "), out)
 }
 
 /// Prints the drill's checks; the exit code says whether every step passed.
@@ -50,6 +81,7 @@ fn objectstore_outage(
     global: &Global,
     hold: u64,
     catch_up: u64,
+    yes: bool,
     out: &Output,
 ) -> anyhow::Result<u8> {
     let Some(project) = super::load(global, super::SecretsMode::Required, out)? else {
@@ -64,6 +96,15 @@ fn objectstore_outage(
             "{control}: objectstore_profile is not `garage`: the drill stops the bundled object store, and this inventory uses another S3 endpoint"
         );
     }
+    allowed(
+        &project,
+        control,
+        &format!(
+            "the object-store outage drill stops the object store for {hold} s (WAL archiving waits meanwhile)"
+        ),
+        yes,
+        out,
+    )?;
     let outage = OutageConfig {
         container: v.get("drill_objectstore_container")?,
         hold: Duration::from_secs(hold),
@@ -85,6 +126,7 @@ fn restore(
     set: Option<String>,
     checksum: Option<String>,
     timeout: u64,
+    yes: bool,
     out: &Output,
 ) -> anyhow::Result<u8> {
     if !(1..=2).contains(&repo) {
@@ -95,6 +137,15 @@ fn restore(
     };
     let v = first_of(&project, "data")?;
     let host = v.host.clone();
+    allowed(
+        &project,
+        &host,
+        &format!(
+            "the restore drill restores repo{repo} into a scratch container on this data host (its disk and CPU)"
+        ),
+        yes,
+        out,
+    )?;
     let cfg = RestoreConfig {
         host: host.clone(),
         source: v.get("drill_restore_source")?,
@@ -150,13 +201,16 @@ fn failover(
         target: to,
         timeout: Duration::from_secs(timeout),
     };
-    if !yes {
-        bail!(
-            "{}: the failover drill stops {} (writes fail until it is back) and re-clones the promoted standby; run it again with --yes",
-            db.host,
+    allowed(
+        &project,
+        &db.host,
+        &format!(
+            "the failover drill stops {} (writes fail until it is back) and re-clones the promoted standby",
             failover.primary
-        );
-    }
+        ),
+        yes,
+        out,
+    )?;
     let rt = tokio::runtime::Runtime::new()?;
     let checks = rt.block_on(async {
         let hosts =

@@ -120,6 +120,8 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         sslmode: None,
         page_size: 50,
         read_after_write_ttl: Duration::from_secs(0),
+        statement_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(10),
         connect_retries: 3,
         connect_delay: Duration::from_millis(200),
@@ -127,6 +129,7 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         bind: "127.0.0.1:0".into(),
         auth: true,
         tokens_file: None,
+        allowed_hosts: Vec::new(),
     };
     let router = apm_api::app(settings).await.expect("app");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -40,10 +40,17 @@ pub struct Settings {
     pub page_size: i64,
     pub read_after_write_ttl: Duration,
     pub connect_timeout: Duration,
+    /// The longest a statement may run (`DB_STATEMENT_TIMEOUT`, seconds; 30).
+    pub statement_timeout: Duration,
+    /// The longest a request may take before a 503 (`APM_REQUEST_TIMEOUT`, seconds; 60).
+    pub request_timeout: Duration,
     pub connect_retries: u32,
     pub connect_delay: Duration,
     pub skip_migrate: bool,
     pub bind: String,
+    /// The host names requests may name in `Host` (`ALLOWED_HOSTS`, comma-separated, as Django's);
+    /// any when empty or `*`.
+    pub allowed_hosts: Vec<String>,
     /// Requests need a token (`APM_AUTH`, on unless `off`).
     pub auth: bool,
     /// The deployment's tokens, made to exist as listed by the migration step (`APM_TOKENS_FILE`).
@@ -122,7 +129,32 @@ pub fn parse_host(entry: &str, default_port: u16) -> Result<HostPort, ConfigErro
     Ok(HostPort { host, port })
 }
 
+/// [`Settings::host_allowed`]: `allowed` empty allows any host.
+pub fn host_allowed(allowed: &[String], host: &str) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    }
+    .to_ascii_lowercase();
+    allowed.iter().any(|a| {
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        // Django's leading dot: the domain and every subdomain.
+        match a.strip_prefix('.') {
+            Some(domain) => name == domain || name.ends_with(&format!(".{domain}")),
+            None => name == a,
+        }
+    })
+}
+
 impl Settings {
+    /// Whether a request's `Host` header (a name or address, and maybe a port) is allowed.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        host_allowed(&self.allowed_hosts, host)
+    }
+
     pub fn from_env() -> Result<Settings, ConfigError> {
         let database = first(&["POSTGRES_DB", "DB_NAME"]).ok_or(ConfigError::MissingDatabase)?;
         let host = first(&["POSTGRES_HOST", "DB_HOST"]).unwrap_or_else(|| "localhost".into());
@@ -185,6 +217,8 @@ impl Settings {
             page_size: int("DRF_PAGE_SIZE", 50)?.max(1),
             read_after_write_ttl: Duration::from_secs(int("READ_AFTER_WRITE_TTL", 2)?.max(0) as u64),
             connect_timeout: Duration::from_secs(int("DB_CONNECT_TIMEOUT", 5)?.max(1) as u64),
+            statement_timeout: Duration::from_secs(int("DB_STATEMENT_TIMEOUT", 30)?.max(1) as u64),
+            request_timeout: Duration::from_secs(int("APM_REQUEST_TIMEOUT", 60)?.max(1) as u64),
             connect_retries: int("DB_CONNECT_RETRIES", 60)?.max(1) as u32,
             connect_delay: Duration::from_secs(int("DB_CONNECT_DELAY", 1)?.max(0) as u64),
             skip_migrate: truthy("SKIP_MIGRATE"),
@@ -198,6 +232,14 @@ impl Settings {
                 Some(other) => return Err(ConfigError::BadAuth(other.to_owned())),
             },
             tokens_file: first(&["APM_TOKENS_FILE"]),
+            allowed_hosts: first(&["ALLOWED_HOSTS"])
+                .map(|list| {
+                    list.split(',')
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty() && h != "*")
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -205,6 +247,33 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowed_hosts_as_django_reads_them() {
+        assert!(host_allowed(&[], "evil.example"));
+        let allowed: Vec<String> = ["apm.example", ".corp.example", "10.0.0.3", "::1"]
+            .map(str::to_owned)
+            .to_vec();
+        for ok in [
+            "apm.example",
+            "APM.example:8443",
+            "corp.example",
+            "a.b.corp.example",
+            "10.0.0.3:443",
+            "[::1]:8000",
+        ] {
+            assert!(host_allowed(&allowed, ok), "{ok}");
+        }
+        for no in [
+            "evil.example",
+            "apm.example.evil",
+            "xcorp.example",
+            "10.0.0.4",
+            "",
+        ] {
+            assert!(!host_allowed(&allowed, no), "{no}");
+        }
+    }
 
     #[test]
     fn host_entries() {

@@ -45,7 +45,16 @@ pub fn options(s: &Settings, at: &HostPort, who: &Credentials) -> PgConnectOptio
         .username(&who.user)
         .password(&who.password)
         .database(&s.database)
-        .application_name("apm-api");
+        .application_name("apm-api")
+        // A query that runs away (a deep page, a raw percentile over years) or a transaction left
+        // open cannot hold a connection for long.
+        .options([
+            (
+                "statement_timeout",
+                format!("{}ms", s.statement_timeout.as_millis()),
+            ),
+            ("idle_in_transaction_session_timeout", "60s".to_owned()),
+        ]);
     if let Some(mode) = &s.sslmode
         && let Ok(m) = mode.parse::<PgSslMode>()
     {
@@ -115,6 +124,37 @@ pub async fn ensure_roles(admin: &PgPool, s: &Settings) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How many times a write transaction runs before its conflict is the caller's error.
+const CONFLICT_ATTEMPTS: u32 = 3;
+
+/// Runs the write transaction `f` again when PostgreSQL aborted it to break a deadlock (40P01) or
+/// a serialization failure (40001), as PostgreSQL's documentation asks of clients: concurrent
+/// writes touch the same rollup rows in orders no single statement can fix (an update takes an
+/// event out of one row and into another). At most [`CONFLICT_ATTEMPTS`] runs.
+pub async fn retry_conflicts<T, F, Fut>(f: F) -> Result<T, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if attempt < CONFLICT_ATTEMPTS && is_conflict(&e) => {
+                metrics::counter!("apm_db_conflicts_retried_total").increment(1);
+                tracing::info!(attempt, "write conflict, running it again: {e}");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn is_conflict(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "40P01" || c == "40001")
 }
 
 /// An error that says the server is unreachable or going away, not that the query is wrong.

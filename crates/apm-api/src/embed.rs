@@ -158,10 +158,12 @@ impl Provider {
                     "{}/v1beta/models/{model}:embedContent",
                     base.trim_end_matches('/')
                 );
-                let url = url::Url::parse_with_params(&url, [("key", key)])
-                    .map_err(|_| EmbedError::BadUrl(base.clone()))?;
+                let url = url::Url::parse(&url).map_err(|_| EmbedError::BadUrl(base.clone()))?;
+                // The key goes in a header, never in the URL: a URL is logged, and a request
+                // error carries it.
                 let resp = client
                     .post(url)
+                    .header("x-goog-api-key", key)
                     .json(&json!({"content": {"parts": [{"text": text}]}}))
                     .send()
                     .await

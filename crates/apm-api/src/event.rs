@@ -1,7 +1,9 @@
 //! The ApiRequest resource: its fields, and validation with the original serializer's rules and
 //! messages, shared by create, update and ingest.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+use chrono::{
+    DateTime, Datelike as _, NaiveDate, NaiveDateTime, TimeZone as _, Timelike as _, Utc,
+};
 use serde_json::{Map, Value, json};
 
 use crate::json::utc_z;
@@ -134,6 +136,8 @@ pub fn validate(obj: &Map<String, Value>, base: Option<&Event>) -> Result<Event,
     let tags = match required("tags") {
         None => Ok(base.map(|b| b.tags.0.clone()).unwrap_or_else(|| json!({}))),
         Some(Value::Null) => Err("This field may not be null.".to_owned()),
+        // PostgreSQL's jsonb cannot hold U+0000 anywhere in a document.
+        Some(v @ Value::Object(_)) if has_null_character(v) => Err(NULL_CHARACTERS.to_owned()),
         Some(v @ Value::Object(_)) => Ok(v.clone()),
         Some(_) => Err("tags must be a JSON object (dictionary).".to_owned()),
     };
@@ -183,6 +187,21 @@ pub fn validate(obj: &Map<String, Value>, base: Option<&Event>) -> Result<Event,
     }
 }
 
+/// DRF's CharField message for a string holding U+0000 (which PostgreSQL text cannot store).
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
+
+/// Whether a JSON value holds U+0000 in any key or string, at any depth.
+fn has_null_character(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_null_character),
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k.contains('\0') || has_null_character(v)),
+        _ => false,
+    }
+}
+
 /// DRF's CharField: strings, numbers (as text); trimmed; not blank unless allowed; a max length.
 fn scalar_text(v: &Value) -> Option<String> {
     match v {
@@ -204,6 +223,9 @@ fn text(
         Some(v) => scalar_text(v).ok_or("Not a valid string.".to_owned())?,
     };
     let s = s.trim().to_owned();
+    if s.contains('\0') {
+        return Err(NULL_CHARACTERS.to_owned());
+    }
     if s.is_empty() {
         return Err("This field may not be blank.".to_owned());
     }
@@ -226,6 +248,9 @@ fn optional_text(
         Some(v) => scalar_text(v).ok_or("Not a valid string.".to_owned())?,
     };
     let s = s.trim().to_owned();
+    if s.contains('\0') {
+        return Err(NULL_CHARACTERS.to_owned());
+    }
     if s.chars().count() > max {
         return Err(format!(
             "Ensure this field has no more than {max} characters."
@@ -270,17 +295,29 @@ fn integer(v: Option<&Value>, base: Option<i64>, min: i64, max: i64) -> Result<i
     Ok(n)
 }
 
-/// ISO-8601 date-times as Django accepts them; a naive value is UTC; a bare date is midnight.
+/// ISO-8601 date-times as Django accepts them; a naive value is UTC; a bare date is midnight. As
+/// Python's datetime, a leap second (`:60`) and the year 0 are not date-times (chrono would take
+/// both, and PostgreSQL would store `10:00:60` as 10:01:00).
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    parse_any(s).filter(|t| t.year() >= 1 && t.nanosecond() < 1_000_000_000)
+}
+
+fn parse_any(s: &str) -> Option<DateTime<Utc>> {
+    static ISO: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
+        )
+        .ok()
+    });
     let s = s.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        // A leap second in the offset's own time: refused like Python's datetime does.
+        if t.nanosecond() >= 1_000_000_000 {
+            return None;
+        }
         return Some(t.with_timezone(&Utc));
     }
-    let re = regex::Regex::new(
-        r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ](\d{1,2})(?::(\d{1,2})(?::(\d{1,2})(?:[.,](\d{1,9}))?)?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$",
-    )
-    .ok()?;
-    let c = re.captures(s)?;
+    let c = ISO.as_ref()?.captures(s)?;
     let num = |i: usize| {
         c.get(i)
             .map(|m| m.as_str().parse::<u32>().ok())
@@ -362,6 +399,44 @@ mod tests {
                 json!({})
             ))
         );
+    }
+
+    #[test]
+    fn leap_seconds_and_the_year_zero_are_not_datetimes() {
+        for bad in [
+            "2025-12-14T10:00:60Z",
+            "2025-12-14T23:59:60+01:00",
+            "2025-12-14 10:00:60",
+            "0000-01-01T00:00:00Z",
+            "0000-06-01",
+        ] {
+            assert_eq!(parse_datetime(bad), None, "{bad}");
+        }
+        assert!(parse_datetime("0001-01-01T00:00:00Z").is_some());
+        assert!(parse_datetime("2025-12-14T10:00:59.999999Z").is_some());
+    }
+
+    #[test]
+    fn null_characters_are_refused_in_every_text_field_and_tag() {
+        let good = json!({"time": "2025-12-14T10:00:00Z", "service": "api", "endpoint": "/a", "method": "GET", "status_code": 200, "latency_ms": 1});
+        for (field, value) in [
+            ("service", json!("a\u{0}b")),
+            ("endpoint", json!("/x\u{0}")),
+            ("trace_id", json!("t\u{0}")),
+            ("user_ref", json!("\u{0}")),
+            ("tags", json!({"env": "a\u{0}"})),
+            ("tags", json!({"k\u{0}": "v"})),
+            ("tags", json!({"deep": [{"x": "\u{0}"}]})),
+        ] {
+            let mut o = obj(good.clone());
+            o.insert(field.to_owned(), value);
+            let e = validate(&o, None).expect_err(field);
+            assert_eq!(
+                e.get(field),
+                Some(&json!([NULL_CHARACTERS])),
+                "{field}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -51,11 +51,28 @@ pub fn route(req: &Request) -> String {
         .unwrap_or_else(|| "unmatched".into())
 }
 
+/// A method as a label: the standard ones by name, any other string as `other` (a client could
+/// otherwise make a new series with every request).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by its route pattern (not its concrete path: ids would explode
 /// the label set).
 pub async fn track(req: Request, next: Next) -> Response {
     let route = route(&req);
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();

@@ -656,3 +656,44 @@ async fn writer_and_reader_roles() {
         assert_eq!(has, expected, "{role} {privilege} {table}");
     }
 }
+
+/// Concurrent updates of one event: each waits for the one before it (an update deletes and
+/// inserts the row; the second used to find nothing to delete and insert a duplicate: a 500).
+#[tokio::test]
+async fn concurrent_updates_of_one_event_all_succeed() {
+    let s = std::sync::Arc::new(server().await);
+    let (code, created) = s
+        .post(
+            "/api/requests/",
+            event("api", "/a", 200, 10, "2025-12-14T10:00:00Z"),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let id = created["id"].as_i64().expect("id");
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let method = if i % 2 == 0 {
+                    reqwest::Method::PATCH
+                } else {
+                    reqwest::Method::PUT
+                };
+                let body = event("api", "/a", 200 + i, 10, "2025-12-14T10:00:00Z");
+                s.send(method, &format!("/api/requests/{id}/"), Some(body))
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (code, body) = t.await.expect("task");
+        assert_eq!(code, 200, "{body}");
+    }
+    let (code, list) = s.get("/api/requests/").await;
+    assert_eq!(code, 200);
+    assert_eq!(list["count"], 1, "{list}");
+    let (_, kpis) = s
+        .get("/api/requests/kpis/?start=2025-12-14&end=2025-12-14")
+        .await;
+    assert_eq!(kpis["hits"], 1, "{kpis}");
+}

@@ -160,7 +160,11 @@ pub async fn ingest(
             }),
         );
     }
-    if let Err(e) = insert_batches(&state.db.primary, &valid, batch_size as usize).await {
+    let inserted = crate::db::retry_conflicts(|| {
+        insert_batches(&state.db.primary, &valid, batch_size as usize)
+    })
+    .await;
+    if let Err(e) = inserted {
         return super::requests::server_error(e);
     }
     metrics::counter!("apm_ingest_events_total", "outcome" => "inserted")

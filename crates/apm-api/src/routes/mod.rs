@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{MethodRouter, get};
@@ -81,9 +82,67 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(health::metrics));
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_bad_input,
+        ))
         .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(axum::middleware::from_fn(crate::telemetry::trace))
+}
+
+/// The largest request body: the proxy's `client_max_body_size` (templates/nginx/app.conf.j2).
+pub const BODY_LIMIT: usize = 20 * 1024 * 1024;
+
+/// What no route may see, answered in the contract's JSON: a `Host` that `ALLOWED_HOSTS` does not
+/// list (it would reach pagination links), a query string holding U+0000 (which PostgreSQL text
+/// cannot hold), a body over [`BODY_LIMIT`] (axum's own refusal is plain text), and a request
+/// still running after the request timeout.
+async fn refuse_bad_input(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !state.settings.host_allowed(host) {
+        return detail(
+            StatusCode::BAD_REQUEST,
+            "Invalid Host header: add it to ALLOWED_HOSTS to serve it.",
+        );
+    }
+    let nul = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.to_ascii_lowercase().contains("%00") || q.contains('\0'));
+    if nul {
+        return detail(StatusCode::BAD_REQUEST, crate::event::NULL_CHARACTERS);
+    }
+    let Ok(response) = tokio::time::timeout(state.settings.request_timeout, next.run(req)).await
+    else {
+        return detail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The request took too long; narrow it or try again shortly.",
+        );
+    };
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return detail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "Request body too large: the limit is {} MiB.",
+                BODY_LIMIT / 1024 / 1024
+            ),
+        );
+    }
+    response
 }
 
 async fn not_found() -> Response {

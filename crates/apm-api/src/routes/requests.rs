@@ -242,7 +242,28 @@ pub async fn list(
     )
 }
 
-pub fn server_error(e: impl std::fmt::Display) -> Response {
+/// A database error as the caller sees it: the database unreachable or a statement over its
+/// timeout is a 503 with `Retry-After` (try again), anything else a 500; never the error's text,
+/// which goes to the log.
+pub fn server_error(e: sqlx::Error) -> Response {
+    let timed_out = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "57014");
+    if crate::db::is_connection_error(&e) || timed_out {
+        tracing::warn!("database unavailable: {e}");
+        let message = if timed_out {
+            "The query took too long; narrow it or try again shortly."
+        } else {
+            "The database is unavailable; try again shortly."
+        };
+        let mut r = detail(StatusCode::SERVICE_UNAVAILABLE, message);
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return r;
+    }
     tracing::error!("database error: {e}");
     detail(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -309,13 +330,13 @@ pub async fn create(
         Ok(e) => e,
         Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
     };
-    let created = async {
+    let created = crate::db::retry_conflicts(|| async {
         let mut tx = state.db.primary.begin().await?;
         let s = insert_one(&mut *tx, None, &e).await?;
         crate::rollup::add(&mut tx, std::slice::from_ref(&s.event)).await?;
         tx.commit().await?;
         Ok::<Stored, sqlx::Error>(s)
-    }
+    })
     .await;
     match created {
         Ok(s) => respond(StatusCode::CREATED, &s.to_json()),
@@ -374,8 +395,9 @@ async fn save(
         Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
     };
     // The row may move chunk when its time changes: delete and insert it, keeping its id.
-    let saved = async {
+    let saved = crate::db::retry_conflicts(|| async {
         let mut tx = state.db.primary.begin().await?;
+        lock_event(&mut tx, current.id).await?;
         // The row as deleted, not as read before: a concurrent write may have changed it.
         if let Some(old) = delete_one(&mut tx, current.id).await? {
             crate::rollup::remove(&mut tx, &old.event).await?;
@@ -384,7 +406,7 @@ async fn save(
         crate::rollup::add(&mut tx, std::slice::from_ref(&s.event)).await?;
         tx.commit().await?;
         Ok::<Stored, sqlx::Error>(s)
-    }
+    })
     .await;
     match saved {
         Ok(s) => respond(StatusCode::OK, &s.to_json()),
@@ -410,6 +432,22 @@ pub async fn partial_update(
     save(state, id, headers, body, true).await
 }
 
+/// Serialises the writes to one event until the transaction ends. An update deletes and inserts
+/// the row: without this, a second update of the same event, blocked on the first one's delete,
+/// found nothing to delete once it committed and then inserted a duplicate (a 500). The lock is an
+/// advisory one in a key space of its own (two int4 keys); ids 2^31 apart share a lock, which only
+/// serialises them.
+async fn lock_event(tx: &mut sqlx::PgConnection, id: i64) -> Result<(), sqlx::Error> {
+    /// `apm_event` in ASCII, the lock's class.
+    const CLASS: i32 = 0x6170_6d65;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, ($2 & 2147483647)::int4)")
+        .bind(CLASS)
+        .bind(id)
+        .execute(tx)
+        .await
+        .map(|_| ())
+}
+
 /// Deletes the event and its embedding, in one transaction.
 pub async fn destroy(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     state.db.wrote();
@@ -417,8 +455,9 @@ pub async fn destroy(State(state): State<Arc<AppState>>, Path(id): Path<String>)
         Ok(s) => s,
         Err(r) => return r,
     };
-    let result = async {
+    let result = crate::db::retry_conflicts(|| async {
         let mut tx = state.db.primary.begin().await?;
+        lock_event(&mut tx, current.id).await?;
         let Some(old) = delete_one(&mut tx, current.id).await? else {
             return Ok(());
         };
@@ -435,7 +474,7 @@ pub async fn destroy(State(state): State<Arc<AppState>>, Path(id): Path<String>)
                 .await?;
         }
         tx.commit().await
-    }
+    })
     .await;
     match result {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),

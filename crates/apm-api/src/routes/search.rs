@@ -60,9 +60,11 @@ pub async fn semantic_search(
     let vector = match state.embedder.embed(&text).await {
         Ok(v) => v,
         Err(e) => {
+            // The provider's error can carry its URL and key: logged, never answered.
+            tracing::warn!("embedding failed: {e}");
             return detail(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("Embedding failed: {e}"),
+                "Embedding failed: the embedding provider did not answer.",
             );
         }
     };

@@ -71,6 +71,8 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         sslmode: None,
         page_size: 3,
         read_after_write_ttl: Duration::from_secs(2),
+        statement_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(60),
         connect_timeout: Duration::from_secs(5),
         connect_retries: 3,
         connect_delay: Duration::from_millis(200),
@@ -78,6 +80,7 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         bind: "127.0.0.1:0".into(),
         auth: true,
         tokens_file: None,
+        allowed_hosts: Vec::new(),
     };
     adjust(&mut settings);
     let router = apm_api::app(settings.clone()).await.expect("app");

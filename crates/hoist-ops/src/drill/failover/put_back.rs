@@ -15,18 +15,44 @@ use crate::drill::LABEL;
 use crate::error::{Error, Result};
 
 impl<E: Engine> Run<'_, E> {
-    /// Puts the declared topology back: the target, if it left recovery, is stopped and emptied;
-    /// the primary starts; the target starts again (cloning the primary when emptied) and streams.
+    /// Puts the declared topology back: the primary starts and must be healthy first; only then
+    /// is the target, if it left recovery, stopped and emptied (until the primary is proven back,
+    /// the promoted standby is the one copy that takes writes, so it is kept); the target starts
+    /// again (cloning the primary when emptied) and streams.
     pub(super) async fn put_back(&self, out: &mut Vec<Check>) {
         let t = self.target();
+        let started = Instant::now();
+        // Started whatever state it is in (an interrupted drill may not have stopped it): its
+        // health says whether it is back. Put back whatever happened: a cancellation no longer
+        // applies.
+        let _ = self.d.start(&self.c.primary).await;
+        let healthy = gate::wait(
+            self.host,
+            self.d,
+            &self.c.primary,
+            Gate::Healthy,
+            self.c.timeout,
+            &CancellationToken::new(),
+        )
+        .await;
+        let primary_back = healthy.is_ok();
+        out.push(match healthy {
+            Ok(()) => Check::new(
+                "drill.primary_back",
+                &self.c.primary,
+                true,
+                format!("healthy after {:.1} s", started.elapsed().as_secs_f64()),
+                "healthy",
+            ),
+            Err(e) => failed("drill.primary_back", &self.c.primary, e, "healthy"),
+        });
         let in_recovery: Option<bool> = sqlx::query_scalar("SELECT pg_is_in_recovery()")
             .fetch_one(&t.pool)
             .await
             .ok();
-        let started = Instant::now();
         if in_recovery == Some(true) {
             // Never promoted: it only needs archiving back and the primary to stream from.
-            let _ = self
+            let reset = self
                 .psql(
                     &t.container,
                     &[
@@ -35,7 +61,24 @@ impl<E: Engine> Run<'_, E> {
                     ],
                 )
                 .await;
+            if let Err(e) = reset {
+                out.push(failed(
+                    "drill.archiving_back",
+                    &t.name,
+                    e,
+                    "archive_command reset",
+                ));
+            }
+        } else if !primary_back {
+            out.push(failed(
+                "drill.set_aside",
+                &t.name,
+                "kept as it is (promoted): the primary did not come back",
+                "the primary healthy first",
+            ));
+            return;
         } else {
+            // Emptied: its data directory, and with it the archive_command set on it, is gone.
             let emptied = match self.d.stop(&t.container, Some(60)).await {
                 Ok(()) => self.empty(&t.container).await,
                 Err(e) => Err(e.into()),
@@ -51,29 +94,6 @@ impl<E: Engine> Run<'_, E> {
                 Err(e) => failed("drill.set_aside", &t.name, e, "to clone again"),
             });
         }
-        // Started whatever state it is in (an interrupted drill may not have stopped it): its
-        // health says whether it is back.
-        // Put back whatever happened: a cancellation no longer applies.
-        let _ = self.d.start(&self.c.primary).await;
-        let healthy = gate::wait(
-            self.host,
-            self.d,
-            &self.c.primary,
-            Gate::Healthy,
-            self.c.timeout,
-            &CancellationToken::new(),
-        )
-        .await;
-        out.push(match healthy {
-            Ok(()) => Check::new(
-                "drill.primary_back",
-                &self.c.primary,
-                true,
-                format!("healthy after {:.1} s", started.elapsed().as_secs_f64()),
-                "healthy",
-            ),
-            Err(e) => failed("drill.primary_back", &self.c.primary, e, "healthy"),
-        });
         let cloning = Instant::now();
         let _ = self.d.start(&t.container).await;
         let streaming = self.streaming(&t.name).await;
