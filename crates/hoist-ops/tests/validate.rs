@@ -62,6 +62,7 @@ async fn replication_checks_name_each_standby() {
         "replication.lag_bytes",
         "replication.lag_seconds",
         "replication.standby_in_recovery",
+        "replication.archiving_configured",
         "replication.canary",
     ] {
         let c = of(check, &name);

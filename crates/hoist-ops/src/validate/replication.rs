@@ -143,10 +143,34 @@ pub async fn replication(primary: &PgPool, standbys: &[Standby], t: &Thresholds)
                 "true",
             ),
         });
+        // The failover drill turns a standby's archiving off before promoting it; a drill killed
+        // in between can leave it so, and that standby, once promoted, would archive nothing.
+        let archive = sqlx::query_scalar::<_, String>("SHOW archive_command")
+            .fetch_one(&s.pool)
+            .await;
+        out.push(match archive {
+            Ok(c) => Check::new(
+                "replication.archiving_configured",
+                &s.name,
+                c != DRILL_ARCHIVE_OFF,
+                format!("archive_command={c}"),
+                format!("not {DRILL_ARCHIVE_OFF} (a drill's leftover)"),
+            ),
+            Err(e) => Check::new(
+                "replication.archiving_configured",
+                &s.name,
+                false,
+                e.to_string(),
+                "readable",
+            ),
+        });
     }
     out.extend(canary(primary, standbys, t.canary_timeout).await);
     out
 }
+
+/// The archive command the failover drill gives the standby it promotes.
+pub const DRILL_ARCHIVE_OFF: &str = "/bin/true";
 
 /// Writes a row on the primary and waits for it on every standby.
 async fn canary(primary: &PgPool, standbys: &[Standby], timeout: Duration) -> Vec<Check> {

@@ -8,6 +8,7 @@ use hoist_remote::Engine;
 
 use super::{MARKER, Node, Run, lsn, replayed};
 use crate::error::{Error, Result};
+use crate::validate::replication::DRILL_ARCHIVE_OFF;
 
 impl<E: Engine> Run<'_, E> {
     /// The failure and the take-over: a marker committed on the primary, the primary stopped, the
@@ -84,14 +85,9 @@ impl<E: Engine> Run<'_, E> {
             ),
         });
         // Its timeline must never reach the live repositories.
+        let off = format!("ALTER SYSTEM SET archive_command = '{DRILL_ARCHIVE_OFF}'");
         let archive = self
-            .psql(
-                &t.container,
-                &[
-                    "ALTER SYSTEM SET archive_command = '/bin/true'",
-                    "SELECT pg_reload_conf()",
-                ],
-            )
+            .psql(&t.container, &[off.as_str(), "SELECT pg_reload_conf()"])
             .await;
         if let Err(e) = archive {
             out.push(failed(
@@ -107,12 +103,12 @@ impl<E: Engine> Run<'_, E> {
         let command = loop {
             let shown = self.psql(&t.container, &["SHOW archive_command"]).await;
             match shown {
-                Ok(s) if s == "/bin/true" || Instant::now() >= deadline => break Ok(s),
+                Ok(s) if s == DRILL_ARCHIVE_OFF || Instant::now() >= deadline => break Ok(s),
                 Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Err(e) => break Err(e),
             }
         };
-        let archiving_off = command.as_deref().is_ok_and(|s| s == "/bin/true");
+        let archiving_off = command.as_deref().is_ok_and(|s| s == DRILL_ARCHIVE_OFF);
         out.push(Check::new(
             "drill.archiving_off",
             &t.name,
