@@ -349,3 +349,49 @@ fn the_repository_data_stack_converges_as_hosts_report_it() {
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 }
+
+/// A link inside the project that leads out of it is not followed: `hoist check` names the file
+/// and never prints what the link points at (here, an age key).
+#[test]
+fn a_link_out_of_the_project_is_refused_and_never_shown() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("project");
+    let key = "AGE-SECRET-KEY-1LINKEDLINKEDLINKEDLINKEDLINKEDLINKEDLINKEDLINKEDLINKEDLINK";
+    let outside = tmp.path().join("key.txt");
+    std::fs::write(&outside, format!("# created by age-keygen\n{key}\n")).expect("key");
+    for (path, text) in [
+        (
+            "inventory/test/hosts.yml",
+            "hosts:\n  app-1: {address: 10.0.0.1}\ngroups:\n  app: {hosts: [app-1]}\n",
+        ),
+        (
+            "stacks/app.yml",
+            "name: shop\nx-hoist: {hosts: app}\nservices:\n  web:\n    image: nginx:1.27\n    env_file: [settings.env]\n    volumes: [./conf/site.conf:/etc/nginx/conf.d/site.conf:ro]\n",
+        ),
+        (
+            "playbooks/site.yml",
+            "- name: app\n  hosts: app\n  steps:\n    - stack: app\n    - file: {src: files/motd, dest: /etc/motd, mode: \"0644\"}\n",
+        ),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    for link in ["stacks/settings.env", "stacks/conf/site.conf", "files/motd"] {
+        let p = root.join(link);
+        std::fs::create_dir_all(p.parent().expect("a folder")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, p).expect("symlink");
+    }
+    let run = hoist_in(&root, &["-i", "inventory/test", "check"], &[]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(!run.all().contains("LINKED"), "{}", run.all());
+    for named in ["settings.env", "site.conf", "files/motd"] {
+        assert!(
+            run.all()
+                .lines()
+                .any(|l| l.contains(named) && l.contains("outside the project")),
+            "{named}: {}",
+            run.all()
+        );
+    }
+}

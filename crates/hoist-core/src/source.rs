@@ -164,6 +164,15 @@ impl Source {
         self.read_to_string(&path)
     }
 
+    /// Whether `path` is inside `root` once links are resolved (lexically, for a path that does
+    /// not exist): what a project may read is its own files, never the operator's others.
+    pub fn within(&self, root: &Path, path: &Path) -> bool {
+        match (self.0.real(path), self.0.real(root)) {
+            (Ok(real), Ok(base)) => real.starts_with(base),
+            _ => crate::inventory::normalize(path).starts_with(crate::inventory::normalize(root)),
+        }
+    }
+
     pub fn read_to_string(&self, path: &Path) -> io::Result<String> {
         String::from_utf8(self.0.read(path)?)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

@@ -100,6 +100,14 @@ impl Keyring {
         Ok(Keyring { identities })
     }
 
+    /// The private keys as text (`AGE-SECRET-KEY-1...`): secrets themselves, for the redactor.
+    pub fn secret_texts(&self) -> Vec<Secret<String>> {
+        self.identities
+            .iter()
+            .map(|id| Secret::new(id.to_string().expose_secret().to_owned()))
+            .collect()
+    }
+
     /// A fresh identity, in age's key file format (for `hoist secrets keygen`).
     pub fn generate() -> (String, String) {
         let id = x25519::Identity::generate();

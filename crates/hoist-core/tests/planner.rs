@@ -655,3 +655,76 @@ fn check_names_a_key_that_is_not_there() {
         ]
     "#]].assert_debug_eq(&shown);
 }
+
+/// The diagnostics of loading `fixture` and lowering its `site.yml`.
+fn diagnostics_of(fixture: &str) -> Vec<String> {
+    let mut diags = Diagnostics::new();
+    let opts = LoadOptions {
+        root: root().to_path_buf(),
+        inventory: "inventory/test".into(),
+        extra_vars: Vec::new(),
+        secrets: SecretsMode::Optional,
+        keyring: None,
+        source: Source::fixture(root(), fixture),
+        home: None,
+    };
+    let source = opts.source.clone();
+    let project = project::load(opts, &mut diags).expect("loads");
+    let book = playbook::load(
+        &source,
+        root(),
+        &root().join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
+    project.desired(&book, None, &mut diags);
+    diags.sorted().iter().map(|d| d.to_string()).collect()
+}
+
+#[test]
+fn repository_paths_stay_inside_the_project() {
+    let outside = PROJECT
+        .replace(
+            "      POSTGRES_DB: shop\n",
+            "      POSTGRES_DB: shop\n    env_file: [../../home/op/.config/hoist/key.txt]\n",
+        )
+        .replace(
+            "      - ./conf/web.conf:/etc/nginx/conf.d/web.conf:ro\n",
+            "      - ../../etc/shadow:/etc/nginx/conf.d/web.conf:ro\n",
+        )
+        .replace(
+            "    - file: {template: app.env.j2, dest: /etc/shop/app.env, mode: \"0640\"}\n",
+            "    - file: {src: ../etc/passwd, dest: /etc/shop/app.env, mode: \"0640\"}\n",
+        );
+    expect![[r#"
+        [
+            "error[invalid-value]: playbooks/site.yml:5:7: file.src: \"../etc/passwd\" is outside the project (links resolved): a file step reads only the repository's own files",
+            "error[invalid-value]: stacks/app.yml:9:15: services.db.env_file[0]: \"../../home/op/.config/hoist/key.txt\" is outside the project (links resolved): a stack reads only the repository's own files",
+            "error[invalid-value]: stacks/app.yml:22:9: services.web.volumes[0]: \"../../etc/shadow\" lies outside the project",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&outside));
+}
+
+#[test]
+fn a_bad_env_line_is_named_by_line_and_key_never_shown() {
+    let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";
+    let fixture = PROJECT
+        .replace(
+            "      POSTGRES_DB: shop\n",
+            "      POSTGRES_DB: shop\n    env_file: [db.env]\n",
+        )
+        .replace(
+            "//- stacks/app.yml\n",
+            &format!("//- stacks/db.env\n# settings\nGOOD=1\nTOKEN={secret} and more\n{secret}\n//- stacks/app.yml\n"),
+        );
+    let shown = diagnostics_of(&fixture);
+    assert!(!shown.iter().any(|d| d.contains("QQQQ")), "{shown:#?}");
+    expect![[r#"
+        [
+            "error[invalid-value]: stacks/app.yml:9:15: services.db.env_file[0]: db.env: line 3 (key TOKEN): not a KEY=value line (at column 76)",
+            "error[invalid-value]: stacks/app.yml:9:15: services.db.env_file[0]: db.env: line 4: not a KEY=value line (at column 4)",
+        ]
+    "#]]
+    .assert_debug_eq(&shown);
+}

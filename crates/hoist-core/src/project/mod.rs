@@ -81,6 +81,10 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
         .collect();
 
     let redactor = Redactor::new();
+    // The key that decrypts the secrets is one: it never shows, whatever file names it.
+    for key in opts.keyring.iter().flat_map(Keyring::secret_texts) {
+        redactor.add(key.expose());
+    }
     {
         let mut all: Vec<&mut VarFile> = defaults.iter_mut().collect();
         all.extend(inventory.all_vars.iter_mut());

@@ -12,6 +12,17 @@ use super::Project;
 use super::stacks::{container_name, private};
 
 impl Project {
+    /// Whether a file step's `src` leads out of the project (`..`, an absolute path, a link).
+    fn outside(&self, src: &str) -> bool {
+        let path = std::path::Path::new(src);
+        !path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        }) || !self.source.within(&self.root, &self.root.join(path))
+    }
+
     /// The desired state of every host the playbook touches.
     pub fn desired(
         &self,
@@ -98,19 +109,26 @@ impl Project {
                             None => return,
                         }
                     }
-                    (None, Some(s)) => match self.source.read_to_string(&self.root.join(s)) {
-                        Ok(c) => (c, s.clone()),
-                        Err(e) => {
-                            diags.error(
-                                src,
-                                step.loc,
-                                "file.src",
-                                Kind::UnknownReference,
-                                format!("cannot read {s}: {e}"),
-                            );
-                            return;
+                    // Inside the project only: no `..`, no link that leads out of it.
+                    (None, Some(s)) => {
+                        match self.source.read_inside(&self.root, std::path::Path::new(s)) {
+                            Ok(c) => (c, s.clone()),
+                            Err(e) => {
+                                let (kind, message) = if self.outside(s) {
+                                    (
+                                        Kind::InvalidValue,
+                                        format!(
+                                            "{s:?} is outside the project (links resolved): a file step reads only the repository's own files"
+                                        ),
+                                    )
+                                } else {
+                                    (Kind::UnknownReference, format!("cannot read {s}: {e}"))
+                                };
+                                diags.error(src, step.loc, "file.src", kind, message);
+                                return;
+                            }
                         }
-                    },
+                    }
                     (None, None) => return,
                 };
                 let spec = FileSpec {

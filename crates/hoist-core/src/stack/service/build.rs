@@ -45,6 +45,15 @@ pub(super) fn build(
         }
     };
     let dir = normalize(&stack_dir.join(&context));
+    if !src.within(root, &dir) {
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            super::environment::outside(&context),
+        );
+        return None;
+    }
     if !src.is_file(&dir.join(&dockerfile)) {
         ctx.error(
             v.loc,

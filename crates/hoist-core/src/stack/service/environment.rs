@@ -165,6 +165,10 @@ pub(super) fn env_file(
 ) -> BTreeMap<String, String> {
     let (rel, required) = item;
     let path = normalize(&stack_dir.join(rel));
+    if !lc.src.within(lc.root, &path) {
+        ctx.error(v.loc, p, Kind::InvalidValue, outside(rel));
+        return BTreeMap::new();
+    }
     if !lc.src.is_file(&path) {
         if *required {
             ctx.error(
@@ -180,23 +184,63 @@ pub(super) fn env_file(
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();
-    for (i, item) in dotenvy::from_read_iter(text.as_bytes()).enumerate() {
+    // Errors come in file order: each is looked for after the line of the one before.
+    let mut after = 0;
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
         match item {
             Ok((k, val)) => {
                 out.insert(k, val);
             }
+            // Never the line itself: whatever file was named (a key, by mistake) stays unshown.
             Err(e) => {
-                let shown = lc.redactor.redact(&e.to_string());
-                ctx.error(
-                    v.loc,
-                    p,
-                    Kind::InvalidValue,
-                    format!("{rel}: entry {}: {shown}", i + 1),
-                );
+                let said = bad_line(&text, &e, &mut after);
+                ctx.error(v.loc, p, Kind::InvalidValue, format!("{rel}: {said}"));
             }
         }
     }
     out
+}
+
+/// Where an env file's bad line is and what key it names, from the parser's error, without its
+/// text; `after` is the line of the previous error (0 before the first), and becomes this one's.
+fn bad_line(text: &str, e: &dotenvy::Error, after: &mut usize) -> String {
+    let dotenvy::Error::LineParse(fragment, column) = e else {
+        return "not readable as KEY=value lines".into();
+    };
+    let fragment = fragment.trim();
+    let found = text
+        .lines()
+        .enumerate()
+        .skip(*after)
+        .find(|(_, l)| !fragment.is_empty() && l.contains(fragment));
+    let Some((index, line)) = found else {
+        return "a line is not KEY=value".into();
+    };
+    *after = index + 1;
+    let key: String = line
+        .trim_start()
+        .trim_start_matches("export ")
+        .split_once('=')
+        .map(|(k, _)| k.trim().to_owned())
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or_default();
+    let named = if key.is_empty() {
+        String::new()
+    } else {
+        format!(" (key {key})")
+    };
+    format!(
+        "line {}{named}: not a KEY=value line (at column {})",
+        index + 1,
+        column + 1
+    )
+}
+
+/// Why a path the project names is not read.
+pub(super) fn outside(rel: &str) -> String {
+    format!(
+        "{rel:?} is outside the project (links resolved): a stack reads only the repository's own files"
+    )
 }
 
 /// The content of a repository file; `.j2` files are rendered for the host first.
@@ -207,6 +251,15 @@ pub(super) fn read_source(
     p: &str,
     lc: &LowerCtx<'_>,
 ) -> Option<String> {
+    if !lc.src.within(lc.root, path) {
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            outside(&path.to_string_lossy()),
+        );
+        return None;
+    }
     let text = match lc.src.read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
