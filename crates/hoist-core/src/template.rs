@@ -25,12 +25,18 @@ pub fn to_value<T: serde::Serialize>(v: T) -> Value {
 /// Builds the template environment. Templates are loaded by name from a templates folder, read
 /// through the project's [`Source`]; a name that climbs out of it (`..`, an absolute path) is
 /// not found.
+/// The instructions one render may run.
+pub const FUEL: u64 = 50_000_000;
+
 pub fn environment(
     templates: Option<(&Source, &Path)>,
     redactor: &Redactor,
 ) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // A template that loops without end (a nested loop over a huge range) fails with a located
+    // error instead of hanging `plan`: no template of a deployment comes near this many steps.
+    env.set_fuel(Some(FUEL));
     env.set_auto_escape_callback(|_| AutoEscape::None);
     // Ansible's defaults: a block tag eats its newline, and a file keeps its final newline.
     if let Ok(syntax) = SyntaxConfig::builder()

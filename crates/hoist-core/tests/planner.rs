@@ -728,3 +728,38 @@ fn a_bad_env_line_is_named_by_line_and_key_never_shown() {
     "#]]
     .assert_debug_eq(&shown);
 }
+
+#[test]
+fn names_that_reach_the_engine_and_paths_on_hosts_are_checked_at_load() {
+    let bad = PROJECT
+        .replace("  web:\n    image: nginx:1.27\n", "  \"web/../../v1.45/containers\":\n    image: nginx:1.27\n")
+        .replace("    image: postgres:17\n", "    image: postgres:17\n    container_name: \"shop db\"\n")
+        .replace("volumes:\n  data: {}\n", "volumes:\n  data: {}\n  odd: {name: \"../odd\"}\n")
+        .replace(
+            "dest: /etc/shop/app.env,",
+            "dest: \"/etc/shop/../../root/.ssh/authorized_keys\",",
+        );
+    expect![[r#"
+        [
+            "error[invalid-value]: playbooks/site.yml:5:7: file.dest: \"/etc/shop/../../root/.ssh/authorized_keys\" is not a normal path (no `.`, `..`, empty parts or final `/`)",
+            "error[invalid-value]: stacks/app.yml:7:21: services.db.container_name: \"shop db\" is not a valid container name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+            "error[invalid-value]: stacks/app.yml:16:3: services.web/../../v1.45/containers: \"web/../../v1.45/containers\" is not a valid service name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+            "error[invalid-value]: stacks/app.yml:28:3: volumes.odd: \"../odd\" is not a valid volume name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&bad));
+}
+
+#[test]
+fn a_template_that_runs_without_end_fails_located() {
+    let endless = PROJECT.replace(
+        "MODE={{ mode }}\n",
+        "MODE={{ mode }}\n{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}\n",
+    );
+    expect![[r#"
+        [
+            "error[template]: templates/app.env.j2:2: engine ran out of fuel: engine ran out of fuel",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&endless));
+}

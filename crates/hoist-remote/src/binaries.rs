@@ -37,10 +37,23 @@ pub fn crate_root(cache: &Path, name: &str, version: &str, features: &[String]) 
     cache.join("bin").join(dir)
 }
 
+/// What a build never inherits from hoist: the key to the secrets, and the SSH agent (a build
+/// script can run anything).
+const SCRUBBED: [&str; 3] = ["HOIST_AGE_KEY", "HOIST_AGE_KEY_FILE", "SSH_AUTH_SOCK"];
+
+/// `cargo` (or `$CARGO`), with [`SCRUBBED`] removed from its environment.
+fn cargo_command(program: &str) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(program);
+    for name in SCRUBBED {
+        c.env_remove(name);
+    }
+    c
+}
+
 async fn cargo(args: &[String], cwd: &Path) -> Result<()> {
     let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     tracing::info!("running {program} {}", args.join(" "));
-    let out = tokio::process::Command::new(&program)
+    let out = cargo_command(&program)
         .args(args)
         .current_dir(cwd)
         .output()
@@ -68,7 +81,7 @@ async fn cargo(args: &[String], cwd: &Path) -> Result<()> {
 /// workspace, and `CARGO_TARGET_DIR` or a config may move it).
 async fn target_dir(root: &Path) -> Result<PathBuf> {
     let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = tokio::process::Command::new(&program)
+    let out = cargo_command(&program)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(root)
         .output()

@@ -34,13 +34,49 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> ConnectOptions {
-        let uid = std::env::var("UID").unwrap_or_default();
+        // The user's own: its control sockets and ssh_config are what every connection trusts.
+        let uid = rustix::process::geteuid().as_raw();
         ConnectOptions {
             accept_new_host_keys: false,
             connect_timeout: Duration::from_secs(10),
-            runtime_dir: std::env::temp_dir().join(format!("hoist{uid}")),
+            runtime_dir: std::env::temp_dir().join(format!("hoist-{uid}")),
         }
     }
+}
+
+/// Makes `dir` (mode 0700) if it is missing, then refuses it unless it is a real directory owned by
+/// this user that nobody else may enter: another local user who could write there could swap a
+/// control socket, the forwarded engine socket or the generated ssh_config.
+pub fn private_dir(dir: &Path) -> std::result::Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("creating {}: {e}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if !m.is_dir() {
+        return Err(format!(
+            "{} is not a directory (a link?): remove it",
+            dir.display()
+        ));
+    }
+    if m.uid() != me {
+        return Err(format!(
+            "{} belongs to uid {}, not to this user ({me}): remove it, or set another runtime directory",
+            dir.display(),
+            m.uid()
+        ));
+    }
+    if m.mode() & 0o077 != 0 {
+        return Err(format!(
+            "{} is open to others (mode {:04o}): it must be 0700; remove it or `chmod 700` it",
+            dir.display(),
+            m.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// A connected host.
@@ -90,12 +126,11 @@ impl Drop for KeepAlive {
 impl SshHost {
     /// Opens the master connection to `host`.
     pub async fn connect(host: &inventory::Host, opts: &ConnectOptions) -> Result<SshHost> {
+        private_dir(&opts.runtime_dir).map_err(|e| RemoteError::other(&host.name, e))?;
         let dir = opts
             .runtime_dir
             .join(format!("{}-{}", host.name, std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            RemoteError::other(&host.name, format!("creating {}: {e}", dir.display()))
-        })?;
+        private_dir(&dir).map_err(|e| RemoteError::other(&host.name, e))?;
         let c = &host.connection;
         let mut b = SessionBuilder::default();
         b.user(c.user.clone())
@@ -327,6 +362,36 @@ impl Host for SshHost {
 
     async fn forward_tcp(&self, host: &str, port: u16) -> Result<std::net::SocketAddr> {
         SshHost::forward_tcp(self, host, port).await
+    }
+}
+
+#[cfg(test)]
+mod private_dir_tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::private_dir;
+
+    #[test]
+    fn a_runtime_dir_is_made_private_and_refused_when_it_is_not() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let fresh = tmp.path().join("hoist-test");
+        private_dir(&fresh).expect("made");
+        let mode = std::fs::metadata(&fresh)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        private_dir(&fresh).expect("reused");
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let e = private_dir(&fresh).expect_err("open to others");
+        assert!(e.contains("open to others (mode 1777)"), "{e}");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path(), &link).expect("symlink");
+        assert!(
+            private_dir(&link)
+                .expect_err("a link")
+                .contains("not a directory")
+        );
     }
 }
 

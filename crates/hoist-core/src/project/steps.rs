@@ -11,6 +11,31 @@ use crate::stack::Stack;
 use super::Project;
 use super::stacks::{container_name, private};
 
+/// A path on a host that hoist writes: absolute, normalised (no `.` or `..`, no `//`), and free of
+/// the characters a remote script or a log line could be confused by.
+pub(crate) fn host_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if path.chars().any(|c| c.is_control()) {
+        return Err(format!(
+            "{:?} holds a control character",
+            path.escape_debug().to_string()
+        ));
+    }
+    if path.len() > 1
+        && (path.ends_with('/')
+            || path[1..]
+                .split('/')
+                .any(|part| part.is_empty() || part == "." || part == ".."))
+    {
+        return Err(format!(
+            "{path:?} is not a normal path (no `.`, `..`, empty parts or final `/`)"
+        ));
+    }
+    Ok(())
+}
+
 impl Project {
     /// Whether a file step's `src` leads out of the project (`..`, an absolute path, a link).
     fn outside(&self, src: &str) -> bool {
@@ -102,6 +127,10 @@ impl Project {
                 else {
                     return;
                 };
+                if let Err(why) = host_path(&dest) {
+                    diags.error(src, step.loc, "file.dest", Kind::InvalidValue, why);
+                    return;
+                }
                 let (content, origin) = match (template, file_src) {
                     (Some(t), _) => {
                         match self.render_template(t, host, src, step.loc, "file.template", diags) {

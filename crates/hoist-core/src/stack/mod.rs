@@ -69,6 +69,31 @@ pub struct NetworkDef {
     pub labels: BTreeMap<String, String>,
 }
 
+/// The engine's own rule for the container, network and volume names it takes in its API's
+/// paths: a letter or digit, then letters, digits, `_`, `.` and `-`.
+pub fn valid_engine_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Reports `name` unless it is a valid engine name; whether it is.
+pub(crate) fn engine_name(ctx: &mut Ctx<'_>, loc: Loc, path: &str, what: &str, name: &str) -> bool {
+    let ok = valid_engine_name(name);
+    if !ok {
+        ctx.error(
+            loc,
+            path,
+            Kind::InvalidValue,
+            format!(
+                "{name:?} is not a valid {what} name: letters, digits, '_', '.' and '-', starting with a letter or digit"
+            ),
+        );
+    }
+    ok
+}
+
 fn valid_project(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -158,10 +183,13 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
 
     let mut volumes = BTreeMap::new();
     if let Some(v) = top.get("volumes") {
-        for (key, _, body) in ctx.entries(v, "volumes") {
+        for (key, loc, body) in ctx.entries(v, "volumes") {
             let path = yaml::join("volumes", &key);
             let (name, driver, external, labels) =
                 resource(&mut ctx, body, &path, &file.project, &key);
+            if !engine_name(&mut ctx, loc, &path, "volume", &name) {
+                continue;
+            }
             volumes.insert(
                 key,
                 VolumeDef {
@@ -175,10 +203,13 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     }
     let mut networks = BTreeMap::new();
     if let Some(v) = top.get("networks") {
-        for (key, _, body) in ctx.entries(v, "networks") {
+        for (key, loc, body) in ctx.entries(v, "networks") {
             let path = yaml::join("networks", &key);
             let (name, driver, external, labels) =
                 resource(&mut ctx, body, &path, &file.project, &key);
+            if !engine_name(&mut ctx, loc, &path, "network", &name) {
+                continue;
+            }
             networks.insert(
                 key,
                 NetworkDef {
@@ -197,6 +228,9 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     if let Some(v) = top.require(&mut ctx, "services") {
         for (name, loc, body) in ctx.entries(v, "services") {
             let path = yaml::join("services", &name);
+            if !engine_name(&mut ctx, loc, &path, "service", &name) {
+                continue;
+            }
             if let Some(svc) =
                 service::decode(&mut ctx, &name, loc, body, &path, file, stack_dir, lc)
             {

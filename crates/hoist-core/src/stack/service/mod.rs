@@ -272,7 +272,11 @@ pub(super) fn decode(
             "stop_grace_period" => {
                 svc.stop_grace_period_s = duration_field(ctx, v, &p).map(|ns| ns / 1_000_000_000)
             }
-            "container_name" => svc.container_name = ctx.string(v, &p),
+            "container_name" => {
+                svc.container_name = ctx
+                    .string(v, &p)
+                    .filter(|n| super::engine_name(ctx, v.loc, &p, "container", n));
+            }
             "hostname" => svc.hostname = ctx.string(v, &p),
             _ => {}
         }
