@@ -732,9 +732,18 @@ fn a_bad_env_line_is_named_by_line_and_key_never_shown() {
 #[test]
 fn names_that_reach_the_engine_and_paths_on_hosts_are_checked_at_load() {
     let bad = PROJECT
-        .replace("  web:\n    image: nginx:1.27\n", "  \"web/../../v1.45/containers\":\n    image: nginx:1.27\n")
-        .replace("    image: postgres:17\n", "    image: postgres:17\n    container_name: \"shop db\"\n")
-        .replace("volumes:\n  data: {}\n", "volumes:\n  data: {}\n  odd: {name: \"../odd\"}\n")
+        .replace(
+            "  web:\n    image: nginx:1.27\n",
+            "  \"web/../../v1.45/containers\":\n    image: nginx:1.27\n",
+        )
+        .replace(
+            "    image: postgres:17\n",
+            "    image: postgres:17\n    container_name: \"shop db\"\n",
+        )
+        .replace(
+            "volumes:\n  data: {}\n",
+            "volumes:\n  data: {}\n  odd: {name: \"../odd\"}\n",
+        )
         .replace(
             "dest: /etc/shop/app.env,",
             "dest: \"/etc/shop/../../root/.ssh/authorized_keys\",",
