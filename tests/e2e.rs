@@ -767,6 +767,9 @@ fn sandbox_end_to_end() {
         ("roles.reader_cannot_write", "apm_reader"),
         ("roles.writer_can_write", "apm_writer"),
         ("api.health", "172.30.0.13"),
+        ("tls.api", "apm-api"),
+        ("tls.streaming", "standbys"),
+        ("tls.clients", "primary"),
     ];
     for (check, target) in everything {
         assert!(

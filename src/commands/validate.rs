@@ -171,6 +171,10 @@ pub fn db_config(project: &Project) -> anyhow::Result<DbConfig> {
             .get("validate_roles_table")?
             .parse()
             .map_err(|e| anyhow!("{}: `validate_roles_table`: {e}", v.host))?,
+        ca: match v.get("db_sslmode")?.as_str() {
+            "disable" | "allow" | "prefer" => None,
+            _ => Some(v.get("tls_ca_cert")?),
+        },
         thresholds: Thresholds {
             max_lag_bytes: v.number("validate_max_lag_bytes")? as i64,
             max_lag_seconds: v.number("validate_max_lag_seconds")?,

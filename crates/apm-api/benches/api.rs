@@ -118,6 +118,7 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         writer: who.clone(),
         reader: who,
         sslmode: None,
+        sslrootcert: None,
         page_size: 50,
         read_after_write_ttl: Duration::from_secs(0),
         statement_timeout: Duration::from_secs(30),

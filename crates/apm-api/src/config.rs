@@ -37,6 +37,8 @@ pub struct Settings {
     /// Reads on replicas.
     pub reader: Credentials,
     pub sslmode: Option<String>,
+    /// The CA a server's certificate is verified by (`DB_SSLROOTCERT`, for verify-ca/verify-full).
+    pub sslrootcert: Option<String>,
     pub page_size: i64,
     pub read_after_write_ttl: Duration,
     pub connect_timeout: Duration,
@@ -214,6 +216,7 @@ impl Settings {
             writer,
             reader,
             sslmode: first(&["DB_SSLMODE"]),
+            sslrootcert: first(&["DB_SSLROOTCERT", "PGSSLROOTCERT"]),
             page_size: int("DRF_PAGE_SIZE", 50)?.max(1),
             read_after_write_ttl: Duration::from_secs(int("READ_AFTER_WRITE_TTL", 2)?.max(0) as u64),
             connect_timeout: Duration::from_secs(int("DB_CONNECT_TIMEOUT", 5)?.max(1) as u64),

@@ -60,6 +60,9 @@ pub fn options(s: &Settings, at: &HostPort, who: &Credentials) -> PgConnectOptio
     {
         o = o.ssl_mode(m);
     }
+    if let Some(ca) = &s.sslrootcert {
+        o = o.ssl_root_cert(ca);
+    }
     o
 }
 

@@ -210,6 +210,7 @@ async fn run_reaches_the_cluster_through_the_data_hosts_forwards() {
             writer: login.clone(),
             reader: login,
             table: "events".parse().expect("a table name"),
+            ca: None,
             thresholds: Thresholds {
                 max_lag_bytes: 64 << 20,
                 max_lag_seconds: 30.0,

@@ -69,6 +69,7 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         writer: who.clone(),
         reader: who,
         sslmode: None,
+        sslrootcert: None,
         page_size: 3,
         read_after_write_ttl: Duration::from_secs(2),
         statement_timeout: Duration::from_secs(30),

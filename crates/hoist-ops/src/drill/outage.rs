@@ -82,7 +82,7 @@ pub async fn objectstore_outage<H: Host>(
             "connected",
         )];
     };
-    let primary = match validate::pool(data, &db.primary, &db.database, &db.admin).await {
+    let primary = match validate::pool(data, &db.primary, db, &db.admin).await {
         Ok(p) => p,
         Err(e) => {
             return vec![Check::new(

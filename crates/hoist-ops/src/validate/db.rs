@@ -6,21 +6,26 @@ use std::time::Duration;
 use hoist_core::check::{Check, failed};
 use hoist_remote::Host;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::error::{Error, Result};
 
 use super::{Address, DbConfig, Login, Standby, replication, roles};
 
-pub async fn pool<H: Host>(ssh: &H, at: &Address, db: &str, login: &Login) -> Result<PgPool> {
+pub async fn pool<H: Host>(ssh: &H, at: &Address, c: &DbConfig, login: &Login) -> Result<PgPool> {
     let local = ssh.forward_tcp(&at.0, at.1).await?;
-    let options = PgConnectOptions::new()
+    let mut options = PgConnectOptions::new()
         .host(&local.ip().to_string())
         .port(local.port())
-        .database(db)
+        .database(&c.database)
         .username(&login.user)
         .password(&login.password)
         .application_name("hoist-validate");
+    if let Some(ca) = &c.ca {
+        options = options
+            .ssl_mode(PgSslMode::VerifyFull)
+            .ssl_root_cert_from_pem(ca.as_bytes().to_vec());
+    }
     PgPoolOptions::new()
         .max_connections(2)
         .acquire_timeout(Duration::from_secs(10))
@@ -42,7 +47,7 @@ pub(crate) async fn databases<H: Host>(
     roles_checks: bool,
 ) -> (Vec<Check>, Option<u64>) {
     let mut out = Vec::new();
-    let primary = match pool(ssh, &c.primary, &c.database, &c.admin).await {
+    let primary = match pool(ssh, &c.primary, c, &c.admin).await {
         Ok(p) => p,
         Err(e) => {
             out.push(failed(
@@ -58,7 +63,7 @@ pub(crate) async fn databases<H: Host>(
     if replication_checks {
         let mut reachable = Vec::new();
         for (name, at) in &c.standbys {
-            match pool(ssh, at, &c.database, &c.admin).await {
+            match pool(ssh, at, c, &c.admin).await {
                 Ok(p) => reachable.push(Standby {
                     name: name.clone(),
                     pool: p,
@@ -82,13 +87,15 @@ pub(crate) async fn databases<H: Host>(
             reachable.iter().any(|p| p.name == k.target)
                 || !matches!(
                     k.check.as_str(),
-                    "replication.standby_in_recovery" | "replication.canary"
+                    "replication.standby_in_recovery"
+                        | "replication.archiving_configured"
+                        | "replication.canary"
                 )
         }));
     }
     if roles_checks {
-        let writer = pool(ssh, &c.primary, &c.database, &c.writer).await;
-        let reader = pool(ssh, &c.primary, &c.database, &c.reader).await;
+        let writer = pool(ssh, &c.primary, c, &c.writer).await;
+        let reader = pool(ssh, &c.primary, c, &c.reader).await;
         match (writer, reader) {
             (Ok(w), Ok(r)) => {
                 out.extend(roles((&c.writer.user, &w), (&c.reader.user, &r), &c.table).await)
@@ -102,7 +109,43 @@ pub(crate) async fn databases<H: Host>(
             }
         }
     }
+    if roles_checks && c.ca.is_some() {
+        out.extend(tls_clients(&primary).await);
+    }
     (out, segment_size)
+}
+
+/// Over TLS, every client that reached the primary over the network (`pg_stat_ssl`): the API's
+/// connections, the standbys' streaming, and every one of them together.
+async fn tls_clients(primary: &PgPool) -> Vec<Check> {
+    let rows: Result<Vec<(String, String, bool)>, sqlx::Error> = sqlx::query_as(
+        "SELECT coalesce(a.application_name, ''), coalesce(a.backend_type, ''), \
+                coalesce(s.ssl, false) \
+         FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.client_addr IS NOT NULL AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_all(primary)
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => return vec![failed("tls.clients", "primary", e, "readable")],
+    };
+    let judge = |check: &str, target: &str, of: &dyn Fn(&(String, String, bool)) -> bool| {
+        let mine: Vec<_> = rows.iter().filter(|r| of(r)).collect();
+        let tls = mine.iter().filter(|r| r.2).count();
+        Check::new(
+            check,
+            target,
+            !mine.is_empty() && tls == mine.len(),
+            format!("{tls} of {} connection(s) over TLS", mine.len()),
+            "every one, at least one",
+        )
+    };
+    vec![
+        judge("tls.api", "apm-api", &|r| r.0 == "apm-api"),
+        judge("tls.streaming", "standbys", &|r| r.1 == "walsender"),
+        judge("tls.clients", "primary", &|_| true),
+    ]
 }
 
 /// PostgreSQL's default WAL segment size, when the primary could not be asked.

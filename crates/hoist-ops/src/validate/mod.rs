@@ -57,6 +57,10 @@ pub struct DbConfig {
     pub reader: Login,
     /// The table the roles are tried on.
     pub table: TableName,
+    /// The CA (PEM) that the database's certificate is verified by, as every platform client does
+    /// (verify-full; the forwarded address, 127.0.0.1, is one of its names); `None` when the
+    /// inventory's databases take no TLS.
+    pub ca: Option<String>,
     pub thresholds: Thresholds,
 }
 
@@ -145,7 +149,7 @@ pub async fn run<H: Host>(
         // Only the WAL segment size, for the backup checks: the default when the primary is out
         // of reach (a database fault is for the replication checks to report).
         if let Ok(ssh) = ssh(&db.host)
-            && let Ok(primary) = pool(ssh, &db.primary, &db.database, &db.admin).await
+            && let Ok(primary) = pool(ssh, &db.primary, db, &db.admin).await
         {
             wal_segment = Some(segment_size(&primary).await);
         }

@@ -62,7 +62,7 @@ pub async fn failover<H: Host>(
         Ok(d) => d,
         Err(e) => return vec![failed("drill.engine", host, e, "answers")],
     };
-    let primary = match validate::pool(ssh, &db.primary, &db.database, &db.admin).await {
+    let primary = match validate::pool(ssh, &db.primary, db, &db.admin).await {
         Ok(p) => p,
         Err(e) => return vec![failed("drill.preflight", "primary", e, "answers")],
     };
@@ -76,7 +76,7 @@ pub async fn failover<H: Host>(
                 "a container",
             )];
         };
-        match validate::pool(ssh, at, &db.database, &db.admin).await {
+        match validate::pool(ssh, at, db, &db.admin).await {
             Ok(pool) => nodes.push(Node {
                 name: name.clone(),
                 container: container.clone(),
