@@ -787,6 +787,12 @@ fn sandbox_end_to_end() {
             green.stdout
         );
     }
+    // The API is up: its connections are there, every one over TLS.
+    let api_tls = find_check(&doc, "tls.api", Some("apm-api"))
+        .and_then(|c| c["measured"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!api_tls.starts_with("0 of"), "tls.api: {api_tls}");
 
     step(
         "the API through its proxy: no token 401, each platform token within its scope; the app host holds no backup passphrase and no object-store key",

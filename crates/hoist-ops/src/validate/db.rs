@@ -110,14 +110,15 @@ pub(crate) async fn databases<H: Host>(
         }
     }
     if roles_checks && c.ca.is_some() {
-        out.extend(tls_clients(&primary).await);
+        out.extend(tls_clients(&primary, !c.standbys.is_empty()).await);
     }
     (out, segment_size)
 }
 
 /// Over TLS, every client that reached the primary over the network (`pg_stat_ssl`): the API's
-/// connections, the standbys' streaming, and every one of them together.
-async fn tls_clients(primary: &PgPool) -> Vec<Check> {
+/// connections (none before the API is deployed), the standbys' streaming (at least one when
+/// standbys are expected), and every one of them together.
+async fn tls_clients(primary: &PgPool, standbys: bool) -> Vec<Check> {
     let rows: Result<Vec<(String, String, bool)>, sqlx::Error> = sqlx::query_as(
         "SELECT coalesce(a.application_name, ''), coalesce(a.backend_type, ''), \
                 coalesce(s.ssl, false) \
@@ -130,21 +131,28 @@ async fn tls_clients(primary: &PgPool) -> Vec<Check> {
         Ok(r) => r,
         Err(e) => return vec![failed("tls.clients", "primary", e, "readable")],
     };
-    let judge = |check: &str, target: &str, of: &dyn Fn(&(String, String, bool)) -> bool| {
-        let mine: Vec<_> = rows.iter().filter(|r| of(r)).collect();
-        let tls = mine.iter().filter(|r| r.2).count();
-        Check::new(
-            check,
-            target,
-            !mine.is_empty() && tls == mine.len(),
-            format!("{tls} of {} connection(s) over TLS", mine.len()),
-            "every one, at least one",
-        )
-    };
+    let judge =
+        |check: &str, target: &str, some: bool, of: &dyn Fn(&(String, String, bool)) -> bool| {
+            let mine: Vec<_> = rows.iter().filter(|r| of(r)).collect();
+            let tls = mine.iter().filter(|r| r.2).count();
+            Check::new(
+                check,
+                target,
+                tls == mine.len() && (!some || !mine.is_empty()),
+                format!("{tls} of {} connection(s) over TLS", mine.len()),
+                if some {
+                    "every one, at least one"
+                } else {
+                    "every one"
+                },
+            )
+        };
     vec![
-        judge("tls.api", "apm-api", &|r| r.0 == "apm-api"),
-        judge("tls.streaming", "standbys", &|r| r.1 == "walsender"),
-        judge("tls.clients", "primary", &|_| true),
+        judge("tls.api", "apm-api", false, &|r| r.0 == "apm-api"),
+        judge("tls.streaming", "standbys", standbys, &|r| {
+            r.1 == "walsender"
+        }),
+        judge("tls.clients", "primary", false, &|_| true),
     ]
 }
 
