@@ -850,6 +850,27 @@ fn sandbox_end_to_end() {
         "secrets of the backups on the app host: {found}"
     );
 
+    step(
+        "Prometheus through the monitoring proxy: a login needed, its lifecycle endpoints off, health open",
+    );
+    let prometheus = |args: &str, path: &str| -> String {
+        on_host(
+            "172.30.0.12",
+            &format!(
+                "docker exec apm-control-monitoring-proxy-1 curl -s -o /dev/null -w '%{{http_code}}' {args} --cacert /etc/nginx/tls/ca.crt https://localhost:9090{path}"
+            ),
+        )
+        .trim()
+        .to_owned()
+    };
+    let login = "-u ops:sandbox-only-prometheus-pass";
+    assert_eq!(prometheus("", "/api/v1/targets"), "401");
+    assert_eq!(prometheus("-u ops:wrong", "/api/v1/targets"), "401");
+    assert_eq!(prometheus(login, "/api/v1/targets"), "200");
+    assert_eq!(prometheus("", "/-/healthy"), "200");
+    assert_eq!(prometheus(&format!("{login} -X POST"), "/-/reload"), "403");
+    assert_eq!(prometheus(&format!("{login} -X POST"), "/-/quit"), "403");
+
     step("applying the site again changes nothing: no restart, no new backup, the same stanza");
     let info = || -> serde_json::Value {
         let text = on_host(

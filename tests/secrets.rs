@@ -205,3 +205,41 @@ fn secrets_commands_keep_plaintext_off_the_terminal() {
         "{after}"
     );
 }
+
+/// `secrets decrypt` never writes plaintext inside a git working tree, in place or with `--out`.
+#[test]
+fn decrypt_refuses_to_write_plaintext_into_a_working_tree() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(tmp.path().join(".git")).expect("a working tree");
+    let file = tmp.path().join("secrets.yml");
+    std::fs::write(&file, format!("a: {POISON}\n")).expect("write");
+    let f = file.display().to_string();
+    let enc = hoist_in(&repo(), &["secrets", "encrypt", &f], &[]);
+    assert_eq!(enc.code, 0, "{}", enc.stderr);
+    let encrypted = std::fs::read_to_string(&file).expect("read");
+    let inside = tmp.path().join("plain.yml").display().to_string();
+    for args in [
+        vec!["secrets", "decrypt", &f],
+        vec!["secrets", "decrypt", &f, "--out", &inside],
+    ] {
+        let run = hoist_in(&repo(), &args, &[]);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr.contains("inside the git working tree"),
+            "{}",
+            run.stderr
+        );
+        assert_clean("secrets decrypt", &run.all());
+    }
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), encrypted);
+    assert!(!tmp.path().join("plain.yml").exists());
+    // Outside it, to a new private file.
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let out = elsewhere.path().join("plain.yml");
+    let o = out.display().to_string();
+    let run = hoist_in(&repo(), &["secrets", "decrypt", &f, "--out", &o], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&out).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -121,6 +121,7 @@ fn each_host_holds_only_the_secrets_its_services_use() {
                 "pgbackrest_repo1_cipher_pass",
                 "pgbackrest_repo2_cipher_pass",
                 "postgres_reader_password",
+                // (Prometheus' login only as a crypt hash: prometheus_password is not here.)
                 "tls_ca_cert",
                 "tls_client_cert",
                 "tls_client_key",

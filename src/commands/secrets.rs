@@ -25,12 +25,24 @@ pub fn run(cmd: SecretsCommand, out: &Output) -> anyhow::Result<u8> {
             out.eprint(&format!("encrypted {}\n", file.display()));
         }
         SecretsCommand::Decrypt { file, out: target } => {
+            let target = target.unwrap_or_else(|| file.clone());
+            // Plaintext never lands where a commit could take it.
+            if let Some(tree) = working_tree(&target) {
+                bail!(
+                    "{}: inside the git working tree {}, where a commit could take the plaintext: decrypt with --out to a file outside it, or change values with `hoist secrets edit`",
+                    target.display(),
+                    tree.display()
+                );
+            }
             let keyring = Keyring::from_env()?.ok_or(VaultError::NoKey)?;
             let text = read(&file)?;
             let (plain, _) = vault::decrypt_document(&name(&file), &text, &keyring)
                 .map_err(anyhow::Error::msg)?;
-            let target = target.unwrap_or_else(|| file.clone());
-            write_atomic(&target, &plain)?;
+            if target == file {
+                write_atomic(&target, &plain)?;
+            } else {
+                write_private(&target, &plain)?;
+            }
             out.eprint(&format!("decrypted into {}\n", target.display()));
         }
         SecretsCommand::Edit { file, recipient } => edit(&file, &recipient, out)?,
@@ -50,6 +62,16 @@ pub fn run(cmd: SecretsCommand, out: &Output) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The git working tree `path` would be in (a folder above it holding `.git`), if any.
+fn working_tree(path: &Path) -> Option<std::path::PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    absolute
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 fn name(path: &Path) -> SourceName {

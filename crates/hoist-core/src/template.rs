@@ -126,17 +126,20 @@ fn add_filters(env: &mut Environment<'static>, redactor: &Redactor) {
     env.add_filter(
         "password_hash",
         move |s: String, scheme: String, kwargs: Kwargs| -> Result<String, Error> {
-            if scheme != "scram-sha-256" {
-                return Err(Error::new(
-                    ErrorKind::InvalidOperation,
-                    format!(
-                        "password_hash: unsupported scheme {scheme:?} (supported: scram-sha-256)"
-                    ),
-                ));
-            }
             let salt: Option<String> = kwargs.get("salt")?;
             kwargs.assert_all_used()?;
-            let hash = scram::scram_sha_256(&s, salt.as_deref());
+            let hash = match scheme.as_str() {
+                "scram-sha-256" => scram::scram_sha_256(&s, salt.as_deref()),
+                "sha512" => sha512_crypt(&s, salt.as_deref())?,
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!(
+                            "password_hash: unsupported scheme {scheme:?} (supported: scram-sha-256, sha512)"
+                        ),
+                    ));
+                }
+            };
             r.add(&hash);
             Ok(hash)
         },
@@ -184,6 +187,32 @@ fn add_filters(env: &mut Environment<'static>, redactor: &Redactor) {
 }
 
 /// Registers `output` as a secret when it was derived from one, and returns it.
+/// `password_hash('sha512')`, as Ansible's: a crypt(3) SHA-512 hash (`$6$`) that system tools
+/// (nginx's `auth_basic`, shadow files) check. Without a salt, one is derived from the password,
+/// so the same password renders the same hash and a plan shows no change.
+fn sha512_crypt(password: &str, salt: Option<&str>) -> Result<String, Error> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let salt = match salt {
+        Some(s) => s.to_owned(),
+        None => {
+            let digest = sha2::Sha256::digest(format!("hoist password_hash\0{password}"));
+            base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(digest)
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect()
+        }
+    };
+    let bad = |e: String| Error::new(ErrorKind::InvalidOperation, format!("password_hash: {e}"));
+    let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT)
+        .map_err(|e| bad(format!("{e:?}")))?;
+    let hash = sha_crypt::sha512_crypt_b64(password.as_bytes(), salt.as_bytes(), &params)
+        .map_err(|e| bad(format!("{e:?}")))?;
+    Ok(format!("$6${salt}${hash}"))
+}
+
 fn derived(redactor: &Redactor, input: &str, output: String) -> String {
     if redactor.contains_secret(input) {
         redactor.add(&output);
@@ -329,6 +358,32 @@ mod tests {
         let (kind, message) = describe(&err);
         assert_eq!(kind, Kind::UndefinedVariable);
         assert!(message.contains("db_port"), "{message}");
+    }
+
+    #[test]
+    fn password_hashes_are_crypt_sha512_stable_and_secret() {
+        let r = Redactor::new();
+        r.add("s3cr3t-value");
+        let env = environment(None, &r);
+        let ctx = to_value(serde_json::json!({"p": "s3cr3t-value"}));
+        let once = render_str(&env, "{{ p | password_hash('sha512') }}", &ctx).unwrap_or_default();
+        let again = render_str(&env, "{{ p | password_hash('sha512') }}", &ctx).unwrap_or_default();
+        assert!(once.starts_with("$6$"), "{once}");
+        assert_eq!(once, again, "no change from one plan to the next");
+        let salt = once.split('$').nth(2).unwrap_or_default();
+        assert_eq!(salt.len(), 16, "{once}");
+        assert!(
+            sha512_crypt("s3cr3t-value", Some(salt)).ok().as_deref() == Some(once.as_str()),
+            "{once}"
+        );
+        assert_ne!(sha512_crypt("another", Some(salt)).ok(), Some(once.clone()));
+        assert!(r.is_secret(&once));
+        // What glibc's crypt(3), which nginx calls, gives for this salt.
+        assert_eq!(
+            sha512_crypt("hello", Some("saltstring")).unwrap_or_default(),
+            "$6$saltstring$FAGYDyoYriJZZozrqxKlj3e8sB/i7oiBKr0IsSILeeFjOstTzTN7VBrJXtFNTHuRzUnhy.z43X6Jd3KbHZ.me/"
+        );
+        assert!(render_str(&env, "{{ p | password_hash('md5') }}", &ctx).is_err());
     }
 
     #[test]
