@@ -41,7 +41,8 @@ pub fn run(cmd: SecretsCommand, out: &Output) -> anyhow::Result<u8> {
             if target == file {
                 write_atomic(&target, &plain)?;
             } else {
-                write_private(&target, &plain)?;
+                // A new file, or one replaced, readable by its owner only.
+                write_atomic_private(&target, &plain)?;
             }
             out.eprint(&format!("decrypted into {}\n", target.display()));
         }
@@ -169,6 +170,23 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
 }
 
 /// Replaces `path` with `content` atomically, keeping its permissions.
+/// [`write_atomic`], the result readable by its owner only (0600) whatever was there before.
+fn write_atomic_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // tempfile makes its files 0600.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(content.as_bytes())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
 pub(super) fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
     let dir = path
         .parent()

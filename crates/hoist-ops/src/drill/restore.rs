@@ -1,7 +1,9 @@
 //! The restore drill: a repository's backup restored into a scratch container on a data host,
 //! proved to be a working database.
 //!
-//! The scratch container copies the primary's image, read-only configuration files and host
+//! First it checks that the data host has room (the backup's size and a margin free where the
+//! engine keeps containers' files): a restore that filled the disk would take the live cluster
+//! down with it. The scratch container copies the primary's image, read-only configuration files and host
 //! names (so it reaches the repository as the primary does), runs `pgbackrest restore` into its
 //! own filesystem, starts PostgreSQL on it with archiving off (a restored cluster must never push
 //! WAL into the live archive), waits for recovery to end, and measures what it restored. The
@@ -47,10 +49,20 @@ pub async fn restore(d: &impl Engine, c: &RestoreConfig, cancel: &CancellationTo
     let target = format!("repo{}", c.repo);
     let started = Instant::now();
     let mut out = tokio::select! {
-        ran = run(d, c) => match ran {
-            Ok(lines) => read(&lines, c, &target),
-            Err(e) => vec![Check::new("drill.restore", &target, false, e, "restores")],
-        },
+        ran = async {
+            // Room first: a restore that fills the data host's disk would take the live cluster
+            // down with it.
+            let room = room(d, c).await;
+            if !room.ok {
+                return vec![room];
+            }
+            let mut out = vec![room];
+            match run(d, c).await {
+                Ok(lines) => out.extend(read(&lines, c, &target)),
+                Err(e) => out.push(Check::new("drill.restore", &target, false, e, "restores")),
+            }
+            out
+        } => ran,
         () = cancel.cancelled() => vec![failed(
             "drill.interrupted",
             &target,
@@ -69,6 +81,75 @@ pub async fn restore(d: &impl Engine, c: &RestoreConfig, cancel: &CancellationTo
         format!("every step, within {} s", c.timeout.as_secs()),
     ));
     out
+}
+
+/// The restore needs its backup's database size, and a margin, free where the engine keeps
+/// containers' files (the source container's root is on the same filesystem as the scratch one's).
+const ROOM_MARGIN: f64 = 1.2;
+
+/// Whether the data host has room for the restore: the backup's size (`pgbackrest info`, in the
+/// source container) against the space free under the source container's root (`df`).
+async fn room(d: &impl Engine, c: &RestoreConfig) -> Check {
+    let target = format!("repo{}", c.repo);
+    let measured = async {
+        let argv = script::pgbackrest(&c.stanza, &["--output=json", "info"]);
+        // As PostgreSQL's user, as archive-push runs: no log or lock file made root's.
+        let (code, info) = d.exec(&c.source, &argv, Some("postgres")).await?;
+        if code != 0 {
+            return Err(Error::Exit {
+                what: "pgbackrest info".into(),
+                code,
+                output: info.trim().to_owned(),
+            });
+        }
+        let info: serde_json::Value =
+            serde_json::from_str(info.trim()).map_err(|source| Error::Json {
+                what: "pgbackrest info",
+                source,
+            })?;
+        let size = backup_size(&info, c.repo, c.set.as_deref())
+            .ok_or_else(|| Error::Unexpected(format!("no backup in repo{} to restore", c.repo)))?;
+        let df = ["df", "-Pk", "/"].map(str::to_owned);
+        let (code, text) = d.exec(&c.source, &df, None).await?;
+        let free = free_bytes(&text).filter(|_| code == 0).ok_or_else(|| {
+            Error::Unexpected(format!("df did not say how much is free: {}", text.trim()))
+        })?;
+        Ok::<_, Error>((size, free))
+    };
+    match measured.await {
+        Ok((size, free)) => {
+            let needed = (size as f64 * ROOM_MARGIN) as u64;
+            Check::new(
+                "drill.disk",
+                &target,
+                free >= needed,
+                format!("{:.1} GB free", free as f64 / 1e9),
+                format!(
+                    ">= {:.1} GB (the backup's {:.1} GB and a margin)",
+                    needed as f64 / 1e9,
+                    size as f64 / 1e9
+                ),
+            )
+        }
+        Err(e) => failed("drill.disk", &target, e, "room for the restore"),
+    }
+}
+
+/// The database size of the backup a restore of `repo` takes (`set`, or the newest).
+fn backup_size(info: &serde_json::Value, repo: u32, set: Option<&str>) -> Option<u64> {
+    info.get(0)?["backup"]
+        .as_array()?
+        .iter()
+        .filter(|b| b["database"]["repo-key"].as_u64() == Some(repo.into()))
+        .filter(|b| set.is_none_or(|s| b["label"].as_str() == Some(s)))
+        .max_by_key(|b| b["timestamp"]["stop"].as_u64().unwrap_or(0))
+        .and_then(|b| b["info"]["size"].as_u64())
+}
+
+/// The bytes free in `df -Pk`'s answer (its second line's fourth column, in KiB).
+fn free_bytes(df: &str) -> Option<u64> {
+    let kib: u64 = df.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Runs the script in a scratch container made from the source's image and configuration;
@@ -289,9 +370,46 @@ hoist-drill recovered 110.0 104.5
 hoist-drill size 52000000
 hoist-drill count apm_events 1200";
 
+    const INFO: &str = r#"[{"backup":[{"label":"20261201-000000F","database":{"repo-key":2},"timestamp":{"stop":5},"info":{"size":52000000}}]}]"#;
+
+    /// The data host as `df` sees it, with `free_kib` available.
+    fn df(free_kib: u64) -> String {
+        format!(
+            "Filesystem     1024-blocks      Used Available Capacity Mounted on\noverlay          61255492  20000000 {free_kib}      25% /\n"
+        )
+    }
+
+    /// A data host with room for the backup of [`INFO`].
+    fn roomy() -> FakeHost {
+        let host = data_host();
+        host.fake_engine().exec_prints("pgbackrest", INFO);
+        host.fake_engine().exec_prints("df", &df(40_000_000));
+        host
+    }
+
+    #[tokio::test]
+    async fn a_restore_without_room_on_the_data_host_does_not_start() {
+        let host = data_host();
+        let d = host.fake_engine();
+        d.exec_prints("pgbackrest", INFO);
+        d.exec_prints("df", &df(50_000));
+        let checks = restore(d, &config(), &CancellationToken::new()).await;
+        assert_eq!(checks[0].check, "drill.disk");
+        assert!(!checks[0].ok);
+        assert_eq!(checks[0].measured, "0.1 GB free");
+        assert!(
+            checks[0]
+                .threshold
+                .starts_with(">= 0.1 GB (the backup's 0.1 GB")
+        );
+        assert!(d.scratch_runs().is_empty(), "nothing restored");
+        assert_eq!(free_bytes(&df(3)), Some(3072));
+        assert_eq!(free_bytes("garbage"), None);
+    }
+
     #[tokio::test]
     async fn a_restore_copies_only_the_read_only_files_and_reads_its_steps() {
-        let host = data_host();
+        let host = roomy();
         let d = host.fake_engine();
         d.scratch_exits(SCRATCH, 0, LOGS);
         let checks = restore(d, &config(), &CancellationToken::new()).await;
@@ -301,6 +419,7 @@ hoist-drill count apm_events 1200";
         assert_eq!(
             named,
             [
+                "drill.disk",
                 "drill.restore",
                 "drill.recovery",
                 "drill.database",
@@ -308,7 +427,7 @@ hoist-drill count apm_events 1200";
                 "drill.total"
             ]
         );
-        assert_eq!(checks[0].measured, "20261201-000000F restored in 4.5 s");
+        assert_eq!(checks[1].measured, "20261201-000000F restored in 4.5 s");
         let runs = d.scratch_runs();
         let [(name, scratch)] = runs.as_slice() else {
             panic!("one scratch run: {runs:?}")
@@ -338,7 +457,7 @@ hoist-drill count apm_events 1200";
 
     #[tokio::test]
     async fn a_failed_restore_says_pgbackrests_error_and_leaves_nothing() {
-        let host = data_host();
+        let host = roomy();
         let d = host.fake_engine();
         d.scratch_exits(
             SCRATCH,
@@ -346,7 +465,7 @@ hoist-drill count apm_events 1200";
             "P00 INFO: restore command begin\nP00 ERROR: [075]: no backup set found to restore",
         );
         let checks = restore(d, &config(), &CancellationToken::new()).await;
-        let restored = &checks[0];
+        let restored = &checks[1];
         assert_eq!(restored.check, "drill.restore");
         assert!(!restored.ok);
         assert_eq!(
@@ -363,7 +482,7 @@ hoist-drill count apm_events 1200";
 
     #[tokio::test]
     async fn a_cancelled_restore_still_removes_its_scratch_container() {
-        let host = data_host();
+        let host = roomy();
         host.fault("engine scratch", Fault::Stall);
         let (cancel, c) = (CancellationToken::new(), config());
         let drill = restore(host.fake_engine(), &c, &cancel);
@@ -386,7 +505,11 @@ hoist-drill count apm_events 1200";
     async fn a_missing_source_container_is_named() {
         let host = FakeHost::new("data");
         let checks = restore(host.fake_engine(), &config(), &CancellationToken::new()).await;
-        assert_eq!(checks[0].measured, "no container postgres-primary");
+        assert_eq!(checks[0].check, "drill.disk");
+        assert!(
+            !checks[0].ok && checks[0].measured.contains("postgres-primary"),
+            "{checks:?}"
+        );
         assert!(host.fake_engine().scratch_runs().is_empty());
     }
 }

@@ -47,6 +47,8 @@ struct State {
     behaviours: BTreeMap<String, Behaviour>,
     /// Exit codes of exec commands, by their first word.
     exec_codes: BTreeMap<String, i64>,
+    /// Output of exec commands, by their first word.
+    exec_output: BTreeMap<String, String>,
     /// What a scratch container of that name exits with and logs.
     scratch: BTreeMap<String, (i64, String)>,
     /// Every scratch container run, as it was asked for.
@@ -89,6 +91,13 @@ impl FakeEngine {
     /// An exec whose first word is `program` exits with `code`.
     pub fn exec_exits(&self, program: &str, code: i64) {
         self.state().exec_codes.insert(program.to_owned(), code);
+    }
+
+    /// An exec whose first word is `program` prints `output`.
+    pub fn exec_prints(&self, program: &str, output: &str) {
+        self.state()
+            .exec_output
+            .insert(program.to_owned(), output.to_owned());
     }
 
     /// A scratch container named `name` exits with `code` after logging `logs` (0 and nothing
@@ -459,7 +468,12 @@ impl Engine for FakeEngine {
             .and_then(|p| s.exec_codes.get(p))
             .copied()
             .unwrap_or(0);
-        Ok((code, String::new()))
+        let output = argv
+            .first()
+            .and_then(|p| s.exec_output.get(p))
+            .cloned()
+            .unwrap_or_default();
+        Ok((code, output))
     }
 
     async fn logs_tail(&self, name: &str, _n: usize) -> String {
