@@ -136,6 +136,10 @@ pub enum TokenError {
     BadName(String),
     #[error("a token named {0:?} exists already (revoke it first, or choose another name)")]
     Exists(String),
+    #[error(
+        "the token file names {0:?}, a token made with `apm-api token create`: rename the file's line"
+    )]
+    MadeByHand(String),
     #[error("{file}, line {line}: {message}")]
     File {
         file: String,
@@ -239,10 +243,17 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<Entry>, TokenError> {
                 fields.len()
             )));
         };
+        // Never a field's value in a message: columns in the wrong order would show the token.
         if !valid_name(name) {
-            return Err(bad(TokenError::BadName(name.to_owned()).to_string()));
+            return Err(bad(
+                "the name (first field): letters, digits, `.`, `_` and `-`, at most 64".into(),
+            ));
         }
-        let scopes = parse_scopes(scopes).map_err(|e| bad(format!("{name}: {e}")))?;
+        let scopes = parse_scopes(scopes).map_err(|_| {
+            bad(format!(
+                "{name}: the scopes (second field): ingest, read, admin, comma-separated"
+            ))
+        })?;
         if token.len() < MIN_TOKEN_LEN {
             return Err(bad(format!(
                 "{name}: the token is shorter than {MIN_TOKEN_LEN} characters"
@@ -265,17 +276,22 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<Entry>, TokenError> {
 
 /// Makes the managed tokens exactly `entries`, in one transaction: each exists with its hash and
 /// scopes (a changed token is a rotation: the old one stops working), and a managed token no
-/// longer listed is revoked. Tokens made with `apm-api token create` are left alone.
+/// longer listed is revoked. A token revoked by hand stays revoked while its value is the same
+/// (a new value is a new token). A name that a token made with `apm-api token create` holds is
+/// refused: those are never touched.
 pub async fn ensure(owner: &PgPool, entries: &[Entry]) -> Result<(), TokenError> {
     let mut tx = owner.begin().await?;
     for e in entries {
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO apm_auth.tokens (name, prefix, hash, scopes, managed) \
              VALUES ($1, $2, $3, $4, true) \
              ON CONFLICT (name) DO UPDATE SET prefix = EXCLUDED.prefix, hash = EXCLUDED.hash, \
-                 scopes = EXCLUDED.scopes, managed = true, revoked_at = NULL, \
+                 scopes = EXCLUDED.scopes, \
+                 revoked_at = CASE WHEN apm_auth.tokens.hash = EXCLUDED.hash \
+                                   THEN apm_auth.tokens.revoked_at END, \
                  created_at = CASE WHEN apm_auth.tokens.hash = EXCLUDED.hash \
-                                   THEN apm_auth.tokens.created_at ELSE now() END",
+                                   THEN apm_auth.tokens.created_at ELSE now() END \
+             WHERE apm_auth.tokens.managed",
         )
         .bind(&e.name)
         .bind(prefix(&e.token))
@@ -283,6 +299,9 @@ pub async fn ensure(owner: &PgPool, entries: &[Entry]) -> Result<(), TokenError>
         .bind(words(&e.scopes))
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            return Err(TokenError::MadeByHand(e.name.clone()));
+        }
     }
     let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
     sqlx::query(
@@ -377,11 +396,13 @@ pub async fn require(State(state): State<Arc<AppState>>, req: Request, next: Nex
             "missing",
         );
     };
+    // The scheme's name is case-insensitive (RFC 7235).
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty());
     let Some(token) = token else {
         return refuse(
@@ -474,7 +495,16 @@ mod tests {
         let e = parse_file("f", &format!("a read {secret} extra")).expect_err("four fields");
         assert!(!e.to_string().contains(secret));
         let e = parse_file("f", &format!("a root {}", "y".repeat(40))).expect_err("scope");
-        assert!(e.to_string().contains("unknown scope \"root\""), "{e}");
+        assert!(
+            e.to_string().contains("a: the scopes (second field)"),
+            "{e}"
+        );
+        // Columns in the wrong order: the token is in the name's or the scopes' place.
+        let token = format!("apm_{}", "9".repeat(64));
+        for swapped in [format!("name {token} read"), format!("{token} read name")] {
+            let e = parse_file("f", &swapped).expect_err("swapped");
+            assert!(!e.to_string().contains("9999"), "{e}");
+        }
         let twice = format!("a read {t}\nb read {t}\n", t = "z".repeat(40));
         assert!(parse_file("f", &twice).is_err());
     }

@@ -44,7 +44,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// The longest a statement may run (`DB_STATEMENT_TIMEOUT`, seconds; 30).
     pub statement_timeout: Duration,
-    /// The longest a request may take before a 503 (`APM_REQUEST_TIMEOUT`, seconds; 60).
+    /// The longest a request may take before a 503 (`APM_REQUEST_TIMEOUT`, seconds; 50, under
+    /// the proxy's 60 s read timeout, so that the caller gets the API's JSON, not the proxy's 504).
     pub request_timeout: Duration,
     pub connect_retries: u32,
     pub connect_delay: Duration,
@@ -136,11 +137,30 @@ pub fn host_allowed(allowed: &[String], host: &str) -> bool {
     if allowed.is_empty() {
         return true;
     }
+    // Django's host_validation_re: a name (or `[v6]`), then at most `:` and a port's digits;
+    // anything else (`a:@evil`, `[::1]evil`) is no host at all.
+    let port_ok = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
     let name = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, "")) => v6,
+            Some((v6, port)) if port.strip_prefix(':').is_some_and(port_ok) => v6,
+            _ => return false,
+        },
+        None => match host.split_once(':') {
+            None => host,
+            Some((name, port)) if port_ok(port) => name,
+            Some(_) => return false,
+        },
+    };
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
+    };
+    if !name_ok(name) {
+        return false;
     }
-    .to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
     allowed.iter().any(|a| {
         let a = a.trim_start_matches('[').trim_end_matches(']');
         // Django's leading dot: the domain and every subdomain.
@@ -221,7 +241,7 @@ impl Settings {
             read_after_write_ttl: Duration::from_secs(int("READ_AFTER_WRITE_TTL", 2)?.max(0) as u64),
             connect_timeout: Duration::from_secs(int("DB_CONNECT_TIMEOUT", 5)?.max(1) as u64),
             statement_timeout: Duration::from_secs(int("DB_STATEMENT_TIMEOUT", 30)?.max(1) as u64),
-            request_timeout: Duration::from_secs(int("APM_REQUEST_TIMEOUT", 60)?.max(1) as u64),
+            request_timeout: Duration::from_secs(int("APM_REQUEST_TIMEOUT", 50)?.max(1) as u64),
             connect_retries: int("DB_CONNECT_RETRIES", 60)?.max(1) as u32,
             connect_delay: Duration::from_secs(int("DB_CONNECT_DELAY", 1)?.max(0) as u64),
             skip_migrate: truthy("SKIP_MIGRATE"),
@@ -273,6 +293,11 @@ mod tests {
             "xcorp.example",
             "10.0.0.4",
             "",
+            "10.0.0.3:@evil.example",
+            "10.0.0.3:443@evil.example",
+            "[::1]evil.example",
+            "apm.example:",
+            "apm.example/evil",
         ] {
             assert!(!host_allowed(&allowed, no), "{no}");
         }

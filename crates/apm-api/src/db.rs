@@ -45,16 +45,7 @@ pub fn options(s: &Settings, at: &HostPort, who: &Credentials) -> PgConnectOptio
         .username(&who.user)
         .password(&who.password)
         .database(&s.database)
-        .application_name("apm-api")
-        // A query that runs away (a deep page, a raw percentile over years) or a transaction left
-        // open cannot hold a connection for long.
-        .options([
-            (
-                "statement_timeout",
-                format!("{}ms", s.statement_timeout.as_millis()),
-            ),
-            ("idle_in_transaction_session_timeout", "60s".to_owned()),
-        ]);
+        .application_name("apm-api");
     if let Some(mode) = &s.sslmode
         && let Ok(m) = mode.parse::<PgSslMode>()
     {
@@ -72,6 +63,24 @@ fn pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
         .acquire_timeout(s.connect_timeout)
         .idle_timeout(Duration::from_secs(60))
         .connect_lazy_with(options(s, at, who))
+}
+
+/// A pool that serves requests: a query that runs away (a deep page, a raw percentile over years)
+/// or a transaction left open cannot hold a connection for long. Migrations and the management
+/// commands (refresh, seed, embed) run without these limits.
+fn serving_pool(s: &Settings, at: &HostPort, who: &Credentials) -> PgPool {
+    let o = options(s, at, who).options([
+        (
+            "statement_timeout",
+            format!("{}ms", s.statement_timeout.as_millis()),
+        ),
+        ("idle_in_transaction_session_timeout", "60s".to_owned()),
+    ]);
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(s.connect_timeout)
+        .idle_timeout(Duration::from_secs(60))
+        .connect_lazy_with(o)
 }
 
 /// Creates (or updates the password of) the writer and reader roles the settings name, when they
@@ -235,7 +244,7 @@ impl Db {
         }
         admin.close().await;
         let db = Arc::new(Db {
-            primary: pool(s, &s.primary, &s.writer),
+            primary: serving_pool(s, &s.primary, &s.writer),
             primary_endpoint: s.primary.clone(),
             replicas: s
                 .replicas
@@ -243,7 +252,7 @@ impl Db {
                 .map(|r| {
                     Arc::new(Replica {
                         endpoint: r.clone(),
-                        pool: pool(s, r, &s.reader),
+                        pool: serving_pool(s, r, &s.reader),
                         healthy: AtomicBool::new(false),
                     })
                 })

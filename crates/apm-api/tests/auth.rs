@@ -341,3 +341,51 @@ async fn the_api_roles_cannot_write_tokens_or_truncate() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_token_file_keeps_a_revocation_and_never_takes_a_hand_made_name() {
+    let s = server().await;
+    let pool = owner(&s).await;
+    let leaked = "l".repeat(40);
+    let file = [entry("platform-read", &[Scope::Read], &leaked)];
+    auth::ensure(&pool, &file).await.expect("ensure");
+    // Revoked after a leak: the next apply with the same value does not bring it back.
+    assert!(auth::revoke(&pool, "platform-read").await.expect("revoke"));
+    auth::ensure(&pool, &file).await.expect("ensure again");
+    let (code, _) = s
+        .send_as(Some(&leaked), Method::GET, "/api/requests/", None)
+        .await;
+    assert_eq!(code, 401);
+    // A new value is a new token, in force.
+    let fresh = "f".repeat(40);
+    auth::ensure(&pool, &[entry("platform-read", &[Scope::Read], &fresh)])
+        .await
+        .expect("rotated");
+    let (code, _) = s
+        .send_as(Some(&fresh), Method::GET, "/api/requests/", None)
+        .await;
+    assert_eq!(code, 200);
+    // `tests` was made with `token create`: the file may not take it over.
+    let clash = auth::ensure(&pool, &[entry("tests", &[Scope::Admin], &"t".repeat(40))]).await;
+    assert!(
+        matches!(clash, Err(auth::TokenError::MadeByHand(ref n)) if n == "tests"),
+        "{clash:?}"
+    );
+    let (code, _) = s.get("/api/requests/").await;
+    assert_eq!(code, 200, "the hand-made token still works");
+}
+
+#[tokio::test]
+async fn the_scheme_is_case_insensitive() {
+    let s = server().await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = s
+            .bare
+            .get(format!("{}/api/requests/", s.base))
+            .header("authorization", format!("{scheme} {}", s.token))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status().as_u16(), 200, "{scheme}");
+    }
+}

@@ -393,3 +393,24 @@ async fn a_host_not_allowed_is_refused() {
     let (code, body) = get("apm.example:8443").await;
     assert_eq!(code, 200, "{body}");
 }
+
+/// A body over the proxy's 20 MiB gets the contract's JSON 413, not axum's plain text.
+#[tokio::test]
+async fn a_body_too_large_is_a_json_413() {
+    let s = server().await;
+    let big = vec![b' '; apm_api::routes::BODY_LIMIT + 1];
+    let r = s
+        .client
+        .post(format!("{}/api/requests/ingest/", s.base))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 413);
+    let body: Value = r.json().await.expect("a JSON body");
+    assert_eq!(
+        body,
+        json!({"detail": "Request body too large: the limit is 20 MiB."})
+    );
+}

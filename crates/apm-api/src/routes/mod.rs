@@ -124,10 +124,15 @@ async fn refuse_bad_input(
     }
     let Ok(response) = tokio::time::timeout(state.settings.request_timeout, next.run(req)).await
     else {
-        return detail(
+        let mut r = detail(
             StatusCode::SERVICE_UNAVAILABLE,
             "The request took too long; narrow it or try again shortly.",
         );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("5"),
+        );
+        return r;
     };
     let json = response
         .headers()

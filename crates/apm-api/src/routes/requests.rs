@@ -390,28 +390,46 @@ async fn save(
         Ok(o) => o,
         Err(r) => return r,
     };
-    let e = match event::validate(&obj, partial.then_some(&current.event)) {
-        Ok(e) => e,
-        Err(errors) => return respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
-    };
+    // Validated first as the event was read (a bad body is a 400 without a transaction), then
+    // again, inside the transaction, against the event as locked and deleted: a concurrent write
+    // may have changed it (a PATCH merges with what is there now) or removed it (a 404).
+    if let Err(errors) = event::validate(&obj, partial.then_some(&current.event)) {
+        return respond(StatusCode::BAD_REQUEST, &Value::Object(errors));
+    }
     // The row may move chunk when its time changes: delete and insert it, keeping its id.
     let saved = crate::db::retry_conflicts(|| async {
         let mut tx = state.db.primary.begin().await?;
         lock_event(&mut tx, current.id).await?;
-        // The row as deleted, not as read before: a concurrent write may have changed it.
-        if let Some(old) = delete_one(&mut tx, current.id).await? {
-            crate::rollup::remove(&mut tx, &old.event).await?;
-        }
+        let Some(old) = delete_one(&mut tx, current.id).await? else {
+            return Ok(Saved::Gone);
+        };
+        let e = match event::validate(&obj, partial.then_some(&old.event)) {
+            Ok(e) => e,
+            // Dropping the transaction puts the row back.
+            Err(errors) => return Ok(Saved::Invalid(errors)),
+        };
+        crate::rollup::remove(&mut tx, &old.event).await?;
         let s = insert_one(&mut *tx, Some(current.id), &e).await?;
         crate::rollup::add(&mut tx, std::slice::from_ref(&s.event)).await?;
         tx.commit().await?;
-        Ok::<Stored, sqlx::Error>(s)
+        Ok::<Saved, sqlx::Error>(Saved::Done(s))
     })
     .await;
     match saved {
-        Ok(s) => respond(StatusCode::OK, &s.to_json()),
+        Ok(Saved::Done(s)) => respond(StatusCode::OK, &s.to_json()),
+        Ok(Saved::Gone) => detail(StatusCode::NOT_FOUND, NOT_FOUND),
+        Ok(Saved::Invalid(errors)) => respond(StatusCode::BAD_REQUEST, &Value::Object(errors)),
         Err(e) => server_error(e),
     }
+}
+
+/// What an update's transaction came to.
+enum Saved {
+    Done(Stored),
+    /// Deleted meanwhile.
+    Gone,
+    /// Not valid against the event as it is now.
+    Invalid(Map<String, Value>),
 }
 
 pub async fn update(

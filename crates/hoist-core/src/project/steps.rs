@@ -17,11 +17,11 @@ pub(crate) fn host_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
+    if path == "/" {
+        return Err("\"/\" is a folder, not a file".into());
+    }
     if path.chars().any(|c| c.is_control()) {
-        return Err(format!(
-            "{:?} holds a control character",
-            path.escape_debug().to_string()
-        ));
+        return Err(format!("{path:?} holds a control character"));
     }
     if path.len() > 1
         && (path.ends_with('/')
@@ -140,7 +140,12 @@ impl Project {
                     }
                     // Inside the project only: no `..`, no link that leads out of it.
                     (None, Some(s)) => {
-                        match self.source.read_inside(&self.root, std::path::Path::new(s)) {
+                        // `./files/x` is `files/x`.
+                        let inside: std::path::PathBuf = std::path::Path::new(s)
+                            .components()
+                            .filter(|c| !matches!(c, std::path::Component::CurDir))
+                            .collect();
+                        match self.source.read_inside(&self.root, &inside) {
                             Ok(c) => (c, s.clone()),
                             Err(e) => {
                                 let (kind, message) = if self.outside(s) {

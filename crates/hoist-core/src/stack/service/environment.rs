@@ -207,12 +207,13 @@ fn bad_line(text: &str, e: &dotenvy::Error, after: &mut usize) -> String {
     let dotenvy::Error::LineParse(fragment, column) = e else {
         return "not readable as KEY=value lines".into();
     };
-    let fragment = fragment.trim();
-    let found = text
-        .lines()
-        .enumerate()
-        .skip(*after)
-        .find(|(_, l)| !fragment.is_empty() && l.contains(fragment));
+    // The parser gives the entry from its start (several lines for a quoted value): its first
+    // line is a whole line of the file, after the previous error's.
+    let first = fragment.lines().next().unwrap_or_default().trim();
+    let lines = || text.lines().enumerate().skip(*after);
+    let found = lines()
+        .find(|(_, l)| !first.is_empty() && l.trim() == first)
+        .or_else(|| lines().find(|(_, l)| !first.is_empty() && l.contains(first)));
     let Some((index, line)) = found else {
         return "a line is not KEY=value".into();
     };
