@@ -127,26 +127,33 @@ async fn tls_clients(primary: &PgPool, standbys: bool) -> Vec<Check> {
     )
     .fetch_all(primary)
     .await;
-    let rows = match rows {
-        Ok(r) => r,
-        Err(e) => return vec![failed("tls.clients", "primary", e, "readable")],
+    match rows {
+        Ok(rows) => tls_checks(&rows, standbys),
+        Err(e) => vec![failed("tls.clients", "primary", e, "readable")],
+    }
+}
+
+/// A client connection of the primary: its application, its backend type, whether it uses TLS.
+type Connection = (String, String, bool);
+
+/// The TLS checks of the primary's network clients: every connection of the API, every standby's
+/// streaming (at least one when standbys are expected), every client at all.
+fn tls_checks(rows: &[Connection], standbys: bool) -> Vec<Check> {
+    let judge = |check: &str, target: &str, some: bool, of: &dyn Fn(&Connection) -> bool| {
+        let mine: Vec<&Connection> = rows.iter().filter(|r| of(r)).collect();
+        let tls = mine.iter().filter(|r| r.2).count();
+        Check::new(
+            check,
+            target,
+            tls == mine.len() && (!some || !mine.is_empty()),
+            format!("{tls} of {} connection(s) over TLS", mine.len()),
+            if some {
+                "every one, at least one"
+            } else {
+                "every one"
+            },
+        )
     };
-    let judge =
-        |check: &str, target: &str, some: bool, of: &dyn Fn(&(String, String, bool)) -> bool| {
-            let mine: Vec<_> = rows.iter().filter(|r| of(r)).collect();
-            let tls = mine.iter().filter(|r| r.2).count();
-            Check::new(
-                check,
-                target,
-                tls == mine.len() && (!some || !mine.is_empty()),
-                format!("{tls} of {} connection(s) over TLS", mine.len()),
-                if some {
-                    "every one, at least one"
-                } else {
-                    "every one"
-                },
-            )
-        };
     vec![
         judge("tls.api", "apm-api", false, &|r| r.0 == "apm-api"),
         judge("tls.streaming", "standbys", standbys, &|r| {
@@ -169,4 +176,70 @@ pub async fn segment_size(primary: &PgPool) -> u64 {
     .ok()
     .and_then(|s| s.parse().ok())
     .unwrap_or(DEFAULT_SEGMENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(app: &str, kind: &str, tls: bool) -> Connection {
+        (app.into(), kind.into(), tls)
+    }
+
+    fn verdicts(rows: &[Connection], standbys: bool) -> Vec<(String, bool, String)> {
+        tls_checks(rows, standbys)
+            .into_iter()
+            .map(|c| (c.check, c.ok, c.measured))
+            .collect()
+    }
+
+    #[test]
+    fn every_connection_over_tls_passes() {
+        let rows = [
+            row("apm-api", "client backend", true),
+            row("apm-api", "client backend", true),
+            row("replica_1", "walsender", true),
+        ];
+        assert!(
+            verdicts(&rows, true).iter().all(|v| v.1),
+            "{:?}",
+            verdicts(&rows, true)
+        );
+    }
+
+    #[test]
+    fn one_connection_in_clear_fails_its_check_and_the_total() {
+        let rows = [
+            row("apm-api", "client backend", true),
+            row("apm-api", "client backend", false),
+            row("replica_1", "walsender", true),
+        ];
+        let v = verdicts(&rows, true);
+        assert_eq!(
+            v[0],
+            (
+                "tls.api".into(),
+                false,
+                "1 of 2 connection(s) over TLS".into()
+            )
+        );
+        assert!(v[1].1, "the streaming is over TLS");
+        assert_eq!(
+            v[2],
+            (
+                "tls.clients".into(),
+                false,
+                "2 of 3 connection(s) over TLS".into()
+            )
+        );
+    }
+
+    #[test]
+    fn no_streaming_fails_only_when_standbys_are_expected() {
+        let rows = [row("apm-api", "client backend", true)];
+        assert!(!verdicts(&rows, true)[1].1);
+        assert!(verdicts(&rows, false)[1].1);
+        // Before the API is deployed, it has no connection: nothing to fail.
+        assert!(verdicts(&[], false)[0].1);
+    }
 }

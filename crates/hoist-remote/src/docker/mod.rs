@@ -71,6 +71,18 @@ impl DockerEngine {
     }
 }
 
+/// Whether the engine could not start a container's process for a passing reason of its runtime
+/// (the task's setup cut short), not because of the container's own configuration.
+fn transient_runtime_failure(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message }
+            if message.contains("OCI runtime create failed")
+                && (message.contains("init-p: connection reset by peer")
+                    || message.contains("waiting for init preliminary setup"))
+    )
+}
+
 impl Engine for DockerEngine {
     async fn ping(&self) -> Result<()> {
         self.docker.ping().await.map(|_| ()).map_err(self.err())
@@ -160,10 +172,23 @@ impl Engine for DockerEngine {
     }
 
     async fn start(&self, name: &str) -> Result<()> {
-        self.docker
-            .start_container(name, None::<StartContainerOptions>)
-            .await
-            .map_err(self.err())
+        // The runtime can fail to set a container's process up for reasons of the moment (runc's
+        // "read init-p: connection reset by peer" under load): tried again once, a second later.
+        let mut tried = 0;
+        loop {
+            match self
+                .docker
+                .start_container(name, None::<StartContainerOptions>)
+                .await
+            {
+                Err(e) if tried == 0 && transient_runtime_failure(&e) => {
+                    tracing::warn!(host = %self.host, "starting {name} again: {e}");
+                    tried += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                other => return other.map_err(self.err()),
+            }
+        }
     }
 
     async fn stop(&self, name: &str, grace_s: Option<u64>) -> Result<()> {
@@ -439,5 +464,35 @@ impl Engine for DockerEngine {
             out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
         }
         out.trim_end().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transient_runtime_failure;
+
+    fn server_error(status_code: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    /// The runtime failure seen on the sandbox under load is tried again; a container's own
+    /// mistake (a missing binary, a bad mount) is not.
+    #[test]
+    fn only_the_runtimes_passing_failures_are_tried_again() {
+        assert!(transient_runtime_failure(&server_error(
+            500,
+            "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown"
+        )));
+        assert!(!transient_runtime_failure(&server_error(
+            500,
+            "failed to create task for container: failed to create shim task: OCI runtime create failed: runc create failed: unable to start container process: exec: \"nope\": executable file not found in $PATH: unknown"
+        )));
+        assert!(!transient_runtime_failure(&server_error(
+            404,
+            "No such container: x"
+        )));
     }
 }

@@ -104,6 +104,24 @@ pub async fn failover<H: Host>(
         ));
         return out;
     }
+    // The drill stops and empties containers chosen by their SQL address: each address must lead
+    // to that very container, or the wrong node would be lost.
+    let mut pairs: Vec<(&str, &str, &PgPool)> = vec![("primary", c.primary.as_str(), &primary)];
+    pairs.extend(
+        nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.container.as_str(), &n.pool)),
+    );
+    for (name, container, pool) in pairs {
+        if let Err(e) = same_node(&d, container, pool).await {
+            return vec![failed(
+                "drill.preflight",
+                name,
+                format!("{e}: nothing was stopped"),
+                "its address and its container are one node",
+            )];
+        }
+    }
     let target = match choose(&nodes, c.target.as_deref()).await {
         Ok(i) => i,
         Err(e) => {
@@ -149,6 +167,35 @@ pub async fn failover<H: Host>(
     .await;
     out.extend(validate::replication(&primary, &standbys, &db.thresholds).await);
     out
+}
+
+/// What tells one node of the cluster from the others: the cluster's system identifier (the same
+/// on every node of it), the node's `cluster_name` (each standby's own) and whether it is in
+/// recovery, as one line.
+const IDENTITY: &str = "SELECT system_identifier::text || ' ' || current_setting('cluster_name') \
+     || ' ' || pg_is_in_recovery()::text FROM pg_control_system()";
+
+/// Whether the node `pool` reaches is the one running in `container`: the same identity through
+/// both.
+async fn same_node(d: &impl Engine, container: &str, pool: &PgPool) -> Result<()> {
+    let by_sql: String = sqlx::query_scalar(IDENTITY).fetch_one(pool).await?;
+    let argv = script::psql_local(&[IDENTITY]);
+    let (code, by_container) = d.exec(container, &argv, Some("postgres")).await?;
+    if code != 0 {
+        return Err(Error::Exit {
+            what: format!("psql in {container}"),
+            code,
+            output: by_container.trim().to_owned(),
+        });
+    }
+    if by_sql.trim() != by_container.trim() {
+        return Err(Error::Unexpected(format!(
+            "its address leads to {:?}, its container {container} is {:?}",
+            by_sql.trim(),
+            by_container.trim()
+        )));
+    }
+    Ok(())
 }
 
 /// The standby to promote: the one named, or the one that replayed the most WAL.
