@@ -49,6 +49,43 @@ pub(super) fn connection_keys(
     }
 }
 
+/// Whether `s` is a host address, a user or a jump (`user@host:port`) ssh can be given as it is:
+/// no option (a leading `-`), no space, quote or control character that would end a word of its
+/// command line or of a generated ssh_config.
+pub(super) fn ssh_word(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('-')
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'.' | b'-' | b'_' | b':' | b'%' | b'[' | b']' | b'@')
+        })
+}
+
+/// Reports `value` at `path` unless it is an [`ssh_word`]; whether it is.
+pub(super) fn check_ssh_word(
+    ctx: &mut Ctx<'_>,
+    v: &yaml::Node,
+    path: &str,
+    what: &str,
+    value: &str,
+) -> bool {
+    let ok = ssh_word(value);
+    if !ok {
+        ctx.error(
+            v.loc,
+            path,
+            Kind::InvalidValue,
+            format!("{value:?} is not a valid {what}: letters, digits, `.`, `-`, `_`, `:`, `@`, not starting with `-`"),
+        );
+    }
+    ok
+}
+
+/// Whether a path can be written into an ssh_config between double quotes.
+fn config_path(s: &str) -> bool {
+    !s.contains('"') && !s.chars().any(char::is_control)
+}
+
 fn apply_connection_key(
     ctx: &mut Ctx<'_>,
     conn: &mut Connection,
@@ -59,7 +96,9 @@ fn apply_connection_key(
 ) {
     match key {
         "user" => {
-            if let Some(s) = ctx.string(v, path) {
+            if let Some(s) = ctx.string(v, path)
+                && check_ssh_word(ctx, v, path, "user", &s)
+            {
                 conn.user = s;
             }
         }
@@ -76,11 +115,31 @@ fn apply_connection_key(
                 }
             }
         }
-        "identity_file" => conn.identity_file = ctx.string(v, path).map(|s| resolve_path(dir, &s)),
-        "known_hosts_file" => {
-            conn.known_hosts_file = ctx.string(v, path).map(|s| resolve_path(dir, &s))
+        "identity_file" | "known_hosts_file" => {
+            let Some(s) = ctx.string(v, path) else {
+                return;
+            };
+            if !config_path(&s) {
+                ctx.error(
+                    v.loc,
+                    path,
+                    Kind::InvalidValue,
+                    "a path with a double quote or a control character cannot be given to ssh",
+                );
+                return;
+            }
+            let resolved = Some(resolve_path(dir, &s));
+            if key == "identity_file" {
+                conn.identity_file = resolved;
+            } else {
+                conn.known_hosts_file = resolved;
+            }
         }
-        "jump" => conn.jump = ctx.string(v, path),
+        "jump" => {
+            conn.jump = ctx
+                .string(v, path)
+                .filter(|s| check_ssh_word(ctx, v, path, "jump host", s));
+        }
         "become" => {
             if let Some(b) = ctx.bool(v, path) {
                 conn.r#become = b;

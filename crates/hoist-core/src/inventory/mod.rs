@@ -9,7 +9,7 @@ pub mod ini;
 pub mod pattern;
 
 pub use connection::normalize;
-use connection::{Base, connection, connection_keys};
+use connection::{Base, check_ssh_word, connection, connection_keys};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -154,6 +154,15 @@ pub fn load(
                 continue;
             };
             let address = f.string(&mut ctx, "address");
+            if let (Some(a), Some(node)) = (&address, f.get("address")) {
+                check_ssh_word(
+                    &mut ctx,
+                    node,
+                    &yaml::join(&path, "address"),
+                    "host address",
+                    a,
+                );
+            }
             if address.is_none() && !f.has("address") {
                 ctx.error(
                     loc,
@@ -405,5 +414,29 @@ mod tests {
             edge.jump_host, None,
             "not an inventory host: ssh's own config applies"
         );
+    }
+
+    /// A host address that is an ssh option, or a value that would end a word of ssh's command
+    /// line or of a generated ssh_config, is refused where it is written.
+    #[test]
+    fn what_reaches_ssh_is_checked_at_load() {
+        let root = Path::new("/project");
+        let text = "//- inventory/bad/hosts.yml\nhosts:\n  a: {address: \"-oProxyCommand=touch /tmp/x\"}\n  b: {address: 10.0.0.2, user: \"root -v\"}\n  c: {address: 10.0.0.3, jump: \"-J evil\"}\n  d: {address: 10.0.0.4, identity_file: \"keys/a\\\"\\nProxyCommand x\"}\n  e: {address: \"fe80::1%eth0\", user: deploy, jump: \"ops@[2001:db8::1]:22\"}\n";
+        let mut diags = Diagnostics::default();
+        load(
+            &Source::fixture(root, text),
+            root,
+            &root.join("inventory/bad"),
+            None,
+            &mut diags,
+        );
+        let shown: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+        assert_eq!(shown.len(), 4, "{shown:#?}");
+        for (host, key) in [("a", "address"), ("b", "user"), ("c", "jump"), ("d", "identity_file")] {
+            assert!(
+                shown.iter().any(|d| d.contains(&format!("hosts.{host}.{key}"))),
+                "{host}.{key}: {shown:#?}"
+            );
+        }
     }
 }
