@@ -432,9 +432,16 @@ mod tests {
         );
         let shown: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
         assert_eq!(shown.len(), 4, "{shown:#?}");
-        for (host, key) in [("a", "address"), ("b", "user"), ("c", "jump"), ("d", "identity_file")] {
+        for (host, key) in [
+            ("a", "address"),
+            ("b", "user"),
+            ("c", "jump"),
+            ("d", "identity_file"),
+        ] {
             assert!(
-                shown.iter().any(|d| d.contains(&format!("hosts.{host}.{key}"))),
+                shown
+                    .iter()
+                    .any(|d| d.contains(&format!("hosts.{host}.{key}"))),
                 "{host}.{key}: {shown:#?}"
             );
         }
