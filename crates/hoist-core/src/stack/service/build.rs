@@ -129,10 +129,20 @@ pub(super) fn binaries(
                     );
                 }
                 for (i, input) in inputs.iter().enumerate() {
-                    if !src.exists(&root.join(input)) {
+                    let at = yaml::index(&yaml::join(&bp, "inputs"), i);
+                    let path = normalize(&root.join(input));
+                    // What the image hash covers is the project's own files, links resolved.
+                    if !src.within(root, &path) {
                         ctx.error(
                             body.loc,
-                            &yaml::index(&yaml::join(&bp, "inputs"), i),
+                            &at,
+                            Kind::InvalidValue,
+                            super::environment::outside(input),
+                        );
+                    } else if !src.exists(&path) {
+                        ctx.error(
+                            body.loc,
+                            &at,
                             Kind::UnknownReference,
                             format!("{input:?} does not exist in the project"),
                         );
