@@ -772,19 +772,3 @@ fn a_template_that_runs_without_end_fails_located() {
     "#]]
     .assert_debug_eq(&diagnostics_of(&endless));
 }
-
-#[test]
-fn a_binarys_inputs_stay_inside_the_project() {
-    let fixture = PROJECT.replace(
-        "  web:\n    image: nginx:1.27\n",
-        "  web:\n    image: shop/web:1\n    build:\n      context: ./conf\n      x-hoist-binaries:\n        web:\n          cargo: web\n          inputs: [../../home/op/.ssh]\n",
-    )
-    .replace("//- stacks/conf/web.conf\n", "//- stacks/conf/Dockerfile\nFROM scratch\n//- stacks/conf/web.conf\n");
-    let shown = diagnostics_of(&fixture);
-    assert!(
-        shown
-            .iter()
-            .any(|d| d.contains("inputs[0]") && d.contains("outside the project")),
-        "{shown:#?}"
-    );
-}

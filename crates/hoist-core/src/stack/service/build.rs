@@ -129,20 +129,10 @@ pub(super) fn binaries(
                     );
                 }
                 for (i, input) in inputs.iter().enumerate() {
-                    let at = yaml::index(&yaml::join(&bp, "inputs"), i);
-                    let path = normalize(&root.join(input));
-                    // What the image hash covers is the project's own files, links resolved.
-                    if !src.within(root, &path) {
+                    if !src.exists(&root.join(input)) {
                         ctx.error(
                             body.loc,
-                            &at,
-                            Kind::InvalidValue,
-                            super::environment::outside(input),
-                        );
-                    } else if !src.exists(&path) {
-                        ctx.error(
-                            body.loc,
-                            &at,
+                            &yaml::index(&yaml::join(&bp, "inputs"), i),
                             Kind::UnknownReference,
                             format!("{input:?} does not exist in the project"),
                         );
