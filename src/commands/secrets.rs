@@ -169,25 +169,19 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
     }
 }
 
-/// Replaces `path` with `content` atomically, keeping its permissions.
 /// [`write_atomic`], the result readable by its owner only (0600) whatever was there before.
 fn write_atomic_private(path: &Path, content: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    // tempfile makes its files 0600.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(content.as_bytes())?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("replacing {}", path.display()))?;
-    Ok(())
+    replace(path, content, false)
 }
 
+/// Replaces `path` atomically, keeping its permissions.
 pub(super) fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
+    replace(path, content, true)
+}
+
+/// Writes a temporary file (0600, as tempfile makes them) in `path`'s folder, then renames it
+/// over `path`; with `keep_mode`, the new file takes the old one's permissions first.
+fn replace(path: &Path, content: &str, keep_mode: bool) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -196,7 +190,7 @@ pub(super) fn write_atomic(path: &Path, content: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(content.as_bytes())?;
     tmp.as_file().sync_all()?;
-    if let Ok(meta) = std::fs::metadata(path) {
+    if keep_mode && let Ok(meta) = std::fs::metadata(path) {
         std::fs::set_permissions(tmp.path(), meta.permissions())?;
     }
     tmp.persist(path)

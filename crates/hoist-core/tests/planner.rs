@@ -71,10 +71,9 @@ fn root() -> &'static Path {
     Path::new("/project")
 }
 
-/// The project of `fixture` and the desired state of its `site.yml`.
-fn desired(fixture: &str) -> Desired {
-    let mut diags = Diagnostics::new();
-    let opts = LoadOptions {
+/// How the tests load a fixture: the test inventory, secrets optional, no home.
+fn options(fixture: &str) -> LoadOptions {
+    LoadOptions {
         root: root().to_path_buf(),
         inventory: "inventory/test".into(),
         extra_vars: Vec::new(),
@@ -82,19 +81,32 @@ fn desired(fixture: &str) -> Desired {
         keyring: None,
         source: Source::fixture(root(), fixture),
         home: None,
-    };
+    }
+}
+
+/// The desired state of `fixture`'s `site.yml`, its problems reported into `diags`.
+fn lower(fixture: &str, diags: &mut Diagnostics) -> Desired {
+    let opts = options(fixture);
     let source = opts.source.clone();
-    let project = project::load(opts, &mut diags).expect("loads");
-    let book = playbook::load(
-        &source,
-        root(),
-        &root().join("playbooks/site.yml"),
-        &mut diags,
-    )
-    .expect("site.yml");
-    let desired = project.desired(&book, None, &mut diags);
+    let project = project::load(opts, diags).expect("loads");
+    let book = playbook::load(&source, root(), &root().join("playbooks/site.yml"), diags)
+        .expect("site.yml");
+    project.desired(&book, None, diags)
+}
+
+/// The project of `fixture` and the desired state of its `site.yml`.
+fn desired(fixture: &str) -> Desired {
+    let mut diags = Diagnostics::new();
+    let desired = lower(fixture, &mut diags);
     assert!(diags.is_empty(), "{:#?}", diags.sorted());
     desired
+}
+
+/// The diagnostics of loading `fixture` and lowering its `site.yml`.
+fn diagnostics_of(fixture: &str) -> Vec<String> {
+    let mut diags = Diagnostics::new();
+    lower(fixture, &mut diags);
+    diags.sorted().iter().map(|d| d.to_string()).collect()
 }
 
 /// What the images supply, as an engine reports it.
@@ -596,27 +608,7 @@ fn another_daemon_configuration_restarts_the_engine() {
 #[test]
 fn an_unknown_template_is_located() {
     let broken = PROJECT.replace("template: app.env.j2", "template: nope.j2");
-    let mut diags = Diagnostics::new();
-    let opts = LoadOptions {
-        root: root().to_path_buf(),
-        inventory: "inventory/test".into(),
-        extra_vars: Vec::new(),
-        secrets: SecretsMode::Optional,
-        keyring: None,
-        source: Source::fixture(root(), &broken),
-        home: None,
-    };
-    let source = opts.source.clone();
-    let project = project::load(opts, &mut diags).expect("loads");
-    let book = playbook::load(
-        &source,
-        root(),
-        &root().join("playbooks/site.yml"),
-        &mut diags,
-    )
-    .expect("site.yml");
-    project.desired(&book, None, &mut diags);
-    let shown: Vec<String> = diags.sorted().iter().map(|d| d.to_string()).collect();
+    let shown = diagnostics_of(&broken);
     expect![[r#"
         [
             "error[unknown-reference]: playbooks/site.yml:5:7: file.template: no template templates/nope.j2",
@@ -631,15 +623,7 @@ fn check_names_a_key_that_is_not_there() {
         "    address: 10.0.0.1\n    identity_file: ../../../keys/id\n",
     );
     let mut diags = Diagnostics::new();
-    let opts = LoadOptions {
-        root: root().to_path_buf(),
-        inventory: "inventory/test".into(),
-        extra_vars: Vec::new(),
-        secrets: SecretsMode::Optional,
-        keyring: None,
-        source: Source::fixture(root(), &keyed),
-        home: None,
-    };
+    let opts = options(&keyed);
     let project = project::load(opts, &mut diags).expect("loads");
     let key = &project.inventory.hosts["app-1"].connection.identity_file;
     assert_eq!(
@@ -654,31 +638,6 @@ fn check_names_a_key_that_is_not_there() {
             "warning[io]: inventory/test/hosts.yml:2:3: hosts.app-1.identity_file: /keys/id does not exist",
         ]
     "#]].assert_debug_eq(&shown);
-}
-
-/// The diagnostics of loading `fixture` and lowering its `site.yml`.
-fn diagnostics_of(fixture: &str) -> Vec<String> {
-    let mut diags = Diagnostics::new();
-    let opts = LoadOptions {
-        root: root().to_path_buf(),
-        inventory: "inventory/test".into(),
-        extra_vars: Vec::new(),
-        secrets: SecretsMode::Optional,
-        keyring: None,
-        source: Source::fixture(root(), fixture),
-        home: None,
-    };
-    let source = opts.source.clone();
-    let project = project::load(opts, &mut diags).expect("loads");
-    let book = playbook::load(
-        &source,
-        root(),
-        &root().join("playbooks/site.yml"),
-        &mut diags,
-    )
-    .expect("site.yml");
-    project.desired(&book, None, &mut diags);
-    diags.sorted().iter().map(|d| d.to_string()).collect()
 }
 
 #[test]
