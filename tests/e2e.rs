@@ -83,6 +83,39 @@ fn with_inventory(inv: &str, args: &[&str]) -> Run {
     clean(hoist_in(&repo(), &full, &[]))
 }
 
+/// The secret values of the sandbox inventory, line by line for multi-line ones (the private keys),
+/// as the outputs of hoist on the platform must never show them.
+fn platform_secrets() -> Vec<String> {
+    let (project, diags) = common::load(&repo(), "inventory/sandbox");
+    assert!(!diags.has_errors(), "{:#?}", diags.sorted());
+    let mut out = BTreeSet::new();
+    for vars in project.vars.values() {
+        for secret in vars.secrets.values() {
+            let mut strings = Vec::new();
+            collect_strings(secret.expose(), &mut strings);
+            for s in strings {
+                out.extend(
+                    s.lines()
+                        .map(str::trim)
+                        .filter(|l| l.len() >= 8 && !l.starts_with("-----"))
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    assert!(out.len() > 10, "the sandbox inventory has its secrets");
+    out.into_iter().collect()
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|i| collect_strings(i, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|i| collect_strings(i, out)),
+        _ => {}
+    }
+}
+
 /// The document `validate --json` or `drill ... --json` printed.
 fn report(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
@@ -631,10 +664,18 @@ fn sandbox_end_to_end() {
 "#;
     std::fs::write(&data_play, yaml).expect("write");
     let play = data_play.display().to_string();
+    // Every output of hoist on the platform (apply, validate, the drills, status, logs) is checked
+    // for every secret of the sandbox inventory, and for the certificates' private keys.
+    let secrets = platform_secrets();
     let platform = |args: &[&str]| {
         let mut full = vec!["-i", "inventory/sandbox"];
         full.extend(args);
-        hoist_in(&repo(), &full, &[])
+        let run = hoist_in(&repo(), &full, &[]);
+        if let Some(leak) = secrets.iter().find(|s| run.all().contains(s.as_str())) {
+            let at = leak.get(..4).unwrap_or_default();
+            panic!("hoist {full:?} shows a secret of the inventory (starting {at:?})");
+        }
+        run
     };
     ok(
         &platform(&["apply", &play, "--yes"]),
@@ -1058,6 +1099,17 @@ fn sandbox_end_to_end() {
         "--only",
         "replication,roles,backups",
     ]));
+    ok(&platform(&["status"]), "status of the platform");
+    ok(&platform(&["--json", "status"]), "status of the platform");
+    for service in ["db", "pgbackrest"] {
+        // The database's and the backups' logs print what their containers print.
+        let logs = platform(&["logs", "data-1", service, "--tail", "200"]);
+        assert!(
+            logs.code == 0 || logs.stderr.contains("no container"),
+            "{}",
+            logs.all()
+        );
+    }
 
     // Passed: the hosts' engines and their images (gigabytes) go. A failed run keeps them for a look.
     ok(

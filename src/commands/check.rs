@@ -22,12 +22,14 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
         );
     }
     let mut diags = Diagnostics::new();
-    let mut redactor = Redactor::new();
+    // One redactor for every inventory: a diagnostic of the first may hold a secret of the last.
+    let redactor = Redactor::new();
+    out.use_redactor(&redactor);
     for inv in &targets {
         if let Some(p) = super::load_project(global, inv, SecretsMode::Optional, &mut diags)? {
-            out.use_redactor(&p.redactor);
+            redactor.absorb(&p.redactor);
             project::check(&p, &mut diags);
-            redactor = p.redactor.clone();
+            redactor.absorb(&p.redactor);
         }
     }
     let errors = diags.error_count();

@@ -150,7 +150,8 @@ pub fn run(global: &Global, args: &PlanArgs, out: &Output) -> anyhow::Result<u8>
     };
     let json = render::plan_json(&plan, &redactor);
     if let Some(file) = &args.out {
-        std::fs::write(file, &json).with_context(|| format!("writing {}", file.display()))?;
+        // 0600: a plan holds the inventory's layout, diffs and hashes, for its owner only.
+        super::secrets::write_atomic_private(file, &json)?;
     }
     if out.json {
         out.print(&json);

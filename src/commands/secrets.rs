@@ -170,7 +170,7 @@ fn edit(file: &Path, given: &[String], out: &Output) -> anyhow::Result<()> {
 }
 
 /// [`write_atomic`], the result readable by its owner only (0600) whatever was there before.
-fn write_atomic_private(path: &Path, content: &str) -> anyhow::Result<()> {
+pub(super) fn write_atomic_private(path: &Path, content: &str) -> anyhow::Result<()> {
     replace(path, content, false)
 }
 

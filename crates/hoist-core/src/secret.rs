@@ -126,6 +126,62 @@ impl Redactor {
         out
     }
 
+    /// Learns every secret `other` knows (`hoist check` over several inventories masks all of them).
+    pub fn absorb(&self, other: &Redactor) {
+        if Arc::ptr_eq(&self.values, &other.values) {
+            return;
+        }
+        let theirs: Vec<String> = other
+            .values
+            .read()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default();
+        if let Ok(mut mine) = self.values.write() {
+            mine.extend(theirs);
+        }
+    }
+
+    /// Registers what a rendering made of secrets: `real` is the text rendered with the secrets,
+    /// `shadow` the same template rendered with every secret replaced by its [`shadow`]. Whatever
+    /// differs between the two came from a secret, whatever the filters did to it (`upper`, a
+    /// slice, `reverse`, JSON or shell escaping, a hash), and is masked from then on.
+    pub fn learn_from(&self, real: &str, shadow: &str) {
+        if real == shadow {
+            return;
+        }
+        let real_lines: Vec<&str> = real.lines().collect();
+        let shadow_lines: Vec<&str> = shadow.lines().collect();
+        if real_lines.len() == shadow_lines.len() {
+            for (r, s) in real_lines.iter().zip(&shadow_lines) {
+                if r != s {
+                    self.add(differing_middle(r, s));
+                }
+            }
+        } else {
+            // The secret changed the shape of the output (a branch on its value, a newline in
+            // it): every line the shadow rendering does not share is the secret's.
+            let shared: BTreeSet<&str> = shadow_lines.iter().copied().collect();
+            for line in real_lines.iter().filter(|l| !shared.contains(*l)) {
+                self.add(line);
+            }
+        }
+    }
+
+    /// A key for hashes shown in plans: derived from every secret of the run, so the hash of a file
+    /// that holds only a secret cannot be checked against guesses by whoever reads the plan.
+    pub fn plan_key(&self) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"hoist plan key\0");
+        if let Ok(values) = self.values.read() {
+            for v in values.iter() {
+                h.update(v.as_bytes());
+                h.update(b"\0");
+            }
+        }
+        h.finalize().into()
+    }
+
     /// Redacts every string inside a JSON value (keys included).
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         match value {
@@ -142,6 +198,55 @@ impl Redactor {
             _ => {}
         }
     }
+}
+
+/// `hash` keyed with `key` (HMAC-SHA-256, hex): equal inputs stay equal, nothing can be guessed.
+pub fn keyed_hash(key: &[u8; 32], hash: &str) -> String {
+    use hmac::Mac as _;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(hash.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A stand-in for a secret with the same length and shape that differs from it at every letter,
+/// digit and punctuation mark: rendering a template with it shows which output came from the secret.
+pub fn shadow(secret: &str) -> String {
+    const PUNCT: &[u8] = b"!$&()*+,-./:;<=>?@[]^_`|~";
+    secret
+        .chars()
+        .map(|c| match c {
+            'z' => 'a',
+            'Z' => 'A',
+            '9' => '0',
+            'a'..='y' | 'A'..='Y' | '0'..='8' => char::from(c as u8 + 1),
+            _ => match PUNCT.iter().position(|&p| char::from(p) == c) {
+                Some(i) => char::from(PUNCT[(i + 1) % PUNCT.len()]),
+                None => c,
+            },
+        })
+        .collect()
+}
+
+/// The part of `real` between what it shares with `shadow` at its start and at its end.
+fn differing_middle<'a>(real: &'a str, shadow: &str) -> &'a str {
+    let prefix: usize = real
+        .chars()
+        .zip(shadow.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    let rest = &real[prefix..];
+    let shadow_rest = shadow.get(prefix..).unwrap_or("");
+    let suffix: usize = rest
+        .chars()
+        .rev()
+        .zip(shadow_rest.chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    &rest[..rest.len() - suffix]
 }
 
 #[cfg(test)]
@@ -168,5 +273,71 @@ mod tests {
             "a=(sensitive) b=(sensitive)"
         );
         assert_eq!(r.redact("ok"), "ok");
+    }
+
+    #[test]
+    fn a_shadow_differs_everywhere_and_keeps_the_shape() {
+        let secret = "Az9-x.Q0 é";
+        let s = shadow(secret);
+        assert_eq!(s.chars().count(), secret.chars().count());
+        for (a, b) in secret.chars().zip(s.chars()) {
+            assert!(a != b || !a.is_ascii_graphic(), "{a} kept in {s}");
+        }
+        assert_eq!(shadow("abc"), "bcd");
+    }
+
+    #[test]
+    fn what_a_filter_made_of_a_secret_is_learnt() {
+        let secret = "s3cret-Value";
+        let filters: [(&str, fn(&str) -> String, &str); 4] = [
+            ("upper", |s| s.to_uppercase(), "(sensitive)"),
+            ("reverse", |s| s.chars().rev().collect(), "(sensitive)"),
+            ("slice", |s| s[2..9].to_owned(), "(sensitive)"),
+            ("debug escape", |s| format!("{s:?}"), "\"(sensitive)\""),
+        ];
+        for (name, filter, masked) in filters {
+            let r = Redactor::new();
+            r.add(secret);
+            let line = |v: &str| format!("key = {};\nplain line\n", filter(v));
+            r.learn_from(&line(secret), &line(&shadow(secret)));
+            assert_eq!(
+                r.redact(&line(secret)),
+                format!("key = {masked};\nplain line\n"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_branch_on_a_secret_masks_the_lines_it_changed() {
+        let r = Redactor::new();
+        r.learn_from("a\nsecret-only line\nb\n", "a\nb\n");
+        assert_eq!(r.redact("x secret-only line"), "x (sensitive)");
+        assert_eq!(r.redact("a b"), "a b");
+    }
+
+    #[test]
+    fn absorbing_another_redactor_masks_its_secrets_too() {
+        let a = Redactor::new();
+        let b = Redactor::new();
+        a.add("first-secret");
+        b.add("second-secret");
+        a.absorb(&b);
+        assert_eq!(
+            a.redact("first-secret second-secret"),
+            "(sensitive) (sensitive)"
+        );
+    }
+
+    #[test]
+    fn plan_hashes_are_keyed_by_the_secrets() {
+        let a = Redactor::new();
+        a.add("one-secret");
+        let b = Redactor::new();
+        b.add("other-secret");
+        let h = "00".repeat(32);
+        assert_eq!(keyed_hash(&a.plan_key(), &h), keyed_hash(&a.plan_key(), &h));
+        assert_ne!(keyed_hash(&a.plan_key(), &h), keyed_hash(&b.plan_key(), &h));
+        assert_ne!(keyed_hash(&a.plan_key(), &h), h);
     }
 }

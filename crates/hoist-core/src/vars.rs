@@ -227,6 +227,9 @@ pub struct HostVars {
     pub origins: BTreeMap<String, SourceName>,
     /// Variables whose value is secret.
     pub secret: BTreeSet<String>,
+    /// What each secret, and each value rendered from one, is in the shadow rendering (every
+    /// secret replaced by its [`crate::secret::shadow`]); see [`HostVars::render_tracked`].
+    shadow: BTreeMap<String, Json>,
 }
 
 impl HostVars {
@@ -243,6 +246,35 @@ impl HostVars {
             Json::Null => Some(String::new()),
             _ => None,
         }
+    }
+
+    /// Renders with [`HostVars::context`], and once more with the shadow context when the host
+    /// has secrets: whatever differs between the two came from a secret, and the redactor learns
+    /// it. This is how the output of any filter applied to a secret stays masked.
+    pub fn render_tracked(
+        &self,
+        redactor: &Redactor,
+        render: impl Fn(&minijinja::Value) -> Result<String, minijinja::Error>,
+    ) -> Result<String, minijinja::Error> {
+        let real = render(&self.context())?;
+        if !self.shadow.is_empty()
+            && let Ok(shadow) = render(&self.shadow_context())
+        {
+            redactor.learn_from(&real, &shadow);
+        }
+        Ok(real)
+    }
+
+    /// The context of the shadow rendering: secrets and what was rendered from them replaced.
+    fn shadow_context(&self) -> minijinja::Value {
+        let mut all = self.values.clone();
+        all.extend(
+            self.secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().clone())),
+        );
+        all.extend(self.shadow.iter().map(|(k, v)| (k.clone(), v.clone())));
+        template::to_value(&all)
     }
 
     /// Every variable, secrets included, as a template context.
@@ -319,13 +351,27 @@ pub fn resolve(
     }
     let cli = SourceName("(command line -e)".into());
     for (name, value) in extra {
+        // `-e` overrides a secret's value, not its nature: it stays a secret.
+        if out.secret.contains(name) {
+            redactor.add(value);
+        }
         out.values.insert(name.clone(), Json::String(value.clone()));
         out.origins.insert(name.clone(), cli.clone());
-        out.secret.remove(name);
     }
     for (name, value) in builtins(inv, host) {
         out.values.insert(name.clone(), value);
         out.origins.insert(name, SourceName("(built-in)".into()));
+    }
+
+    // A secret is its literal value, never a template: `{{` in a password is two braces.
+    for name in &out.secret {
+        if let Some(v) = out.values.get(name) {
+            let mut shadowed = v.clone();
+            walk_strings(&mut shadowed, &mut |s: &mut String| {
+                *s = crate::secret::shadow(s);
+            });
+            out.shadow.insert(name.clone(), shadowed);
+        }
     }
 
     // Render templated values until nothing changes; what still changes after many passes loops.
@@ -333,7 +379,7 @@ pub fn resolve(
     let mut pending: BTreeSet<String> = out
         .values
         .iter()
-        .filter(|(_, v)| has_template(v))
+        .filter(|(k, v)| !out.secret.contains(*k) && has_template(v))
         .map(|(k, _)| k.clone())
         .collect();
     for _ in 0..MAX_PASSES {
@@ -341,9 +387,11 @@ pub fn resolve(
             break;
         }
         let ctx = out.context();
+        let shadow_ctx = (!out.shadow.is_empty()).then(|| out.shadow_context());
         let mut next = BTreeSet::new();
         for name in &pending {
             let mut value = out.values[name].clone();
+            let mut shadow = value.clone();
             let mut failed = false;
             render_strings(
                 &mut value,
@@ -365,8 +413,17 @@ pub fn resolve(
                 out.values.insert(name.clone(), Json::Null);
                 continue;
             }
-            if out.secret.contains(name) {
-                walk_strings(&mut value, &mut |s: &mut String| redactor.add(s));
+            // The same value in the shadow world: a value rendered from a secret is tracked too.
+            if let Some(sctx) = &shadow_ctx {
+                render_strings(&mut shadow, &mut |s: &str| {
+                    template::render_str(env, s, sctx).ok()
+                });
+                zip_strings(&value, &shadow, &mut |r, s| redactor.learn_from(r, s));
+            }
+            if shadow_ctx.is_some() && shadow != value {
+                out.shadow.insert(name.clone(), shadow);
+            } else {
+                out.shadow.remove(name);
             }
             if has_template(&value) {
                 next.insert(name.clone());
@@ -400,6 +457,24 @@ fn has_template(v: &Json) -> bool {
         Json::Array(items) => items.iter().any(has_template),
         Json::Object(map) => map.values().any(has_template),
         _ => false,
+    }
+}
+
+/// Calls `f` on each pair of strings at the same place in two values of the same shape.
+fn zip_strings(a: &Json, b: &Json, f: &mut dyn FnMut(&str, &str)) {
+    match (a, b) {
+        (Json::String(x), Json::String(y)) => f(x, y),
+        (Json::Array(xs), Json::Array(ys)) => {
+            xs.iter().zip(ys).for_each(|(x, y)| zip_strings(x, y, f));
+        }
+        (Json::Object(xs), Json::Object(ys)) => {
+            for (k, x) in xs {
+                if let Some(y) = ys.get(k) {
+                    zip_strings(x, y, f);
+                }
+            }
+        }
+        _ => {}
     }
 }
 

@@ -154,15 +154,17 @@ impl SshHost {
         if let Some(k) = &c.known_hosts_file {
             b.user_known_hosts_file(k);
         }
+        // The master reads a config of hoist's own (`-F`): the jump host's settings, which the
+        // jump's own ssh gets from nothing else of our command line, then the user's and the
+        // system's config, then a rule that no variable of hoist's environment (the age key
+        // among them) is ever sent to a host, whatever SendEnv those configs ask for.
+        let config = dir.join("ssh_config");
+        std::fs::write(&config, master_config(c, opts.accept_new_host_keys)).map_err(|e| {
+            RemoteError::other(&host.name, format!("writing {}: {e}", config.display()))
+        })?;
+        b.config_file(&config);
         if let Some(j) = &c.jump {
-            // OpenSSH starts the jump's own ssh with `-F` and nothing else of our command line:
-            // the key, known_hosts and host-key policy reach it through a config file, which also
-            // keeps the user's ~/.ssh/config for what it does not set.
-            let config = dir.join("ssh_config");
-            std::fs::write(&config, jump_config(c, opts.accept_new_host_keys)).map_err(|e| {
-                RemoteError::other(&host.name, format!("writing {}: {e}", config.display()))
-            })?;
-            b.config_file(&config).jump_hosts([j.as_str()]);
+            b.jump_hosts([j.as_str()]);
         }
         let connect = b.connect_mux(&host.address);
         let session = match tokio::time::timeout(
@@ -300,9 +302,10 @@ impl SshHost {
     }
 }
 
-/// The ssh_config a jump host needs: the inventory's connection settings for every host the
-/// connection goes through, then the user's own config.
-fn jump_config(c: &inventory::Connection, accept_new: bool) -> String {
+/// The ssh_config of a master: the inventory's connection settings for every host the connection
+/// goes through (a jump's ssh reads nothing else), then the user's and the system's config, then
+/// `SendEnv -*`, which clears every variable those asked to send (it is read last, so it wins).
+fn master_config(c: &inventory::Connection, accept_new: bool) -> String {
     let quoted = |p: &Path| {
         let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         format!("\"{}\"", p.display())
@@ -331,9 +334,16 @@ fn jump_config(c: &inventory::Connection, accept_new: bool) -> String {
     } else {
         "  StrictHostKeyChecking yes\n"
     });
-    s.push_str("  BatchMode yes\nInclude ~/.ssh/config\n");
+    s.push_str("  BatchMode yes\n");
+    s.push_str(&format!(
+        "Include {USER_CONFIG}\nInclude /etc/ssh/ssh_config\n"
+    ));
+    s.push_str("Host *\n  SendEnv -*\n");
     s
 }
+
+/// The user's own ssh_config, which a master started with `-F` would otherwise not read.
+const USER_CONFIG: &str = "~/.ssh/config";
 
 impl Host for SshHost {
     type Engine = DockerEngine;
@@ -399,7 +409,7 @@ mod private_dir_tests {
 mod tests {
     use hoist_core::inventory::{Connection, JumpHost};
 
-    use super::jump_config;
+    use super::master_config;
 
     #[test]
     fn the_jump_hosts_settings_come_first() {
@@ -423,7 +433,37 @@ mod tests {
               StrictHostKeyChecking yes
               BatchMode yes
             Include ~/.ssh/config
+            Include /etc/ssh/ssh_config
+            Host *
+              SendEnv -*
         "#]]
-        .assert_eq(&jump_config(&c, false));
+        .assert_eq(&master_config(&c, false));
+    }
+
+    /// Whatever the user's config asks to send, the master sends no variable: `ssh -G` prints the
+    /// configuration ssh would use, without connecting.
+    #[test]
+    fn no_variable_of_hoists_environment_is_sent() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let user = dir.path().join("user_config");
+        std::fs::write(&user, "Host *\n  SendEnv * HOIST_AGE_KEY\n").expect("write");
+        let config = master_config(&Connection::default(), false)
+            .replace(super::USER_CONFIG, &user.display().to_string());
+        let file = dir.path().join("ssh_config");
+        std::fs::write(&file, config).expect("write");
+        let out = std::process::Command::new("ssh")
+            .args(["-G", "-F"])
+            .arg(&file)
+            .arg("host.example")
+            .output()
+            .expect("ssh -G");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(!shown.contains("sendenv"), "{shown}");
+        assert!(shown.contains("batchmode yes"), "{shown}");
     }
 }

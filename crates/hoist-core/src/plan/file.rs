@@ -1,5 +1,7 @@
 //! A managed file: content (a unified diff, secrets masked), mode and owner.
 
+use std::collections::BTreeSet;
+
 use similar::TextDiff;
 
 use crate::desired::FileSpec;
@@ -53,6 +55,12 @@ pub(super) fn diff_file(
                     diff = Some(d);
                 }
             }
+            // A private file's hashes are not shown: the hash of a file holding only a secret
+            // could be checked against guesses.
+            None if file.sensitive => reasons.push(Reason::new(
+                "content",
+                format!("{REDACTED}: private file changed"),
+            )),
             None => reasons.push(Reason::new(
                 "content",
                 format!("sha256 {} -> {}", short(&have.sha256), short(&want_hash)),
@@ -120,11 +128,45 @@ pub(super) fn masked_diff(file: &FileSpec, old: Option<&str>, redactor: &Redacto
         return String::new();
     }
     let new = redactor.redact(&file.content);
+    if let Some(old) = old {
+        learn_rotated(old, &new, redactor);
+    }
     let old = old.map(|o| redactor.redact(o)).unwrap_or_default();
     if old == new {
         return String::new();
     }
     unified(&file.path, &old, &new, redactor)
+}
+
+/// After a rotation the host's file holds the old secret, which no input knows any more. Where a
+/// line of the desired file holds a secret, the host's line with the same text around it holds the
+/// old value: the redactor learns it, so neither side of a diff shows it. A file that is only a
+/// secret makes the whole old content secret.
+fn learn_rotated(old: &str, new_redacted: &str, redactor: &Redactor) {
+    if new_redacted.trim() == REDACTED {
+        redactor.add(old.trim());
+        return;
+    }
+    let new_lines: BTreeSet<&str> = new_redacted.lines().collect();
+    let around: Vec<(&str, &str)> = new_redacted
+        .lines()
+        .filter_map(|l| {
+            let first = l.find(REDACTED)?;
+            let last = l.rfind(REDACTED)? + REDACTED.len();
+            Some((&l[..first], &l[last..]))
+        })
+        .filter(|(before, _)| !before.trim().is_empty())
+        .collect();
+    for line in old.lines().filter(|l| !new_lines.contains(l)) {
+        for (before, after) in &around {
+            if line.len() > before.len() + after.len()
+                && line.starts_with(before)
+                && line.ends_with(after)
+            {
+                redactor.add(&line[before.len()..line.len() - after.len()]);
+            }
+        }
+    }
 }
 
 pub(super) fn unified(path: &str, old: &str, new: &str, redactor: &Redactor) -> String {

@@ -149,7 +149,8 @@ pub struct Change {
     /// The outcome depends on something only known while applying (an engine not installed yet).
     pub unknown: bool,
     /// Hash of the desired resource (file sha256, container config hash, image context hash), so
-    /// `apply plan.json` can tell whether the inputs moved since planning.
+    /// `apply plan.json` can tell whether the inputs moved since planning. Keyed with the run's
+    /// secrets ([`crate::secret::keyed_hash`]): a file holding only a secret cannot be guessed from it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub desired_hash: String,
 }
@@ -179,6 +180,8 @@ pub fn diff(
     inventory: &str,
     redactor: &Redactor,
 ) -> Plan {
+    // Taken before the diff learns any old value, so a saved plan and a fresh one agree.
+    let key = redactor.plan_key();
     let mut hosts = Vec::new();
     for (name, want) in &desired.hosts {
         let empty = HostObserved::default();
@@ -187,6 +190,11 @@ pub fn diff(
             None => (&empty, false),
         };
         let mut hp = diff_host(name, want, have, redactor);
+        for c in hp.changes.iter_mut().chain(hp.deletions.iter_mut()) {
+            if !c.desired_hash.is_empty() {
+                c.desired_hash = crate::secret::keyed_hash(&key, &c.desired_hash);
+            }
+        }
         if !reachable {
             hp.notes.insert(
                 0,

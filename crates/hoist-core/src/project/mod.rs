@@ -199,7 +199,9 @@ impl Project {
             );
             return None;
         }
-        match template::render_file(&self.env, name, &vars.context()) {
+        match vars.render_tracked(&self.redactor, |ctx| {
+            template::render_file(&self.env, name, ctx)
+        }) {
             Ok(s) => Some(s),
             Err(e) => {
                 let o = template::Origin {
@@ -227,7 +229,9 @@ impl Project {
             return Some(s.to_owned());
         }
         let vars = self.vars.get(host)?;
-        match template::render_str(&self.env, s, &vars.context()) {
+        match vars.render_tracked(&self.redactor, |ctx| {
+            template::render_str(&self.env, s, ctx)
+        }) {
             Ok(r) => Some(r),
             Err(e) => {
                 let o = template::Origin {

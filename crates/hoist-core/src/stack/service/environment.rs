@@ -277,12 +277,12 @@ pub(super) fn read_source(
         return Some(text);
     }
     let templates = normalize(&template::templates_dir(lc.root));
-    let rendered = match path.strip_prefix(&templates) {
-        Ok(name) => template::render_file(lc.env, &name.to_string_lossy(), &lc.vars.context()),
-        Err(_) => lc
-            .env
-            .render_named_str(&path.to_string_lossy(), &text, lc.vars.context()),
-    };
+    let rendered = lc
+        .vars
+        .render_tracked(lc.redactor, |ctx| match path.strip_prefix(&templates) {
+            Ok(name) => template::render_file(lc.env, &name.to_string_lossy(), ctx),
+            Err(_) => lc.env.render_named_str(&path.to_string_lossy(), &text, ctx),
+        });
     match rendered {
         Ok(out) => Some(out),
         Err(e) => {
