@@ -173,6 +173,22 @@ impl Source {
         }
     }
 
+    /// The cargo workspace `dir` is in: the nearest folder from `dir` up whose Cargo.toml has a
+    /// `[workspace]` table. A workspace binary's inputs may lie anywhere in it, and nowhere else.
+    pub fn cargo_workspace(&self, dir: &Path) -> Option<PathBuf> {
+        let start = self
+            .0
+            .real(dir)
+            .unwrap_or_else(|_| crate::inventory::normalize(dir));
+        start.ancestors().find_map(|d| {
+            let manifest = self.read_to_string(&d.join("Cargo.toml")).ok()?;
+            manifest
+                .lines()
+                .any(|l| l.trim() == "[workspace]")
+                .then(|| d.to_path_buf())
+        })
+    }
+
     pub fn read_to_string(&self, path: &Path) -> io::Result<String> {
         String::from_utf8(self.0.read(path)?)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))

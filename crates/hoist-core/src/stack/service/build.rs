@@ -128,8 +128,27 @@ pub(super) fn binaries(
                         "a workspace binary needs `inputs`: the paths its image hash covers",
                     );
                 }
+                // The inputs are the package's sources: inside its cargo workspace, which may
+                // lie above the project, and never elsewhere on the controller.
+                let workspace = src.cargo_workspace(root);
                 for (i, input) in inputs.iter().enumerate() {
-                    if !src.exists(&root.join(input)) {
+                    let path = normalize(&root.join(input));
+                    let inside = workspace.as_deref().unwrap_or(root);
+                    if !src.within(inside, &path) {
+                        ctx.error(
+                            body.loc,
+                            &yaml::index(&yaml::join(&bp, "inputs"), i),
+                            Kind::InvalidValue,
+                            match &workspace {
+                                Some(_) => format!(
+                                    "{input:?} is outside the cargo workspace: a workspace binary is built from its own sources"
+                                ),
+                                None => format!(
+                                    "{input:?} is outside the project, which is in no cargo workspace"
+                                ),
+                            },
+                        );
+                    } else if !src.exists(&path) {
                         ctx.error(
                             body.loc,
                             &yaml::index(&yaml::join(&bp, "inputs"), i),
