@@ -320,3 +320,39 @@ fn a_saved_plan_is_private_and_its_hashes_are_keyed() {
     assert!(!hashes(&saved).is_empty());
     assert_eq!(hashes(&saved), hashes(&again.stdout));
 }
+
+/// `hoist pki issue` prints what it did, never a key or a certificate, on success and failure.
+#[test]
+fn pki_shows_no_key() {
+    let tmp = project();
+    let args = ["-i", "inventory/test", "pki", "issue", "--rotate-ca"];
+    let issued = hoist_in(tmp.path(), &args, &[("HOIST_LOG", "trace")]);
+    assert_eq!(issued.code, 0, "{}", issued.all());
+    let nokey = hoist_in(tmp.path(), &args, &[("HOIST_AGE_KEY_FILE", "")]);
+    assert_ne!(nokey.code, 0, "{}", nokey.all());
+    let file = tmp
+        .path()
+        .join("inventory/test/group_vars/all/pki.secrets.yml");
+    let (project, _) = common::load(tmp.path(), "inventory/test");
+    let values: Vec<String> = project.vars["db-1"]
+        .secrets
+        .iter()
+        .filter(|(name, _)| name.starts_with("tls_"))
+        .filter_map(|(_, v)| v.expose().as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        !values.is_empty(),
+        "{} holds the TLS material",
+        file.display()
+    );
+    for run in [&issued, &nokey] {
+        let text = run.all();
+        assert!(!text.contains("BEGIN"), "{text}");
+        for value in &values {
+            for line in value.lines().filter(|l| l.len() >= 16) {
+                assert!(!text.contains(line), "pki shows its material:\n{text}");
+            }
+        }
+        assert_clean("pki issue", run, &[POISON, POISON_ENCRYPTED]);
+    }
+}

@@ -289,7 +289,8 @@ mod tests {
     #[test]
     fn what_a_filter_made_of_a_secret_is_learnt() {
         let secret = "s3cret-Value";
-        let filters: [(&str, fn(&str) -> String, &str); 4] = [
+        type Filter = fn(&str) -> String;
+        let filters: [(&str, Filter, &str); 4] = [
             ("upper", |s| s.to_uppercase(), "(sensitive)"),
             ("reverse", |s| s.chars().rev().collect(), "(sensitive)"),
             ("slice", |s| s[2..9].to_owned(), "(sensitive)"),
