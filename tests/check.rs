@@ -395,3 +395,50 @@ fn a_link_out_of_the_project_is_refused_and_never_shown() {
         );
     }
 }
+
+/// A workspace binary is built from its cargo workspace's sources, which may lie above the project:
+/// an input there is taken, one elsewhere on the controller is refused and never read.
+#[test]
+fn a_workspace_binarys_inputs_stay_in_its_cargo_workspace() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let workspace = tmp.path().join("ws");
+    let root = workspace.join("deploy");
+    let files = [
+        ("Cargo.toml", "[workspace]\nmembers = [\"tool\"]\n"),
+        ("tool/src/main.rs", "fn main() {}\n"),
+        (
+            "deploy/inventory/test/hosts.yml",
+            "hosts:\n  app-1: {address: 10.0.0.1}\ngroups:\n  app: {hosts: [app-1]}\n",
+        ),
+        ("deploy/stacks/img/Dockerfile", "FROM scratch\n"),
+        (
+            "deploy/stacks/app.yml",
+            "name: shop\nx-hoist: {hosts: app}\nservices:\n  web:\n    image: shop/web:1\n    build:\n      context: ./img\n      x-hoist-binaries:\n        tool: {cargo: tool, inputs: [../Cargo.toml, ../tool, ../../key.txt]}\n",
+        ),
+        (
+            "deploy/playbooks/site.yml",
+            "- name: app\n  hosts: app\n  steps:\n    - stack: app\n",
+        ),
+    ];
+    for (path, text) in files {
+        let p = workspace.join(path);
+        std::fs::create_dir_all(p.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    std::fs::write(tmp.path().join("key.txt"), "AGE-SECRET-KEY-1OUTSIDE\n").expect("key");
+    let run = hoist_in(&root, &["-i", "inventory/test", "check"], &[]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let errors: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("error"))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "error[invalid-value]: stacks/app.yml:9:15: services.web.build.x-hoist-binaries.tool.inputs[2]: \"../../key.txt\" is outside the cargo workspace: a workspace binary is built from its own sources"
+        ],
+        "{}",
+        run.all()
+    );
+}

@@ -665,27 +665,6 @@ fn repository_paths_stay_inside_the_project() {
     .assert_debug_eq(&diagnostics_of(&outside));
 }
 
-/// A workspace binary is built from its cargo workspace's sources: an input outside it (here the
-/// workspace is the project) is refused, and never hashed.
-#[test]
-fn a_workspace_binarys_inputs_stay_in_its_cargo_workspace() {
-    let fixture = PROJECT
-        .replace(
-            "  web:\n    image: nginx:1.27\n",
-            "  web:\n    image: nginx:1.27\n    build:\n      context: ./img\n      x-hoist-binaries:\n        tool: {cargo: tool, inputs: [Cargo.toml, ../home/op/.ssh/id_ed25519]}\n",
-        )
-        .replace(
-            "//- stacks/app.yml\n",
-            "//- Cargo.toml\n[workspace]\nmembers = []\n//- stacks/img/Dockerfile\nFROM scratch\n//- stacks/app.yml\n",
-        );
-    expect![[r#"
-        [
-            "error[invalid-value]: stacks/app.yml:20:15: services.web.build.x-hoist-binaries.tool.inputs[1]: \"../home/op/.ssh/id_ed25519\" is outside the cargo workspace: a workspace binary is built from its own sources",
-        ]
-    "#]]
-    .assert_debug_eq(&diagnostics_of(&fixture));
-}
-
 #[test]
 fn a_bad_env_line_is_named_by_line_and_key_never_shown() {
     let secret = "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ";

@@ -134,7 +134,14 @@ pub(super) fn binaries(
                 for (i, input) in inputs.iter().enumerate() {
                     let path = normalize(&root.join(input));
                     let inside = workspace.as_deref().unwrap_or(root);
-                    if !src.within(inside, &path) {
+                    if !src.exists(&path) {
+                        ctx.error(
+                            body.loc,
+                            &yaml::index(&yaml::join(&bp, "inputs"), i),
+                            Kind::UnknownReference,
+                            format!("{input:?} does not exist in the project"),
+                        );
+                    } else if !src.within(inside, &path) {
                         ctx.error(
                             body.loc,
                             &yaml::index(&yaml::join(&bp, "inputs"), i),
@@ -147,13 +154,6 @@ pub(super) fn binaries(
                                     "{input:?} is outside the project, which is in no cargo workspace"
                                 ),
                             },
-                        );
-                    } else if !src.exists(&path) {
-                        ctx.error(
-                            body.loc,
-                            &yaml::index(&yaml::join(&bp, "inputs"), i),
-                            Kind::UnknownReference,
-                            format!("{input:?} does not exist in the project"),
                         );
                     }
                 }
