@@ -302,6 +302,36 @@ fn sandbox_end_to_end() {
         }
     }
 
+    step("the compose runtime keys, as the engine runs them");
+    let inspect = on_host(
+        HOSTS[0].1,
+        "docker inspect -f '{{json .HostConfig}} {{json .Config.Labels}}' e2e-front-1",
+    );
+    let (host_config, labels) = inspect.trim().split_once(' ').expect("two documents");
+    let hc: serde_json::Value = serde_json::from_str(host_config).expect("HostConfig");
+    let labels: serde_json::Value = serde_json::from_str(labels).expect("labels");
+    assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]), "{hc}");
+    assert_eq!(hc["ReadonlyRootfs"], true, "{hc}");
+    assert!(hc["Tmpfs"].get("/tmp").is_some(), "{hc}");
+    assert_eq!(
+        hc["SecurityOpt"],
+        serde_json::json!(["no-new-privileges:true"]),
+        "{hc}"
+    );
+    assert_eq!(
+        hc["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}]),
+        "{hc}"
+    );
+    assert_eq!(hc["NanoCpus"], 500_000_000, "{hc}");
+    assert_eq!(hc["Memory"], 64 * 1024 * 1024, "{hc}");
+    assert_eq!(hc["MemoryReservation"], 16 * 1024 * 1024, "{hc}");
+    assert_eq!(hc["PidsLimit"], 64, "{hc}");
+    // compose's own labels: `docker compose -p e2e ps` on the host lists the stack.
+    assert_eq!(labels["com.docker.compose.project"], "e2e", "{labels}");
+    assert_eq!(labels["com.docker.compose.service"], "front", "{labels}");
+    assert_eq!(labels["com.docker.compose.oneoff"], "False", "{labels}");
+
     step("status and logs");
     let status = hoist(&["status"]);
     ok(&status, "status");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::playbook::{Action, Topic, Wait};
-use crate::stack::{ConditionKind, Health, MountSource, Port};
+use crate::stack::{ConditionKind, Health, MountSource, Port, Runtime};
 
 /// Labels hoist puts on what it creates.
 pub mod labels {
@@ -19,6 +19,10 @@ pub mod labels {
     pub const SERVICE: &str = "io.hoist.service";
     pub const CONFIG_HASH: &str = "io.hoist.config-hash";
     pub const CONTEXT_HASH: &str = "io.hoist.context-hash";
+    pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+    pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+    pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
+    pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 }
 
 /// The names a container has while apply replaces it: the new one is created beside the old one
@@ -125,6 +129,9 @@ pub enum ImageSource {
         /// Binaries added to the context before building, by file name.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         binaries: BTreeMap<String, Binary>,
+        /// The Dockerfile's stage to build.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
     },
     /// Pulled by the host from its registry.
     Pull,
@@ -187,6 +194,10 @@ pub struct ContainerSpec {
     pub working_dir: Option<String>,
     pub hostname: Option<String>,
     pub stop_grace_period_s: Option<u64>,
+    /// How it runs (privileges, kernel settings, resources, logging); left out of the hash when
+    /// it asks for nothing, so the hash of a container without one stays what it was.
+    #[serde(default, skip_serializing_if = "Runtime::is_default")]
+    pub runtime: Runtime,
     /// Container names this one waits for, with the condition.
     pub depends_on: BTreeMap<String, ConditionKind>,
     /// sha256 of each hoist-placed file it mounts, by host path.
@@ -212,6 +223,11 @@ impl ContainerSpec {
         l.insert(labels::PROJECT.into(), self.project.clone());
         l.insert(labels::SERVICE.into(), self.service.clone());
         l.insert(labels::CONFIG_HASH.into(), self.config_hash.clone());
+        // compose's own labels: `docker compose ps` and `logs` on a host show the stack as a project.
+        l.insert(labels::COMPOSE_PROJECT.into(), self.project.clone());
+        l.insert(labels::COMPOSE_SERVICE.into(), self.service.clone());
+        l.insert(labels::COMPOSE_NUMBER.into(), "1".into());
+        l.insert(labels::COMPOSE_ONEOFF.into(), "False".into());
         l
     }
 }

@@ -35,6 +35,8 @@ pub enum Kind {
     UnknownKey,
     /// A value of the wrong type (a list where a map was expected, ...).
     WrongType,
+    /// A key of the format that hoist refuses or ignores, and says why.
+    Unsupported,
     /// A required key is absent.
     MissingKey,
     /// A value of the right type that is not acceptable (a bad duration, port, mode...).
@@ -60,6 +62,7 @@ impl Kind {
             Kind::Syntax => "syntax",
             Kind::UnknownKey => "unknown-key",
             Kind::WrongType => "wrong-type",
+            Kind::Unsupported => "unsupported",
             Kind::MissingKey => "missing-key",
             Kind::InvalidValue => "invalid-value",
             Kind::UnknownReference => "unknown-reference",

@@ -731,3 +731,222 @@ fn a_template_that_runs_without_end_fails_located() {
     "#]]
     .assert_debug_eq(&diagnostics_of(&endless));
 }
+
+// The compose service model: every runtime key, alone.
+
+/// Each runtime key (YAML added to the `web` service) and the reason a plan names for it.
+const RUNTIME_KEYS: &[(&str, &str)] = &[
+    ("cap_add: [NET_ADMIN, sys_time]", "cap_add"),
+    ("cap_drop: [ALL]", "cap_drop"),
+    ("privileged: true", "privileged"),
+    ("read_only: true", "read_only"),
+    ("init: true", "init"),
+    ("tmpfs: [/run, \"/tmp:size=64m\"]", "tmpfs"),
+    ("sysctls: {net.core.somaxconn: 1024}", "sysctls"),
+    ("shm_size: 256m", "shm_size"),
+    (
+        "ulimits: {nofile: {soft: 20000, hard: 40000}, nproc: 65535}",
+        "ulimits",
+    ),
+    ("security_opt: [no-new-privileges:true]", "security_opt"),
+    ("devices: [/dev/fuse]", "devices"),
+    ("dns: 1.1.1.1", "dns"),
+    ("dns_search: [example.org]", "dns_search"),
+    ("dns_opt: [use-vc]", "dns_opt"),
+    ("group_add: [audio, 1001]", "group_add"),
+    ("stop_signal: SIGQUIT", "stop_signal"),
+    ("stdin_open: true", "stdin_open"),
+    ("tty: true", "tty"),
+    ("expose: [\"9000\", 9001/udp]", "expose"),
+    (
+        "logging: {driver: local, options: {max-size: 10m}}",
+        "logging",
+    ),
+    ("runtime: runsc", "runtime"),
+    ("pid: host", "pid"),
+    ("ipc: host", "ipc"),
+    ("mem_limit: 512m", "deploy.resources.limits.memory"),
+    (
+        "mem_reservation: 128m",
+        "deploy.resources.reservations.memory",
+    ),
+    ("memswap_limit: 1g", "memswap_limit"),
+    ("cpus: 1.5", "deploy.resources.limits.cpus"),
+    ("cpu_shares: 512", "cpu_shares"),
+    ("pids_limit: 100", "deploy.resources.limits.pids"),
+    (
+        "deploy: {resources: {limits: {cpus: \"0.5\", memory: 256M, pids: 64}}}",
+        "deploy.resources.limits.memory, deploy.resources.limits.cpus, deploy.resources.limits.pids",
+    ),
+    (
+        "deploy: {resources: {reservations: {memory: 64M}}}",
+        "deploy.resources.reservations.memory",
+    ),
+    (
+        "deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}",
+        "restart",
+    ),
+];
+
+/// The project with `yaml` added to its `web` service.
+fn with_web(yaml: &str) -> String {
+    PROJECT.replace(
+        "  web:\n    image: nginx:1.27\n",
+        &format!("  web:\n    image: nginx:1.27\n    {yaml}\n"),
+    )
+}
+
+/// The container changes of planning `fixture` against hosts converged on `observed_fixture`.
+fn container_changes(observed_fixture: &str, fixture: &str) -> Vec<(String, String, Vec<String>)> {
+    let before = desired(observed_fixture);
+    let mut observed = Observed::default();
+    for (name, want) in &before.hosts {
+        observed
+            .hosts
+            .insert(name.clone(), observed::converged(want, &image_defaults()));
+    }
+    let plan = plan::diff(
+        &desired(fixture),
+        &observed,
+        "site.yml",
+        "test",
+        &Redactor::new(),
+    );
+    plan.hosts
+        .iter()
+        .flat_map(|h| h.changes.iter())
+        .filter(|c| c.kind == plan::ResourceKind::Container)
+        .map(|c| {
+            (
+                c.name.clone(),
+                format!("{:?}", c.action),
+                c.reasons.iter().map(|r| r.field.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn each_runtime_key_alone_recreates_its_container_naming_the_key() {
+    for (yaml, reason) in RUNTIME_KEYS {
+        let fixture = with_web(yaml);
+        let changes = container_changes(PROJECT, &fixture);
+        let named: Vec<String> = reason.split(", ").map(str::to_owned).collect();
+        assert_eq!(
+            changes,
+            [("shop-web-1".to_owned(), "Recreate".to_owned(), named)],
+            "{yaml}"
+        );
+        // Applied exactly, as the engine reports it: nothing more to do.
+        assert_eq!(
+            container_changes(&fixture, &fixture),
+            [],
+            "{yaml} converged"
+        );
+    }
+}
+
+#[test]
+fn a_runtime_key_set_to_the_engines_default_plans_nothing() {
+    for yaml in [
+        "shm_size: 64m",
+        "init: false",
+        "privileged: false",
+        "runtime: runc",
+        "stop_signal: SIGTERM",
+        "ipc: private",
+        "expose: [\"80\"]",
+        "deploy: {replicas: 1, mode: replicated}",
+    ] {
+        assert_eq!(container_changes(PROJECT, &with_web(yaml)), [], "{yaml}");
+    }
+}
+
+#[test]
+fn compose_keys_hoist_refuses_say_why() {
+    let fixture = with_web(
+        "deploy: {replicas: 3, placement: {constraints: [node.role == manager]}, update_config: {parallelism: 1}}\n    network_mode: host\n    links: [db]\n    build: {context: ., ssh: [default]}",
+    )
+    .replace("name: shop\n", "version: \"3.8\"\nname: shop\n");
+    expect![[r#"
+        [
+            "warning[unsupported]: stacks/app.yml:1:10: version: `version` is obsolete: compose ignores it, and so does hoist (it can go)",
+            "error[unsupported]: stacks/app.yml:18:24: services.web.deploy.replicas: 3 replicas: hoist runs one container per service on each host; bind the stack to more hosts instead",
+            "error[unsupported]: stacks/app.yml:18:38: services.web.deploy.placement: swarm's: hoist places services by the stack's `x-hoist.hosts`",
+            "warning[unsupported]: stacks/app.yml:18:92: services.web.deploy.update_config: accepted and not applied: hoist replaces a service's container once the new one is created",
+            "error[unsupported]: stacks/app.yml:19:19: services.web.network_mode: not supported yet: attach the service to the stack's `networks`",
+            "error[unsupported]: stacks/app.yml:20:12: services.web.links: legacy: the containers of a stack reach each other by service name on its networks",
+            "error[unknown-reference]: stacks/app.yml:21:12: services.web.build: no Dockerfile in build context \".\" (/project/stacks)",
+            "error[unsupported]: stacks/app.yml:21:30: services.web.build.ssh: not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&fixture));
+}
+
+/// The `.env` beside a stack supplies interpolation values as compose reads them, below the
+/// inventory's variables; a value whose key names a secret is masked.
+#[test]
+fn a_dotenv_beside_the_stack_supplies_interpolation_values() {
+    let fixture = PROJECT
+        .replace("    image: nginx:1.27\n", "    image: nginx:${WEB_TAG}\n")
+        .replace(
+            "      POSTGRES_DB: shop\n",
+            "      POSTGRES_DB: shop\n      MODE: ${mode}\n      POSTGRES_PASSWORD: ${DB_PASSWORD}\n",
+        )
+        .replace(
+            "//- stacks/app.yml\n",
+            "//- stacks/.env\n# compose reads this file\nWEB_TAG=1.27-alpine\nmode=from-dotenv\nDB_PASSWORD=dotenv-s3cret\n//- stacks/app.yml\n",
+        );
+    let opts = options(&fixture);
+    let source = opts.source.clone();
+    let mut diags = Diagnostics::new();
+    let project = project::load(opts, &mut diags).expect("loads");
+    let book = playbook::load(
+        &source,
+        root(),
+        &root().join("playbooks/site.yml"),
+        &mut diags,
+    )
+    .expect("site.yml");
+    let desired = project.desired(&book, None, &mut diags);
+    assert!(diags.is_empty(), "{:#?}", diags.sorted());
+    let containers = &desired.hosts["app-1"].containers;
+    let web = containers.iter().find(|c| c.service == "web").expect("web");
+    assert_eq!(web.image, "nginx:1.27-alpine");
+    let db = containers.iter().find(|c| c.service == "db").expect("db");
+    assert_eq!(db.env["MODE"], "prod", "the inventory's variable wins");
+    assert_eq!(
+        project.redactor.redact("pw dotenv-s3cret"),
+        "pw (sensitive)"
+    );
+}
+
+/// `build.target` picks a stage of a multi-stage Dockerfile, and the image's hash covers it: a
+/// new target rebuilds the image.
+#[test]
+fn a_build_target_is_built_and_hashed() {
+    let base = PROJECT
+        .replace(
+            "  web:\n    image: nginx:1.27\n",
+            "  web:\n    image: shop/web:1\n    build: {context: ./img, target: runtime}\n",
+        )
+        .replace(
+            "//- stacks/app.yml\n",
+            "//- stacks/img/Dockerfile\nFROM scratch AS build\nFROM scratch AS runtime\n//- stacks/app.yml\n",
+        );
+    let source = |d: &Desired| d.hosts["app-1"].images["shop/web:1"].source.clone();
+    let runtime = source(&desired(&base));
+    let debug = source(&desired(&base.replace("target: runtime", "target: build")));
+    let hash = |s: &hoist_core::desired::ImageSource| match s {
+        hoist_core::desired::ImageSource::Build {
+            target,
+            context_hash,
+            ..
+        } => (target.clone(), context_hash.clone()),
+        other => panic!("{other:?}"),
+    };
+    let (a, b) = (hash(&runtime), hash(&debug));
+    assert_eq!(a.0.as_deref(), Some("runtime"));
+    assert_eq!(b.0.as_deref(), Some("build"));
+    assert_ne!(a.1, b.1, "the target is in the image's hash");
+}

@@ -26,6 +26,7 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         args,
         context_hash,
         binaries,
+        target,
     } = &spec.source
     else {
         return Ok(());
@@ -38,7 +39,11 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let label_map =
         std::collections::HashMap::from([(labels::CONTEXT_HASH.to_owned(), context_hash.clone())]);
-    let opts = BuildImageOptionsBuilder::default()
+    let mut opts = BuildImageOptionsBuilder::default();
+    if let Some(t) = target {
+        opts = opts.target(t);
+    }
+    let opts = opts
         .dockerfile(dockerfile)
         .t(&spec.reference)
         .rm(true)

@@ -103,6 +103,28 @@ pub fn converged(
     }
 }
 
+/// The runtime options as the engine reports them: its defaults filled in (`/dev/shm` of 64 MiB,
+/// the `runc` runtime, a private IPC namespace), capabilities spelled `CAP_...`, the image's stop
+/// signal and exposed ports merged with the container's, published ports exposed too.
+fn engine_runtime(c: &ContainerSpec, image: &ImageDefaults) -> crate::stack::Runtime {
+    let mut rt = c.runtime.clone();
+    rt.cap_add = rt.cap_add.iter().map(|c| format!("CAP_{c}")).collect();
+    rt.cap_drop = rt.cap_drop.iter().map(|c| format!("CAP_{c}")).collect();
+    rt.shm_size = Some(rt.shm_size.unwrap_or(crate::stack::DEFAULT_SHM_SIZE));
+    rt.runtime = Some(rt.runtime.unwrap_or_else(|| "runc".into()));
+    rt.ipc = Some(rt.ipc.unwrap_or_else(|| "private".into()));
+    rt.stop_signal = rt.stop_signal.or_else(|| image.stop_signal.clone());
+    rt.expose.extend(image.exposed.iter().cloned());
+    rt.expose.extend(
+        c.ports
+            .iter()
+            .map(|p| format!("{}/{}", p.target, p.protocol)),
+    );
+    rt.expose.sort();
+    rt.expose.dedup();
+    rt
+}
+
 /// The container an engine reports once it created `c` from the image `image_id` and started it:
 /// image defaults merged in, both IPv4 and IPv6 port bindings, its own network alias, `running`
 /// (and `healthy` with a healthcheck).
@@ -212,6 +234,7 @@ pub fn reported(
         }),
         hostname: c.hostname.clone().unwrap_or(short_id),
         stop_timeout: c.stop_grace_period_s,
+        runtime: engine_runtime(c, image_defaults),
         image_defaults: image_defaults.clone(),
     }
 }

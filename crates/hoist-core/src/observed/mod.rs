@@ -157,6 +157,9 @@ pub struct ObservedContainer {
     pub hostname: String,
     #[serde(default)]
     pub stop_timeout: Option<u64>,
+    /// How it runs, as the engine reports it (its defaults filled in).
+    #[serde(default, skip_serializing_if = "crate::stack::Runtime::is_default")]
+    pub runtime: crate::stack::Runtime,
     /// The defaults the image supplies, to tell them apart from what was asked.
     #[serde(default)]
     pub image_defaults: ImageDefaults,
@@ -179,6 +182,11 @@ pub struct ImageDefaults {
     pub working_dir: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// `port/protocol` the image exposes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -164,6 +164,7 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
         .iter()
         .filter(|(k, v)| {
             !k.starts_with("io.hoist.")
+                && !k.starts_with("com.docker.compose.")
                 && (want.labels.contains_key(*k) || d.labels.get(*k) != Some(*v))
         })
         .collect();
@@ -185,7 +186,52 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
         ));
     }
     let _ = labels::CONFIG_HASH;
+    out.extend(runtime_reasons(want, have));
     out
+}
+
+/// Each runtime option that differs, under its compose name. The engine reports what the image
+/// and the published ports add (a stop signal, exposed ports), so those are added to what was asked.
+fn runtime_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason> {
+    // An engine always reports some (a 64 MiB /dev/shm, its runtime): none at all is a snapshot
+    // recorded before hoist observed them, which says nothing about them.
+    if have.runtime.is_default() {
+        return Vec::new();
+    }
+    let d = &have.image_defaults;
+    let mut asked = want.runtime.clone();
+    asked.stop_signal = asked.stop_signal.or_else(|| d.stop_signal.clone());
+    asked.expose.extend(d.exposed.iter().cloned());
+    asked.expose.extend(
+        want.ports
+            .iter()
+            .map(|p| format!("{}/{}", p.target, p.protocol)),
+    );
+    let mut reported = have.runtime.clone();
+    // Without a `logging` key the daemon's default applies, whatever it is; without a swap
+    // limit the engine sets one from the memory limit.
+    if asked.logging.is_none() {
+        reported.logging = None;
+    }
+    if asked.memswap_limit.is_none() {
+        reported.memswap_limit = None;
+    }
+    asked
+        .entries()
+        .into_iter()
+        .zip(reported.entries())
+        .filter(|((_, a), (_, r))| a != r)
+        .map(|((key, a), (_, r))| {
+            let shown = |v: &str| {
+                if v.is_empty() {
+                    "unset".to_owned()
+                } else {
+                    v.to_owned()
+                }
+            };
+            Reason::new(key, format!("{} -> {}", shown(&r), shown(&a)))
+        })
+        .collect()
 }
 
 /// Environment differences by key; values are never shown.

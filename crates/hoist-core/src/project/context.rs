@@ -6,7 +6,7 @@ use std::path::Path;
 use crate::desired;
 use crate::source::Source;
 
-/// A hash of a build context: every file's path and content, the Dockerfile name, the build args,
+/// A hash of a build context: every file's path and content, the Dockerfile name and target, the build args,
 /// and what the added binaries are made from (a workspace binary's input files, a crate's name,
 /// version and features).
 pub fn context_hash(
@@ -14,6 +14,7 @@ pub fn context_hash(
     root: &Path,
     context: &str,
     dockerfile: &str,
+    target: Option<&str>,
     args: &BTreeMap<String, String>,
     binaries: &BTreeMap<String, desired::Binary>,
 ) -> String {
@@ -21,6 +22,10 @@ pub fn context_hash(
     let mut h = Sha256::new();
     hash_tree(src, &mut h, &root.join(context));
     h.update(dockerfile.as_bytes());
+    // Left out when unset, so the hash of a build without a target stays what it was.
+    if let Some(t) = target {
+        h.update(format!("\0target={t}").as_bytes());
+    }
     for (k, v) in args {
         h.update(format!("\0{k}={v}").as_bytes());
     }

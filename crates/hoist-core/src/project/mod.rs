@@ -121,6 +121,13 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
     let mut stacks = BTreeMap::new();
     for path in src.yaml_files(&root, &root.join("stacks"), diags) {
         if let Some(s) = stack::load(&src, &root, &path, diags) {
+            // A `.env` often holds the passwords of a compose file: those of its values whose key
+            // names a secret are masked in every output.
+            for (key, value) in &s.dotenv {
+                if stack::names_a_secret(key) {
+                    redactor.add(value);
+                }
+            }
             if !s.hosts.is_empty()
                 && let Err(e) = inventory.select(&s.hosts)
             {

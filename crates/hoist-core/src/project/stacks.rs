@@ -37,10 +37,12 @@ impl Project {
                             &self.root,
                             &b.context,
                             &b.dockerfile,
+                            b.target.as_deref(),
                             &b.args,
                             &b.binaries,
                         ),
                         binaries: b.binaries.clone(),
+                        target: b.target.clone(),
                     },
                 },
                 None => ImageSpec {
@@ -159,6 +161,16 @@ impl Project {
                 working_dir: svc.working_dir.clone(),
                 hostname: svc.hostname.clone(),
                 stop_grace_period_s: svc.stop_grace_period_s,
+                runtime: {
+                    let mut rt = svc.runtime.clone();
+                    let published: Vec<String> = svc
+                        .ports
+                        .iter()
+                        .map(|p| format!("{}/{}", p.target, p.protocol))
+                        .collect();
+                    rt.normalize(&published);
+                    rt
+                },
                 depends_on: svc
                     .depends_on
                     .iter()

@@ -20,7 +20,10 @@ use crate::source::Source;
 use crate::vars::HostVars;
 use crate::yaml::{self, Ctx, Node, Value};
 
-pub use service::{Build, Condition, Health, Mount, MountSource, PlacedFile, Port, Service};
+pub use service::{
+    Build, Condition, DEFAULT_SHM_SIZE, Health, Logging, Mount, MountSource, PlacedFile, Port,
+    Runtime, Service, capability, device, parse_bytes,
+};
 
 /// Where files placed by hoist live on a host: `<FILES_ROOT>/<project>/<repository path>`.
 pub const FILES_ROOT: &str = "/opt/hoist";
@@ -38,6 +41,9 @@ pub struct StackFile {
     /// The host pattern from `x-hoist.hosts`.
     pub hosts: String,
     pub hosts_loc: Loc,
+    /// The `.env` beside the file, which compose reads for interpolation: values below the
+    /// inventory's variables.
+    pub dotenv: BTreeMap<String, String>,
 }
 
 /// A stack lowered for one host.
@@ -149,7 +155,35 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
     let _ = top.get("services");
     let _ = top.get("volumes");
     let _ = top.get("networks");
+    for (key, why) in [
+        (
+            "secrets",
+            "not supported yet: mount each file as a bind volume of the services that use it",
+        ),
+        (
+            "configs",
+            "not supported yet: mount each file as a bind volume of the services that use it",
+        ),
+        (
+            "include",
+            "not supported: a stack is one file; list several stacks in the playbook",
+        ),
+        ("models", "not supported"),
+    ] {
+        if let Some(v) = top.get(key) {
+            ctx.error(v.loc, key, Kind::Unsupported, why);
+        }
+    }
+    if let Some(v) = top.get("version") {
+        ctx.warning(
+            v.loc,
+            "version",
+            Kind::Unsupported,
+            "`version` is obsolete: compose ignores it, and so does hoist (it can go)",
+        );
+    }
     top.finish(&mut ctx, true);
+    let dotenv = dotenv(src, root, path, &mut ctx);
     Some(StackFile {
         name: stem,
         path: path.to_path_buf(),
@@ -158,7 +192,43 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
         project,
         hosts,
         hosts_loc,
+        dotenv,
     })
+}
+
+/// Whether a variable's name says it holds a secret (`DB_PASSWORD`, `API_TOKEN`, `SECRET_KEY`).
+pub fn names_a_secret(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// The `.env` file in the stack's folder, as compose reads it (no file, no values).
+fn dotenv(src: &Source, root: &Path, stack: &Path, ctx: &mut Ctx<'_>) -> BTreeMap<String, String> {
+    let Some(path) = stack.parent().map(|d| d.join(".env")) else {
+        return BTreeMap::new();
+    };
+    if !src.is_file(&path) || !src.within(root, &path) {
+        return BTreeMap::new();
+    }
+    let rel = path
+        .strip_prefix(root)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    match src.read_to_string(&path) {
+        Ok(text) => service::env_lines(ctx, &text, &rel, Loc::UNKNOWN, ""),
+        Err(e) => {
+            ctx.error(
+                Loc::UNKNOWN,
+                "",
+                Kind::Io,
+                format!("{rel}: cannot read: {e}"),
+            );
+            BTreeMap::new()
+        }
+    }
 }
 
 /// What lowering needs besides the file: the host's variables and the template machinery.
@@ -246,6 +316,10 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     }
     let _ = top.get("name");
     let _ = top.get("x-hoist");
+    // Reported once, when the file is read.
+    for key in ["version", "secrets", "configs", "include", "models"] {
+        let _ = top.get(key);
+    }
     top.finish(&mut ctx, true);
 
     // The default network exists when a service uses it (compose's `<project>_default`).
@@ -421,7 +495,11 @@ fn interpolate_tree(
 ) -> Node {
     let value = match &node.value {
         Value::Str(s) if s.contains('$') => {
-            let lookup = |name: &str| lc.vars.scalar(name);
+            let lookup = |name: &str| {
+                lc.vars
+                    .scalar(name)
+                    .or_else(|| file.dotenv.get(name).cloned())
+            };
             match interpolate::interpolate(s, &lookup) {
                 Ok(v) => Value::Str(v),
                 Err(e) => {

@@ -72,6 +72,7 @@ mod tests {
             working_dir: None,
             hostname: None,
             stop_grace_period_s: None,
+            runtime: Default::default(),
             depends_on: deps
                 .iter()
                 .map(|d| ((*d).to_owned(), ConditionKind::ServiceHealthy))

@@ -73,6 +73,7 @@ fn container(name: &str, deps: &[(&str, ConditionKind)], play: usize) -> Contain
         working_dir: None,
         hostname: None,
         stop_grace_period_s: None,
+        runtime: Default::default(),
         depends_on: deps.iter().map(|(d, k)| ((*d).to_owned(), *k)).collect(),
         mounted_files: BTreeMap::new(),
         config_hash: String::new(),

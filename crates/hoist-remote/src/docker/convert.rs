@@ -5,14 +5,15 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig, HostConfig,
-    Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, DeviceMapping, EndpointSettings, HealthConfig,
+    HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
 use hoist_core::desired::ContainerSpec;
 
 use crate::engine::Scratch;
 use hoist_core::observed::{ImageDefaults, ObservedContainer, ObservedMount};
-use hoist_core::stack::{Health, Port};
+use hoist_core::stack::{Health, Logging, Port, Runtime};
 
 pub(super) async fn image_defaults(d: &Docker, id: &str) -> ImageDefaults {
     let Ok(img) = d.inspect_image(id).await else {
@@ -29,6 +30,8 @@ pub(super) async fn image_defaults(d: &Docker, id: &str) -> ImageDefaults {
         user: c.user.unwrap_or_default(),
         working_dir: c.working_dir.unwrap_or_default(),
         labels: c.labels.unwrap_or_default().into_iter().collect(),
+        stop_signal: c.stop_signal,
+        exposed: c.exposed_ports.unwrap_or_default(),
     }
 }
 
@@ -49,6 +52,7 @@ pub(super) fn observed_container(
 ) -> ObservedContainer {
     let config = i.config.unwrap_or_default();
     let host = i.host_config.unwrap_or_default();
+    let runtime = reported_runtime(&config, &host);
     let state = i.state.unwrap_or_default();
     let mut ports = Vec::new();
     for (key, bindings) in host.port_bindings.unwrap_or_default() {
@@ -135,7 +139,75 @@ pub(super) fn observed_container(
         working_dir: config.working_dir.unwrap_or_default(),
         hostname: config.hostname.unwrap_or_default(),
         stop_timeout: config.stop_timeout.and_then(|n| u64::try_from(n).ok()),
+        runtime,
         image_defaults,
+    }
+}
+
+/// The runtime options an engine reports, in hoist's types (compared after normalisation).
+fn reported_runtime(config: &bollard::models::ContainerConfig, host: &HostConfig) -> Runtime {
+    let positive = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).filter(|n| *n > 0);
+    let mut expose = config.exposed_ports.clone().unwrap_or_default();
+    expose.sort();
+    Runtime {
+        cap_add: host.cap_add.clone().unwrap_or_default(),
+        cap_drop: host.cap_drop.clone().unwrap_or_default(),
+        privileged: host.privileged.unwrap_or(false),
+        read_only: host.readonly_rootfs.unwrap_or(false),
+        init: host.init,
+        tmpfs: host.tmpfs.clone().unwrap_or_default().into_iter().collect(),
+        sysctls: host
+            .sysctls
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        shm_size: positive(host.shm_size),
+        ulimits: host
+            .ulimits
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|u| Some((u.name?, (u.soft.unwrap_or(0), u.hard.unwrap_or(0)))))
+            .collect(),
+        security_opt: host.security_opt.clone().unwrap_or_default(),
+        devices: host
+            .devices
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|d| {
+                let source = d.path_on_host?;
+                hoist_core::stack::device(
+                    &source,
+                    d.path_in_container.as_deref(),
+                    d.cgroup_permissions.as_deref(),
+                )
+            })
+            .collect(),
+        dns: host.dns.clone().unwrap_or_default(),
+        dns_search: host.dns_search.clone().unwrap_or_default(),
+        dns_opt: host.dns_options.clone().unwrap_or_default(),
+        group_add: host.group_add.clone().unwrap_or_default(),
+        stop_signal: config.stop_signal.clone(),
+        stdin_open: config.open_stdin.unwrap_or(false),
+        tty: config.tty.unwrap_or(false),
+        expose,
+        logging: host.log_config.clone().and_then(|l| {
+            Some(Logging {
+                driver: l.typ?,
+                options: l.config.unwrap_or_default().into_iter().collect(),
+            })
+        }),
+        runtime: host.runtime.clone(),
+        pid: host.pid_mode.clone().filter(|p| !p.is_empty()),
+        ipc: host.ipc_mode.clone().filter(|p| !p.is_empty()),
+        memory: positive(host.memory),
+        memory_reservation: positive(host.memory_reservation),
+        memswap_limit: host.memory_swap.filter(|n| *n != 0),
+        nano_cpus: positive(host.nano_cpus),
+        cpu_shares: positive(host.cpu_shares),
+        pids_limit: host.pids_limit.filter(|n| *n > 0),
     }
 }
 
@@ -188,7 +260,16 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
             });
         }
     }
-    let exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let mut exposed: Vec<String> = port_bindings.keys().cloned().collect();
+    let rt = &c.runtime;
+    exposed.extend(rt.expose.iter().cloned());
+    exposed.sort();
+    exposed.dedup();
+    let some_list = |v: &[String]| Some(v.to_vec()).filter(|v| !v.is_empty());
+    let some_map = |m: &std::collections::BTreeMap<String, String>| {
+        Some(m.clone().into_iter().collect::<HashMap<_, _>>()).filter(|m| !m.is_empty())
+    };
+    let signed = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
     let mounts = c
         .mounts
         .iter()
@@ -236,7 +317,61 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
         working_dir: c.working_dir.clone(),
         hostname: c.hostname.clone(),
         stop_timeout: c.stop_grace_period_s.map(|n| n as i64),
+        stop_signal: rt.stop_signal.clone(),
+        tty: Some(rt.tty).filter(|t| *t),
+        open_stdin: Some(rt.stdin_open).filter(|t| *t),
         host_config: Some(HostConfig {
+            cap_add: some_list(&rt.cap_add),
+            cap_drop: some_list(&rt.cap_drop),
+            privileged: Some(rt.privileged).filter(|p| *p),
+            readonly_rootfs: Some(rt.read_only).filter(|p| *p),
+            init: rt.init,
+            tmpfs: some_map(&rt.tmpfs),
+            sysctls: some_map(&rt.sysctls),
+            shm_size: signed(rt.shm_size),
+            ulimits: Some(
+                rt.ulimits
+                    .iter()
+                    .map(|(name, (soft, hard))| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|u| !u.is_empty()),
+            security_opt: some_list(&rt.security_opt),
+            devices: Some(
+                rt.devices
+                    .iter()
+                    .filter_map(|d| {
+                        let mut parts = d.splitn(3, ':');
+                        Some(DeviceMapping {
+                            path_on_host: Some(parts.next()?.to_owned()),
+                            path_in_container: Some(parts.next()?.to_owned()),
+                            cgroup_permissions: Some(parts.next()?.to_owned()),
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|d| !d.is_empty()),
+            dns: some_list(&rt.dns),
+            dns_search: some_list(&rt.dns_search),
+            dns_options: some_list(&rt.dns_opt),
+            group_add: some_list(&rt.group_add),
+            log_config: rt.logging.as_ref().map(|l| HostConfigLogConfig {
+                typ: Some(l.driver.clone()),
+                config: Some(l.options.clone().into_iter().collect()),
+            }),
+            runtime: rt.runtime.clone(),
+            pid_mode: rt.pid.clone(),
+            ipc_mode: rt.ipc.clone(),
+            memory: signed(rt.memory),
+            memory_reservation: signed(rt.memory_reservation),
+            memory_swap: rt.memswap_limit,
+            nano_cpus: signed(rt.nano_cpus),
+            cpu_shares: signed(rt.cpu_shares),
+            pids_limit: rt.pids_limit,
             port_bindings: Some(port_bindings).filter(|p| !p.is_empty()),
             mounts: Some(mounts),
             restart_policy: Some(RestartPolicy {

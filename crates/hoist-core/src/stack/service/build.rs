@@ -19,12 +19,13 @@ pub(super) fn build(
     root: &Path,
     src: &Source,
 ) -> Option<Build> {
-    let (context, dockerfile, args, binaries) = match &v.value {
+    let (context, dockerfile, args, binaries, target) = match &v.value {
         Value::Str(s) => (
             s.clone(),
             "Dockerfile".to_owned(),
             BTreeMap::new(),
             BTreeMap::new(),
+            None,
         ),
         _ => {
             let mut f = ctx.fields(v, p)?;
@@ -40,8 +41,63 @@ pub(super) fn build(
                 .get(BINARIES)
                 .map(|b| binaries(ctx, b, &yaml::join(p, BINARIES), root, src))
                 .unwrap_or_default();
+            // The stage of a multi-stage Dockerfile to build.
+            let target = f.string(ctx, "target");
+            for (key, why) in [
+                (
+                    "ssh",
+                    "not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
+                ),
+                (
+                    "secrets",
+                    "not supported yet: pass the value as a build argument from an inventory secret, or fetch it at run time",
+                ),
+                (
+                    "cache_from",
+                    "not supported yet: the controller's engine keeps its own layer cache",
+                ),
+                (
+                    "cache_to",
+                    "not supported yet: the controller's engine keeps its own layer cache",
+                ),
+                (
+                    "platforms",
+                    "not supported yet: hoist builds for the controller's platform",
+                ),
+                (
+                    "tags",
+                    "not supported yet: the image is tagged with `image`",
+                ),
+                ("additional_contexts", "not supported yet"),
+                ("network", "not supported yet"),
+                ("extra_hosts", "not supported yet"),
+                ("shm_size", "not supported yet"),
+                (
+                    "labels",
+                    "not supported yet: the image carries hoist's context hash",
+                ),
+                (
+                    "no_cache",
+                    "not supported: the image is rebuilt exactly when its context hash changes",
+                ),
+                ("pull", "not supported yet"),
+                (
+                    "dockerfile_inline",
+                    "not supported yet: commit the Dockerfile to the context",
+                ),
+                ("isolation", "Windows containers only"),
+                ("privileged", "not supported yet"),
+                ("ulimits", "not supported yet"),
+                ("entitlements", "not supported yet"),
+                ("provenance", "not supported yet"),
+                ("sbom", "not supported yet"),
+            ] {
+                if let Some(n) = f.get(key) {
+                    ctx.error(n.loc, &yaml::join(p, key), Kind::Unsupported, why);
+                }
+            }
             f.finish(ctx, true);
-            (context, dockerfile, args, binaries)
+            (context, dockerfile, args, binaries, target)
         }
     };
     let dir = normalize(&stack_dir.join(&context));
@@ -74,6 +130,7 @@ pub(super) fn build(
         dockerfile,
         args,
         binaries,
+        target,
     })
 }
 

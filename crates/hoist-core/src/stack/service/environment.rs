@@ -183,6 +183,17 @@ pub(super) fn env_file(
     let Some(text) = read_source(ctx, &path, v, p, lc) else {
         return BTreeMap::new();
     };
+    env_lines(ctx, &text, rel, v.loc, p)
+}
+
+/// The `KEY=value` lines of an env file; a bad line is reported by line and key, never shown.
+pub(in crate::stack) fn env_lines(
+    ctx: &mut Ctx<'_>,
+    text: &str,
+    rel: &str,
+    loc: crate::diag::Loc,
+    p: &str,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     // Errors come in file order: each is looked for after the line of the one before.
     let mut after = 0;
@@ -193,8 +204,8 @@ pub(super) fn env_file(
             }
             // Never the line itself: whatever file was named (a key, by mistake) stays unshown.
             Err(e) => {
-                let said = bad_line(&text, &e, &mut after);
-                ctx.error(v.loc, p, Kind::InvalidValue, format!("{rel}: {said}"));
+                let said = bad_line(text, &e, &mut after);
+                ctx.error(loc, p, Kind::InvalidValue, format!("{rel}: {said}"));
             }
         }
     }

@@ -9,14 +9,17 @@
 //! - `environment`: `command`, `environment`, `env_file`.
 //! - `volumes`: volumes, bind mounts and placed repository files.
 //! - `fields`: ports, networks, healthcheck, depends_on, extra_hosts, durations.
+//! - `runtime`: how the container runs (privileges, kernel settings, resources, logging, `deploy`).
 
 mod build;
 mod environment;
 mod fields;
+mod runtime;
 mod volumes;
 
-pub(super) use environment::string_map;
+pub(super) use environment::{env_lines, string_map};
 pub use fields::parse_duration;
+pub use runtime::{DEFAULT_SHM_SIZE, Logging, Runtime, capability, device, parse_bytes};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,6 +58,7 @@ pub struct Service {
     pub stop_grace_period_s: Option<u64>,
     pub container_name: Option<String>,
     pub hostname: Option<String>,
+    pub runtime: Runtime,
     pub loc: Loc,
 }
 
@@ -68,6 +72,8 @@ pub struct Build {
     /// Binaries hoist builds and adds to the context before building (`x-hoist-binaries`), by
     /// their file name in the context.
     pub binaries: BTreeMap<String, crate::desired::Binary>,
+    /// The stage of a multi-stage Dockerfile to build (`build.target`).
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -166,6 +172,110 @@ const SERVICE_KEYS: &[&str] = &[
     "stop_grace_period",
     "container_name",
     "hostname",
+    "deploy",
+];
+
+/// Keys of the compose specification's service that hoist does not take, each with why and what
+/// to do instead: an error naming the key, never a silent difference from compose.
+pub const REFUSED: &[(&str, &str)] = &[
+    (
+        "secrets",
+        "not supported yet: mount the file as a bind volume (`./secret:/run/secrets/name:ro`, with `x-hoist: {mode: \"0400\"}`), from a template over hoist's secrets",
+    ),
+    (
+        "configs",
+        "not supported yet: mount the file as a bind volume (`./file:/path:ro`); `.j2` files are rendered",
+    ),
+    (
+        "network_mode",
+        "not supported yet: attach the service to the stack's `networks`",
+    ),
+    (
+        "platform",
+        "not supported yet: hoist builds and pulls for the host's own platform",
+    ),
+    (
+        "pull_policy",
+        "not supported yet: hoist pulls an image that the host lacks, and builds what the repository builds",
+    ),
+    (
+        "scale",
+        "several containers of a service are not supported yet: bind the stack to more hosts",
+    ),
+    (
+        "extends",
+        "not supported: write the service out, or share fields with YAML anchors and `<<` merge keys",
+    ),
+    (
+        "links",
+        "legacy: the containers of a stack reach each other by service name on its networks",
+    ),
+    (
+        "external_links",
+        "legacy: attach both services to one network (an `external` network for another stack)",
+    ),
+    (
+        "volumes_from",
+        "not supported: declare the volume and mount it in both services",
+    ),
+    (
+        "gpus",
+        "device requests (GPUs) are not supported yet: use `devices`",
+    ),
+    (
+        "develop",
+        "compose watch is for local development: there is nothing to deploy",
+    ),
+    (
+        "attach",
+        "it only decides which logs `docker compose up` prints: use `hoist logs`",
+    ),
+    ("domainname", "not supported yet"),
+    ("mac_address", "not supported yet"),
+    ("oom_kill_disable", "not supported yet"),
+    ("oom_score_adj", "not supported yet"),
+    ("mem_swappiness", "not supported yet"),
+    ("cgroup", "not supported yet"),
+    ("cgroup_parent", "not supported yet"),
+    (
+        "cpu_count",
+        "not supported yet: use `cpus` or `deploy.resources.limits.cpus`",
+    ),
+    (
+        "cpu_percent",
+        "not supported yet: use `cpus` or `deploy.resources.limits.cpus`",
+    ),
+    (
+        "cpu_period",
+        "not supported yet: use `cpus` or `deploy.resources.limits.cpus`",
+    ),
+    (
+        "cpu_quota",
+        "not supported yet: use `cpus` or `deploy.resources.limits.cpus`",
+    ),
+    ("cpu_rt_runtime", "not supported yet"),
+    ("cpu_rt_period", "not supported yet"),
+    ("cpuset", "not supported yet"),
+    ("blkio_config", "not supported yet"),
+    ("device_cgroup_rules", "not supported yet: use `devices`"),
+    ("storage_opt", "not supported yet"),
+    ("userns_mode", "not supported yet"),
+    ("uts", "not supported yet"),
+    ("isolation", "Windows containers only"),
+    ("credential_spec", "Windows containers only"),
+    ("annotations", "not supported yet: use `labels`"),
+    ("label_file", "not supported yet: use `labels`"),
+    (
+        "post_start",
+        "not supported yet: run it as a playbook `exec` step",
+    ),
+    ("pre_stop", "not supported yet"),
+    (
+        "use_api_socket",
+        "not supported: a container never gets the engine's socket from hoist",
+    ),
+    ("models", "not supported"),
+    ("provider", "not supported: hoist deploys containers"),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -202,8 +312,14 @@ pub(super) fn decode(
         stop_grace_period_s: None,
         container_name: None,
         hostname: None,
+        runtime: Runtime::default(),
         loc,
     };
+    for &key in runtime::KEYS {
+        if let Some(v) = f.get(key) {
+            runtime::decode(ctx, key, v, &yaml::join(path, key), &mut svc.runtime);
+        }
+    }
     for &key in SERVICE_KEYS {
         let Some(v) = f.get(key) else { continue };
         let p = yaml::join(path, key);
@@ -278,7 +394,14 @@ pub(super) fn decode(
                     .filter(|n| super::engine_name(ctx, v.loc, &p, "container", n));
             }
             "hostname" => svc.hostname = ctx.string(v, &p),
+            // After `restart`: a restart policy under deploy wins, as in compose.
+            "deploy" => runtime::deploy(ctx, v, &p, &mut svc.runtime, &mut svc.restart),
             _ => {}
+        }
+    }
+    for (key, why) in REFUSED {
+        if let Some(v) = f.get(key) {
+            ctx.error(v.loc, &yaml::join(path, key), Kind::Unsupported, *why);
         }
     }
     f.finish(ctx, true);
