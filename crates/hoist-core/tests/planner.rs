@@ -950,3 +950,132 @@ fn a_build_target_is_built_and_hashed() {
     assert_eq!(b.0.as_deref(), Some("build"));
     assert_ne!(a.1, b.1, "the target is in the image's hash");
 }
+
+/// `secrets:` and `configs:` are shipped as files and mounted where compose mounts them; a
+/// secret's file is private and owned by its user; a change recreates exactly the services that
+/// mount it.
+#[test]
+fn secrets_and_configs_are_files_mounted_where_compose_mounts_them() {
+    let fixture = with_web(
+        "secrets: [db_pass, {source: api_key, target: key, uid: \"101\", mode: \"0440\"}]\n    configs: [{source: site, target: /etc/nginx/conf.d/site.conf}]",
+    )
+    .replace(
+        "volumes:\n  data: {}\n",
+        "volumes:\n  data: {}\nsecrets:\n  db_pass: {file: ./db_pass.txt}\n  api_key: {environment: mode}\nconfigs:\n  site: {file: ./conf/web.conf}\n",
+    )
+    .replace(
+        "//- stacks/app.yml\n",
+        "//- stacks/db_pass.txt\nhunter2-file-secret\n//- stacks/app.yml\n",
+    );
+    let d = desired(&fixture);
+    let host = &d.hosts["app-1"];
+    let file = |p: &str| {
+        host.files
+            .get(p)
+            .unwrap_or_else(|| panic!("no {p}: {:?}", host.files.keys()))
+    };
+    let pass = file("/opt/hoist/shop/secrets/web/db_pass");
+    assert_eq!((pass.mode, pass.sensitive), (0o400, true));
+    assert_eq!(pass.content, "hunter2-file-secret\n");
+    let key = file("/opt/hoist/shop/secrets/web/api_key");
+    assert_eq!(
+        (key.mode, key.owner.as_deref(), key.content.as_str()),
+        (0o440, Some("101"), "prod")
+    );
+    let site = file("/opt/hoist/shop/configs/web/site");
+    assert_eq!((site.mode, site.sensitive), (0o444, false));
+    let web = host
+        .containers
+        .iter()
+        .find(|c| c.service == "web")
+        .expect("web");
+    let mounts: Vec<(String, String, bool)> = web
+        .mounts
+        .iter()
+        .filter(|m| m.source.contains("/secrets/") || m.source.contains("/configs/"))
+        .map(|m| (m.source.clone(), m.target.clone(), m.read_only))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            (
+                "/opt/hoist/shop/configs/web/site".to_owned(),
+                "/etc/nginx/conf.d/site.conf".to_owned(),
+                true
+            ),
+            (
+                "/opt/hoist/shop/secrets/web/db_pass".to_owned(),
+                "/run/secrets/db_pass".to_owned(),
+                true
+            ),
+            (
+                "/opt/hoist/shop/secrets/web/api_key".to_owned(),
+                "/run/secrets/key".to_owned(),
+                true
+            ),
+        ]
+    );
+    // A new secret value: the one service that mounts it is recreated, for that file.
+    let rotated = fixture.replace("hunter2-file-secret", "hunter3-file-secret");
+    assert_eq!(
+        container_changes(&fixture, &rotated),
+        [(
+            "shop-web-1".to_owned(),
+            "Recreate".to_owned(),
+            vec!["mounted file".to_owned()]
+        )]
+    );
+    assert_eq!(container_changes(&fixture, &fixture), []);
+}
+
+#[test]
+fn a_secret_of_a_named_user_needs_its_uid_and_an_unknown_one_is_named() {
+    let fixture = PROJECT
+        .replace(
+            "    image: postgres:17\n",
+            "    image: postgres:17\n    user: postgres\n    secrets: [pw, nope]\n",
+        )
+        .replace(
+            "volumes:\n  data: {}\n",
+            "volumes:\n  data: {}\nsecrets:\n  pw: {environment: mode}\n  ext: {external: true}\n",
+        );
+    expect![[r#"
+        [
+            "error[missing-key]: stacks/app.yml:8:15: services.db.secrets: secret `pw` is private to its owner, and user \"postgres\" has no number here: give the secret's `uid` (its id in the image)",
+            "error[unknown-reference]: stacks/app.yml:8:19: services.db.secrets: no `nope` under the top-level `secrets`",
+            "error[unsupported]: stacks/app.yml:31:19: secrets.ext.external: an external secret or config is swarm's: give its `file` or `environment`",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&fixture));
+}
+
+/// An anonymous volume (`- /path`) becomes the service's own volume, named after the service and
+/// its target, so a recreate keeps its data (compose keeps it too); converged, it plans nothing.
+#[test]
+fn an_anonymous_volume_is_the_services_own() {
+    let fixture = PROJECT.replace(
+        "      - ./conf/web.conf:/etc/nginx/conf.d/web.conf:ro\n",
+        "      - ./conf/web.conf:/etc/nginx/conf.d/web.conf:ro\n      - /var/cache/nginx\n",
+    );
+    let d = desired(&fixture);
+    let host = &d.hosts["app-1"];
+    let anon: Vec<&String> = host
+        .volumes
+        .keys()
+        .filter(|v| v.starts_with("shop_web-"))
+        .collect();
+    assert_eq!(anon.len(), 1, "{:?}", host.volumes.keys());
+    let web = host
+        .containers
+        .iter()
+        .find(|c| c.service == "web")
+        .expect("web");
+    assert!(
+        web.mounts.iter().any(|m| m.kind == "volume"
+            && &&m.source == anon.first().expect("one")
+            && m.target == "/var/cache/nginx"),
+        "{:?}",
+        web.mounts
+    );
+    assert_eq!(container_changes(&fixture, &fixture), []);
+}

@@ -117,7 +117,7 @@ impl Project {
                     content: f.content.clone(),
                     mode: f.mode,
                     owner: f.owner.clone(),
-                    group: None,
+                    group: f.group.clone(),
                     origin: f.origin.clone(),
                 };
                 mounted.insert(f.path.clone(), spec.sha256());

@@ -6,6 +6,7 @@
 //! `x-` extension fields are allowed anywhere, as in compose. `x-hoist: {hosts: <pattern>}` binds
 //! the stack to hosts.
 
+mod files;
 pub mod interpolate;
 mod service;
 
@@ -19,6 +20,7 @@ use crate::secret::Redactor;
 use crate::source::Source;
 use crate::vars::HostVars;
 use crate::yaml::{self, Ctx, Node, Value};
+use files::FileKind;
 
 pub use service::{
     Build, Condition, DEFAULT_SHM_SIZE, Health, Logging, Mount, MountSource, PlacedFile, Port,
@@ -54,6 +56,29 @@ pub struct Stack {
     pub services: BTreeMap<String, Service>,
     pub volumes: BTreeMap<String, VolumeDef>,
     pub networks: BTreeMap<String, NetworkDef>,
+}
+
+/// The stack's `secrets:` and `configs:`, their contents resolved for the host.
+#[derive(Debug, Default)]
+pub(crate) struct Defs {
+    secrets: BTreeMap<String, files::FileDef>,
+    configs: BTreeMap<String, files::FileDef>,
+}
+
+impl Defs {
+    fn get(&self, kind: FileKind) -> &BTreeMap<String, files::FileDef> {
+        match kind {
+            FileKind::Secret => &self.secrets,
+            FileKind::Config => &self.configs,
+        }
+    }
+
+    fn get_mut(&mut self, kind: FileKind) -> &mut BTreeMap<String, files::FileDef> {
+        match kind {
+            FileKind::Secret => &mut self.secrets,
+            FileKind::Config => &mut self.configs,
+        }
+    }
 }
 
 /// A named volume of the stack.
@@ -155,15 +180,9 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
     let _ = top.get("services");
     let _ = top.get("volumes");
     let _ = top.get("networks");
+    let _ = top.get("secrets");
+    let _ = top.get("configs");
     for (key, why) in [
-        (
-            "secrets",
-            "not supported yet: mount each file as a bind volume of the services that use it",
-        ),
-        (
-            "configs",
-            "not supported yet: mount each file as a bind volume of the services that use it",
-        ),
         (
             "include",
             "not supported: a stack is one file; list several stacks in the playbook",
@@ -292,18 +311,24 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
         }
     }
 
+    let stack_dir = file.path.parent().unwrap_or(Path::new("."));
+    let mut defs = Defs::default();
+    for kind in [FileKind::Secret, FileKind::Config] {
+        if let Some(v) = top.get(kind.key()) {
+            *defs.get_mut(kind) = files::definitions(&mut ctx, v, kind, stack_dir, lc);
+        }
+    }
     let mut services = BTreeMap::new();
     let mut left_out = BTreeSet::new();
-    let stack_dir = file.path.parent().unwrap_or(Path::new("."));
     if let Some(v) = top.require(&mut ctx, "services") {
         for (name, loc, body) in ctx.entries(v, "services") {
             let path = yaml::join("services", &name);
             if !engine_name(&mut ctx, loc, &path, "service", &name) {
                 continue;
             }
-            if let Some(svc) =
-                service::decode(&mut ctx, &name, loc, body, &path, file, stack_dir, lc)
-            {
+            if let Some(svc) = service::decode(
+                &mut ctx, &name, loc, body, &path, file, stack_dir, lc, &defs,
+            ) {
                 let active =
                     svc.profiles.is_empty() || svc.profiles.iter().any(|p| lc.profiles.contains(p));
                 if active {
@@ -317,7 +342,7 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     let _ = top.get("name");
     let _ = top.get("x-hoist");
     // Reported once, when the file is read.
-    for key in ["version", "secrets", "configs", "include", "models"] {
+    for key in ["version", "include", "models"] {
         let _ = top.get(key);
     }
     top.finish(&mut ctx, true);
@@ -342,6 +367,23 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     for svc in services.values_mut() {
         svc.depends_on
             .retain(|dep, c| c.required || !left_out.contains(dep));
+    }
+    // An anonymous volume (`- /data`) is the service's own: named after the service and its
+    // target, so it outlives a recreate of the container, as compose keeps it.
+    for svc in services.values() {
+        for m in &svc.mounts {
+            if let MountSource::Volume(key) = &m.source
+                && let Some(target) = key.strip_prefix(service::ANONYMOUS)
+            {
+                let short = &crate::desired::sha256_hex(target.as_bytes())[..12];
+                volumes.entry(key.clone()).or_insert_with(|| VolumeDef {
+                    name: format!("{}_{}-{short}", file.project, svc.name),
+                    driver: None,
+                    external: false,
+                    labels: BTreeMap::new(),
+                });
+            }
+        }
     }
     check_references(&mut ctx, &services, &left_out, &volumes, &networks);
     if ctx.diags.error_count() > errors_before {

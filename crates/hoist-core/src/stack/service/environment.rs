@@ -249,14 +249,14 @@ fn bad_line(text: &str, e: &dotenvy::Error, after: &mut usize) -> String {
 }
 
 /// Why a path the project names is not read.
-pub(super) fn outside(rel: &str) -> String {
+pub(in crate::stack) fn outside(rel: &str) -> String {
     format!(
         "{rel:?} is outside the project (links resolved): a stack reads only the repository's own files"
     )
 }
 
 /// The content of a repository file; `.j2` files are rendered for the host first.
-pub(super) fn read_source(
+pub(in crate::stack) fn read_source(
     ctx: &mut Ctx<'_>,
     path: &Path,
     v: &Node,

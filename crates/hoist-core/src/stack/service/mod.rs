@@ -17,7 +17,7 @@ mod fields;
 mod runtime;
 mod volumes;
 
-pub(super) use environment::{env_lines, string_map};
+pub(super) use environment::{env_lines, outside, read_source, string_map};
 pub use fields::parse_duration;
 pub use runtime::{DEFAULT_SHM_SIZE, Logging, Runtime, capability, device, parse_bytes};
 
@@ -27,7 +27,8 @@ use std::path::Path;
 use crate::diag::{Kind, Loc};
 use crate::yaml::{self, Ctx, Node};
 
-use super::{LowerCtx, StackFile};
+use super::files::{self, FileKind};
+use super::{Defs, LowerCtx, StackFile};
 use build::build;
 use environment::{command, env_file, env_files, environment};
 use fields::{depends_on, duration_field, extra_hosts, healthcheck, networks, port};
@@ -137,6 +138,7 @@ pub struct PlacedFile {
     pub content: String,
     pub mode: u32,
     pub owner: Option<String>,
+    pub group: Option<String>,
     /// The repository file it comes from.
     pub origin: String,
 }
@@ -175,17 +177,12 @@ const SERVICE_KEYS: &[&str] = &[
     "deploy",
 ];
 
+/// The prefix of the logical name of an anonymous volume (`- /data`), followed by its target.
+pub const ANONYMOUS: &str = "\0anonymous:";
+
 /// Keys of the compose specification's service that hoist does not take, each with why and what
 /// to do instead: an error naming the key, never a silent difference from compose.
 pub const REFUSED: &[(&str, &str)] = &[
-    (
-        "secrets",
-        "not supported yet: mount the file as a bind volume (`./secret:/run/secrets/name:ro`, with `x-hoist: {mode: \"0400\"}`), from a template over hoist's secrets",
-    ),
-    (
-        "configs",
-        "not supported yet: mount the file as a bind volume (`./file:/path:ro`); `.j2` files are rendered",
-    ),
     (
         "network_mode",
         "not supported yet: attach the service to the stack's `networks`",
@@ -288,6 +285,7 @@ pub(super) fn decode(
     file: &StackFile,
     stack_dir: &Path,
     lc: &LowerCtx<'_>,
+    defs: &Defs,
 ) -> Option<Service> {
     let mut f = ctx.fields(body, path)?;
     let mut svc = Service {
@@ -399,6 +397,15 @@ pub(super) fn decode(
             _ => {}
         }
     }
+    for kind in [FileKind::Secret, FileKind::Config] {
+        if let Some(v) = f.get(kind.key()) {
+            let p = yaml::join(path, kind.key());
+            for u in files::uses(ctx, v, &p, kind) {
+                mount_file(ctx, &mut svc, &file.project, kind, &u, &p, defs);
+            }
+        }
+    }
+    svc.mounts.sort_by(|a, b| a.target.cmp(&b.target));
     for (key, why) in REFUSED {
         if let Some(v) = f.get(key) {
             ctx.error(v.loc, &yaml::join(path, key), Kind::Unsupported, *why);
@@ -424,4 +431,71 @@ pub(super) fn decode(
     svc.files.sort_by(|a, b| a.path.cmp(&b.path));
     svc.files.dedup_by(|a, b| a.path == b.path);
     Some(svc)
+}
+
+/// Places a secret or config a service uses and mounts it read-only. A secret belongs to the
+/// service's user: its `uid`, else the user's number; a secret of a user known only by name needs
+/// its `uid`, since the host cannot tell what number the name has inside the image.
+fn mount_file(
+    ctx: &mut Ctx<'_>,
+    svc: &mut Service,
+    project: &str,
+    kind: FileKind,
+    u: &files::Use,
+    p: &str,
+    defs: &Defs,
+) {
+    let Some(def) = defs.get(kind).get(&u.name) else {
+        ctx.error(
+            u.loc,
+            p,
+            Kind::UnknownReference,
+            format!("no `{}` under the top-level `{}`", u.name, kind.key()),
+        );
+        return;
+    };
+    let (user, group) = match svc.user.as_deref() {
+        Some(user) => {
+            let (u, g) = user.split_once(':').unwrap_or((user, ""));
+            (
+                Some(u.to_owned()),
+                Some(g.to_owned()).filter(|g| !g.is_empty()),
+            )
+        }
+        None => (None, None),
+    };
+    let numeric = |s: &Option<String>| s.clone().filter(|v| v.parse::<u32>().is_ok());
+    let owner = u.uid.clone().or_else(|| numeric(&user));
+    if kind == FileKind::Secret
+        && owner.is_none()
+        && user.as_deref().is_some_and(|n| n != "root" && n != "0")
+        && u.mode & 0o004 == 0
+    {
+        ctx.error(
+            u.loc,
+            p,
+            Kind::MissingKey,
+            format!(
+                "secret `{}` is private to its owner, and user {:?} has no number here: give the secret's `uid` (its id in the image)",
+                u.name,
+                user.unwrap_or_default()
+            ),
+        );
+        return;
+    }
+    let path = files::host_path(project, kind, &svc.name, &u.name);
+    svc.files.push(PlacedFile {
+        path: path.clone(),
+        content: def.content.clone(),
+        mode: u.mode,
+        owner,
+        group: u.gid.clone().or_else(|| numeric(&group)),
+        origin: def.origin.clone(),
+    });
+    svc.mounts.push(Mount {
+        source: MountSource::Bind(path),
+        target: u.target.clone(),
+        read_only: true,
+        loc: u.loc,
+    });
 }

@@ -108,13 +108,16 @@ pub(super) fn volume(
     let is_path = source.starts_with('/') || source.starts_with('.') || source.starts_with('~');
     let is_bind = kind.as_deref() == Some("bind") || (kind.is_none() && is_path);
     let mount_source = if source.is_empty() {
-        ctx.error(
-            v.loc,
-            p,
-            Kind::InvalidValue,
-            "anonymous volumes are not supported: name the volume",
-        );
-        return;
+        if kind.as_deref() == Some("bind") {
+            ctx.error(
+                v.loc,
+                p,
+                Kind::MissingKey,
+                "a bind mount needs its `source`",
+            );
+            return;
+        }
+        MountSource::Volume(format!("{}{target}", super::ANONYMOUS))
     } else if !is_bind {
         MountSource::Volume(source)
     } else if source.starts_with('/') {
@@ -169,6 +172,7 @@ pub(super) fn volume(
                 content,
                 mode: placement.0,
                 owner: placement.1.clone(),
+                group: None,
                 origin: frel.to_string_lossy().into_owned(),
             });
         }
