@@ -327,6 +327,21 @@ fn sandbox_end_to_end() {
     assert_eq!(hc["Memory"], 64 * 1024 * 1024, "{hc}");
     assert_eq!(hc["MemoryReservation"], 16 * 1024 * 1024, "{hc}");
     assert_eq!(hc["PidsLimit"], 64, "{hc}");
+    // The secret: a file of its own at compose's place, the owner's alone, the value intact.
+    let stat = on_host(
+        HOSTS[0].1,
+        "docker exec e2e-front-1 busybox stat -c '%a %u' /run/secrets/api_token",
+    );
+    assert_eq!(stat.trim(), "400 0", "the secret's mode and owner");
+    let sum = on_host(
+        HOSTS[0].1,
+        "docker exec e2e-front-1 busybox sha256sum /run/secrets/api_token",
+    );
+    {
+        use sha2::Digest as _;
+        let want = hex::encode(sha2::Sha256::digest(POISON.as_bytes()));
+        assert!(sum.starts_with(&want), "the secret's content: {sum}");
+    }
     // compose's own labels: `docker compose -p e2e ps` on the host lists the stack.
     assert_eq!(labels["com.docker.compose.project"], "e2e", "{labels}");
     assert_eq!(labels["com.docker.compose.service"], "front", "{labels}");

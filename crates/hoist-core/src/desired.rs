@@ -107,6 +107,9 @@ pub struct NetworkSpec {
     pub driver: String,
     pub project: String,
     pub external: bool,
+    /// Given to the engine when the network is created.
+    #[serde(default, skip_serializing_if = "ResourceOptions::is_default")]
+    pub options: ResourceOptions,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +118,36 @@ pub struct VolumeSpec {
     pub driver: String,
     pub project: String,
     pub external: bool,
+    /// Given to the engine when the volume is created.
+    #[serde(default, skip_serializing_if = "ResourceOptions::is_default")]
+    pub options: ResourceOptions,
+}
+
+/// What a network or volume is created with besides its driver: the driver's options, and for a
+/// network `internal` (no route out), IPv6 and its address pools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceOptions {
+    pub driver_opts: BTreeMap<String, String>,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub ipam: Vec<IpamPool>,
+}
+
+impl ResourceOptions {
+    pub fn is_default(&self) -> bool {
+        self == &ResourceOptions::default()
+    }
+}
+
+/// An address pool of a network (`ipam.config[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamPool {
+    pub subnet: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

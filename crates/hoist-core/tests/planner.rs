@@ -871,10 +871,10 @@ fn compose_keys_hoist_refuses_say_why() {
     expect![[r#"
         [
             "warning[unsupported]: stacks/app.yml:1:10: version: `version` is obsolete: compose ignores it, and so does hoist (it can go)",
+            "error[invalid-value]: stacks/app.yml:16:3: services.web.ports: with `network_mode: host` there is nothing to publish: the container uses the host's ports (host) or none",
             "error[unsupported]: stacks/app.yml:18:24: services.web.deploy.replicas: 3 replicas: hoist runs one container per service on each host; bind the stack to more hosts instead",
             "error[unsupported]: stacks/app.yml:18:38: services.web.deploy.placement: swarm's: hoist places services by the stack's `x-hoist.hosts`",
             "warning[unsupported]: stacks/app.yml:18:92: services.web.deploy.update_config: accepted and not applied: hoist replaces a service's container once the new one is created",
-            "error[unsupported]: stacks/app.yml:19:19: services.web.network_mode: not supported yet: attach the service to the stack's `networks`",
             "error[unsupported]: stacks/app.yml:20:12: services.web.links: legacy: the containers of a stack reach each other by service name on its networks",
             "error[unknown-reference]: stacks/app.yml:21:12: services.web.build: no Dockerfile in build context \".\" (/project/stacks)",
             "error[unsupported]: stacks/app.yml:21:30: services.web.build.ssh: not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
@@ -1029,7 +1029,7 @@ fn secrets_and_configs_are_files_mounted_where_compose_mounts_them() {
 }
 
 #[test]
-fn a_secret_of_a_named_user_needs_its_uid_and_an_unknown_one_is_named() {
+fn a_secret_of_a_named_user_is_readable_by_the_container_and_said_and_an_unknown_one_is_named() {
     let fixture = PROJECT
         .replace(
             "    image: postgres:17\n",
@@ -1041,7 +1041,7 @@ fn a_secret_of_a_named_user_needs_its_uid_and_an_unknown_one_is_named() {
         );
     expect![[r#"
         [
-            "error[missing-key]: stacks/app.yml:8:15: services.db.secrets: secret `pw` is private to its owner, and user \"postgres\" has no number here: give the secret's `uid` (its id in the image)",
+            "warning[missing-key]: stacks/app.yml:8:15: services.db.secrets: secret `pw` is mounted readable by every user of the container, since user \"postgres\" has no number here: give the secret's `uid` (the user's id in the image) to make it that user's alone",
             "error[unknown-reference]: stacks/app.yml:8:19: services.db.secrets: no `nope` under the top-level `secrets`",
             "error[unsupported]: stacks/app.yml:31:19: secrets.ext.external: an external secret or config is swarm's: give its `file` or `environment`",
         ]

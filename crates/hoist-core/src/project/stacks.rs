@@ -78,6 +78,7 @@ impl Project {
                     driver: net.driver.clone().unwrap_or_else(|| "bridge".into()),
                     project: st.project.clone(),
                     external: net.external,
+                    options: net.options.clone(),
                 },
             );
         }
@@ -91,6 +92,7 @@ impl Project {
                     driver: vol.driver.clone().unwrap_or_else(|| "local".into()),
                     project: st.project.clone(),
                     external: vol.external,
+                    options: vol.options.clone(),
                 },
             );
         }
@@ -137,22 +139,26 @@ impl Project {
                     .iter()
                     .map(|m| desired::mount_spec(&m.source, &volume_names, &m.target, m.read_only))
                     .collect(),
-                networks: svc
-                    .networks
-                    .iter()
-                    .map(|(n, aliases)| {
-                        let engine_name = st
-                            .networks
-                            .get(n)
-                            .map(|d| d.name.clone())
-                            .unwrap_or_else(|| n.clone());
-                        let mut a = aliases.clone();
-                        a.push(name.clone());
-                        a.sort();
-                        a.dedup();
-                        (engine_name, a)
-                    })
-                    .collect(),
+                // `network_mode`: the engine's own network, where a container has no alias.
+                networks: match &svc.network_mode {
+                    Some(mode) => BTreeMap::from([(mode.clone(), Vec::new())]),
+                    None => svc
+                        .networks
+                        .iter()
+                        .map(|(n, aliases)| {
+                            let engine_name = st
+                                .networks
+                                .get(n)
+                                .map(|d| d.name.clone())
+                                .unwrap_or_else(|| n.clone());
+                            let mut a = aliases.clone();
+                            a.push(name.clone());
+                            a.sort();
+                            a.dedup();
+                            (engine_name, a)
+                        })
+                        .collect(),
+                },
                 healthcheck: svc.healthcheck.clone(),
                 restart: svc.restart.clone(),
                 labels: svc.labels.clone(),

@@ -192,6 +192,7 @@ impl Project {
                     return;
                 };
                 match self.inventory.select(&file.hosts) {
+                    _ if file.hosts.is_empty() => {}
                     Ok(bound) if !bound.iter().any(|h| h == host) => {
                         diags.error(src, step.loc, field, Kind::InvalidValue, format!("stack `{stack}` is bound to `{}`, which does not include host `{host}`", file.hosts));
                         return;

@@ -55,13 +55,14 @@ pub struct FileDef {
 
 /// The top-level `secrets:` or `configs:` of a stack: `file:` (a repository file, rendered when
 /// `.j2`), `environment:` (the inventory's variable of that name) or, for configs, `content:`.
+/// A definition that failed (reported here) is None, so its uses are not reported again.
 pub(super) fn definitions(
     ctx: &mut Ctx<'_>,
     v: &Node,
     kind: FileKind,
     stack_dir: &Path,
     lc: &LowerCtx<'_>,
-) -> BTreeMap<String, FileDef> {
+) -> BTreeMap<String, Option<FileDef>> {
     let mut out = BTreeMap::new();
     for (name, _, body) in ctx.entries(v, kind.key()) {
         let p = yaml::join(kind.key(), &name);
@@ -104,6 +105,7 @@ pub(super) fn definitions(
         }
         f.finish(ctx, true);
         if external.is_some() {
+            out.insert(name, None);
             continue;
         }
         let def = match (file, variable, content) {
@@ -142,12 +144,12 @@ pub(super) fn definitions(
                 None
             }
         };
-        if let Some(def) = def {
-            if kind == FileKind::Secret {
-                lc.redactor.add(&def.content);
-            }
-            out.insert(name, def);
+        if let Some(def) = &def
+            && kind == FileKind::Secret
+        {
+            lc.redactor.add(def.content.trim_end());
         }
+        out.insert(name, def);
     }
     out
 }

@@ -23,9 +23,10 @@ pub fn interpolate(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
             let len = rest
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(rest.len());
-            if len == 0 {
+            // A name starts with a letter or `_` (compose's rule): `$2a$...` is no variable.
+            if len == 0 || rest.starts_with(|c: char| c.is_ascii_digit()) {
                 return Err(format!(
-                    "`$` must be followed by a name, `{{` or `$` in {input:?} (write `$$` for a literal `$`)"
+                    "`$` must be followed by a variable name (a letter or `_` first), `{{` or `$` in {input:?} (write `$$` for a literal `$`)"
                 ));
             }
             let name = &rest[..len];

@@ -1,10 +1,11 @@
-//! Stacks: docker-compose files, the subset hoist supports, bound to a group of hosts.
+//! Stacks: compose files, in the compose specification's service model.
 //!
 //! A stack file is read once ([`StackFile`]) and lowered per host ([`lower`]): `${...}` is
-//! interpolated with that host's variables, templates it mounts or reads as `env_file` are rendered,
-//! and every field is checked. Any key outside the supported subset is an error naming its path;
-//! `x-` extension fields are allowed anywhere, as in compose. `x-hoist: {hosts: <pattern>}` binds
-//! the stack to hosts.
+//! interpolated with that host's variables (then its `.env`), templates it mounts or reads as
+//! `env_file` are rendered, and every field is checked. A key of the specification that hoist does
+//! not take is an error saying why; any other unknown key is an error naming its path; `x-`
+//! extension fields are allowed anywhere, as in compose. `x-hoist: {hosts: <pattern>}` binds the
+//! stack to hosts; without it, the stack goes to the hosts of the plays that deploy it.
 
 mod files;
 pub mod interpolate;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::Environment;
 
+use crate::desired::{IpamPool, ResourceOptions};
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::secret::Redactor;
 use crate::source::Source;
@@ -61,19 +63,19 @@ pub struct Stack {
 /// The stack's `secrets:` and `configs:`, their contents resolved for the host.
 #[derive(Debug, Default)]
 pub(crate) struct Defs {
-    secrets: BTreeMap<String, files::FileDef>,
-    configs: BTreeMap<String, files::FileDef>,
+    secrets: BTreeMap<String, Option<files::FileDef>>,
+    configs: BTreeMap<String, Option<files::FileDef>>,
 }
 
 impl Defs {
-    fn get(&self, kind: FileKind) -> &BTreeMap<String, files::FileDef> {
+    fn get(&self, kind: FileKind) -> &BTreeMap<String, Option<files::FileDef>> {
         match kind {
             FileKind::Secret => &self.secrets,
             FileKind::Config => &self.configs,
         }
     }
 
-    fn get_mut(&mut self, kind: FileKind) -> &mut BTreeMap<String, files::FileDef> {
+    fn get_mut(&mut self, kind: FileKind) -> &mut BTreeMap<String, Option<files::FileDef>> {
         match kind {
             FileKind::Secret => &mut self.secrets,
             FileKind::Config => &mut self.configs,
@@ -89,6 +91,7 @@ pub struct VolumeDef {
     pub driver: Option<String>,
     pub external: bool,
     pub labels: BTreeMap<String, String>,
+    pub options: ResourceOptions,
 }
 
 /// A network of the stack.
@@ -98,6 +101,7 @@ pub struct NetworkDef {
     pub driver: Option<String>,
     pub external: bool,
     pub labels: BTreeMap<String, String>,
+    pub options: ResourceOptions,
 }
 
 /// The engine's own rule for the container, network and volume names it takes in its API's
@@ -160,22 +164,16 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
         None => stem.clone(),
     };
     let (mut hosts, mut hosts_loc) = (String::new(), node.loc);
-    match top.get("x-hoist") {
-        Some(x) => {
-            if let Some(mut f) = ctx.fields(x, "x-hoist") {
-                if let Some(h) = f.require(&mut ctx, "hosts") {
-                    hosts = ctx.string(h, "x-hoist.hosts").unwrap_or_default();
-                    hosts_loc = h.loc;
-                }
-                f.finish(&mut ctx, false);
-            }
+    // Without `x-hoist`, a compose file as it is: the stack goes to the hosts of the plays that
+    // deploy it.
+    if let Some(x) = top.get("x-hoist")
+        && let Some(mut f) = ctx.fields(x, "x-hoist")
+    {
+        if let Some(h) = f.require(&mut ctx, "hosts") {
+            hosts = ctx.string(h, "x-hoist.hosts").unwrap_or_default();
+            hosts_loc = h.loc;
         }
-        None => ctx.error(
-            node.loc,
-            "x-hoist",
-            Kind::MissingKey,
-            "missing `x-hoist: {hosts: <group>}`: the hosts this stack is bound to",
-        ),
+        f.finish(&mut ctx, false);
     }
     let _ = top.get("services");
     let _ = top.get("volumes");
@@ -267,6 +265,10 @@ pub struct LowerCtx<'a> {
 pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Option<Stack> {
     let errors_before = diags.error_count();
     let node = interpolate_tree(file, &file.node, "", lc, diags);
+    // A value that could not be interpolated would only be reported again, as empty.
+    if diags.error_count() > errors_before {
+        return None;
+    }
     let mut ctx = Ctx::new(file.source.clone(), diags);
     let mut top = ctx.fields(&node, "")?;
 
@@ -274,18 +276,18 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     if let Some(v) = top.get("volumes") {
         for (key, loc, body) in ctx.entries(v, "volumes") {
             let path = yaml::join("volumes", &key);
-            let (name, driver, external, labels) =
-                resource(&mut ctx, body, &path, &file.project, &key);
-            if !engine_name(&mut ctx, loc, &path, "volume", &name) {
+            let r = resource(&mut ctx, body, &path, &file.project, &key, false);
+            if !engine_name(&mut ctx, loc, &path, "volume", &r.name) {
                 continue;
             }
             volumes.insert(
                 key,
                 VolumeDef {
-                    name,
-                    driver,
-                    external,
-                    labels,
+                    name: r.name,
+                    driver: r.driver,
+                    external: r.external,
+                    labels: r.labels,
+                    options: r.options,
                 },
             );
         }
@@ -294,18 +296,18 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     if let Some(v) = top.get("networks") {
         for (key, loc, body) in ctx.entries(v, "networks") {
             let path = yaml::join("networks", &key);
-            let (name, driver, external, labels) =
-                resource(&mut ctx, body, &path, &file.project, &key);
-            if !engine_name(&mut ctx, loc, &path, "network", &name) {
+            let r = resource(&mut ctx, body, &path, &file.project, &key, true);
+            if !engine_name(&mut ctx, loc, &path, "network", &r.name) {
                 continue;
             }
             networks.insert(
                 key,
                 NetworkDef {
-                    name,
-                    driver,
-                    external,
-                    labels,
+                    name: r.name,
+                    driver: r.driver,
+                    external: r.external,
+                    labels: r.labels,
+                    options: r.options,
                 },
             );
         }
@@ -360,6 +362,7 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
                 driver: None,
                 external: false,
                 labels: BTreeMap::new(),
+                options: ResourceOptions::default(),
             },
         );
     }
@@ -381,6 +384,7 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
                     driver: None,
                     external: false,
                     labels: BTreeMap::new(),
+                    options: ResourceOptions::default(),
                 });
             }
         }
@@ -398,30 +402,107 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     })
 }
 
+/// A top-level volume or network, as declared.
+struct Resource {
+    name: String,
+    driver: Option<String>,
+    external: bool,
+    labels: BTreeMap<String, String>,
+    options: ResourceOptions,
+}
+
 fn resource(
     ctx: &mut Ctx<'_>,
     body: &Node,
     path: &str,
     project: &str,
     key: &str,
-) -> (String, Option<String>, bool, BTreeMap<String, String>) {
-    let mut name = format!("{project}_{key}");
-    let (mut driver, mut external, mut labels) = (None, false, BTreeMap::new());
-    if let Some(mut f) = ctx.fields(body, path) {
-        let explicit = f.string(ctx, "name");
-        driver = f.string(ctx, "driver");
-        external = f.bool(ctx, "external").unwrap_or(false);
-        if let Some(l) = f.get("labels") {
-            labels = service::string_map(ctx, l, &f.path_of("labels"));
-        }
-        if let Some(n) = explicit {
-            name = n;
-        } else if external {
-            name = key.to_owned();
-        }
-        f.finish(ctx, true);
+    network: bool,
+) -> Resource {
+    let mut r = Resource {
+        name: format!("{project}_{key}"),
+        driver: None,
+        external: false,
+        labels: BTreeMap::new(),
+        options: ResourceOptions::default(),
+    };
+    let Some(mut f) = ctx.fields(body, path) else {
+        return r;
+    };
+    let explicit = f.string(ctx, "name");
+    r.driver = f.string(ctx, "driver");
+    r.external = f.bool(ctx, "external").unwrap_or(false);
+    if let Some(l) = f.get("labels") {
+        r.labels = service::labels(ctx, l, &f.path_of("labels"));
     }
-    (name, driver, external, labels)
+    if let Some(o) = f.get("driver_opts") {
+        r.options.driver_opts = service::string_map(ctx, o, &f.path_of("driver_opts"));
+    }
+    if network {
+        r.options.internal = f.bool(ctx, "internal").unwrap_or(false);
+        r.options.enable_ipv6 = f.bool(ctx, "enable_ipv6").unwrap_or(false);
+        if let Some(i) = f.get("ipam") {
+            r.options.ipam = ipam(ctx, i, &f.path_of("ipam"));
+        }
+        if let Some(a) = f.get("attachable") {
+            ctx.warning(
+                a.loc,
+                &f.path_of("attachable"),
+                Kind::Unsupported,
+                "swarm's (an overlay network other containers may join): ignored",
+            );
+        }
+    }
+    if let Some(n) = explicit {
+        r.name = n;
+    } else if r.external {
+        r.name = key.to_owned();
+    }
+    f.finish(ctx, true);
+    r
+}
+
+/// `ipam: {driver, config: [{subnet, gateway, ip_range}]}`: the default driver only.
+fn ipam(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Vec<IpamPool> {
+    let Some(mut f) = ctx.fields(v, p) else {
+        return Vec::new();
+    };
+    if let Some(d) = f.get("driver") {
+        let dp = yaml::join(p, "driver");
+        if ctx.string(d, &dp).is_some_and(|d| d != "default") {
+            ctx.error(
+                d.loc,
+                &dp,
+                Kind::Unsupported,
+                "only the engine's default IPAM driver is supported",
+            );
+        }
+    }
+    let mut pools = Vec::new();
+    if let Some(c) = f.get("config") {
+        let cp = yaml::join(p, "config");
+        for (i, item) in ctx.seq(c, &cp).iter().enumerate() {
+            let ip = yaml::index(&cp, i);
+            let Some(mut pf) = ctx.fields(item, &ip) else {
+                continue;
+            };
+            let subnet = pf
+                .require(ctx, "subnet")
+                .and_then(|n| ctx.string(n, &yaml::join(&ip, "subnet")));
+            let gateway = pf.string(ctx, "gateway");
+            let ip_range = pf.string(ctx, "ip_range");
+            pf.finish(ctx, true);
+            if let Some(subnet) = subnet {
+                pools.push(IpamPool {
+                    subnet,
+                    gateway,
+                    ip_range,
+                });
+            }
+        }
+    }
+    f.finish(ctx, true);
+    pools
 }
 
 fn check_references(

@@ -109,6 +109,7 @@ fn host_wants(containers: Vec<ContainerSpec>, files: Vec<FileSpec>) -> HostDesir
                 driver: "bridge".into(),
                 project: "p".into(),
                 external: false,
+                options: Default::default(),
             },
         )]),
         volumes: BTreeMap::new(),
@@ -484,6 +485,7 @@ async fn after_an_engine_install_only_the_reviewed_unknowns_are_resolved() {
         driver: "bridge".into(),
         project: "p".into(),
         external: false,
+        options: Default::default(),
     };
     h.fake_engine()
         .create_network(&legacy)

@@ -391,7 +391,8 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
 
 pub(super) fn endpoint(aliases: &[String]) -> EndpointSettings {
     EndpointSettings {
-        aliases: Some(aliases.to_vec()),
+        // The engine's own networks (`network_mode: host`) take no alias at all.
+        aliases: Some(aliases.to_vec()).filter(|a| !a.is_empty()),
         ..Default::default()
     }
 }

@@ -255,6 +255,7 @@ impl Engine for DockerEngine {
     }
 
     async fn create_network(&self, n: &NetworkSpec) -> Result<()> {
+        let o = &n.options;
         let req = NetworkCreateRequest {
             name: n.name.clone(),
             driver: Some(n.driver.clone()),
@@ -262,6 +263,24 @@ impl Engine for DockerEngine {
                 labels::PROJECT.to_owned(),
                 n.project.clone(),
             )])),
+            internal: Some(o.internal).filter(|i| *i),
+            enable_ipv6: Some(o.enable_ipv6).filter(|i| *i),
+            options: Some(o.driver_opts.clone().into_iter().collect::<HashMap<_, _>>())
+                .filter(|m| !m.is_empty()),
+            ipam: (!o.ipam.is_empty()).then(|| bollard::models::Ipam {
+                config: Some(
+                    o.ipam
+                        .iter()
+                        .map(|p| bollard::models::IpamConfig {
+                            subnet: Some(p.subnet.clone()),
+                            gateway: p.gateway.clone(),
+                            ip_range: p.ip_range.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         self.docker
@@ -301,6 +320,14 @@ impl Engine for DockerEngine {
         let req = VolumeCreateRequest {
             name: Some(v.name.clone()),
             driver: Some(v.driver.clone()),
+            driver_opts: Some(
+                v.options
+                    .driver_opts
+                    .clone()
+                    .into_iter()
+                    .collect::<HashMap<_, _>>(),
+            )
+            .filter(|m| !m.is_empty()),
             labels: Some(HashMap::from([(
                 labels::PROJECT.to_owned(),
                 v.project.clone(),

@@ -35,6 +35,16 @@ pub(in crate::stack) fn string_map(
     v: &Node,
     p: &str,
 ) -> BTreeMap<String, String> {
+    pairs(ctx, v, p, false)
+}
+
+/// `labels`: a string map where a bare `name` in the list form is a label with an empty value,
+/// as compose reads it.
+pub(in crate::stack) fn labels(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, String> {
+    pairs(ctx, v, p, true)
+}
+
+fn pairs(ctx: &mut Ctx<'_>, v: &Node, p: &str, bare_is_empty: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match &v.value {
         Value::Seq(items) => {
@@ -46,6 +56,9 @@ pub(in crate::stack) fn string_map(
                 match s.split_once('=') {
                     Some((k, val)) => {
                         out.insert(k.to_owned(), val.to_owned());
+                    }
+                    None if bare_is_empty && !s.is_empty() => {
+                        out.insert(s, String::new());
                     }
                     None => ctx.error(
                         item.loc,
@@ -74,12 +87,14 @@ pub(in crate::stack) fn string_map(
 }
 
 /// `environment`: like a string map, but a bare `KEY` (or `KEY:` with no value) takes the variable of
-/// the same name, as compose takes it from the shell.
+/// the same name (the inventory's, then the stack's `.env`), as compose takes it from its
+/// environment.
 pub(super) fn environment(
     ctx: &mut Ctx<'_>,
     v: &Node,
     p: &str,
     lc: &LowerCtx<'_>,
+    dotenv: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let mut bare = Vec::new();
     let mut out = BTreeMap::new();
@@ -110,7 +125,7 @@ pub(super) fn environment(
         }
     }
     for (k, loc, vp) in bare {
-        match lc.vars.scalar(&k) {
+        match lc.vars.scalar(&k).or_else(|| dotenv.get(&k).cloned()) {
             Some(val) => {
                 out.insert(k, val);
             }

@@ -120,6 +120,25 @@ pub(super) fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String,
                         aliases = ctx.string_list(a, &yaml::join(&np, "aliases"));
                         aliases.sort();
                     }
+                    for key in [
+                        "ipv4_address",
+                        "ipv6_address",
+                        "link_local_ips",
+                        "mac_address",
+                        "priority",
+                        "gw_priority",
+                        "driver_opts",
+                        "interface_name",
+                    ] {
+                        if let Some(n) = f.get(key) {
+                            ctx.error(
+                                n.loc,
+                                &yaml::join(&np, key),
+                                Kind::Unsupported,
+                                "not supported yet: the engine gives the address; reach the service by its name",
+                            );
+                        }
+                    }
                     f.finish(ctx, true);
                 }
                 out.insert(name, aliases);

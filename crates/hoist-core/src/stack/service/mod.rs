@@ -17,7 +17,7 @@ mod fields;
 mod runtime;
 mod volumes;
 
-pub(super) use environment::{env_lines, outside, read_source, string_map};
+pub(super) use environment::{env_lines, labels, outside, read_source, string_map};
 pub use fields::parse_duration;
 pub use runtime::{DEFAULT_SHM_SIZE, Logging, Runtime, capability, device, parse_bytes};
 
@@ -60,6 +60,8 @@ pub struct Service {
     pub container_name: Option<String>,
     pub hostname: Option<String>,
     pub runtime: Runtime,
+    /// `host`, `none` or `bridge`: the engine's network instead of the stack's.
+    pub network_mode: Option<String>,
     pub loc: Loc,
 }
 
@@ -175,6 +177,9 @@ const SERVICE_KEYS: &[&str] = &[
     "container_name",
     "hostname",
     "deploy",
+    "network_mode",
+    "pull_policy",
+    "platform",
 ];
 
 /// The prefix of the logical name of an anonymous volume (`- /data`), followed by its target.
@@ -183,18 +188,6 @@ pub const ANONYMOUS: &str = "\0anonymous:";
 /// Keys of the compose specification's service that hoist does not take, each with why and what
 /// to do instead: an error naming the key, never a silent difference from compose.
 pub const REFUSED: &[(&str, &str)] = &[
-    (
-        "network_mode",
-        "not supported yet: attach the service to the stack's `networks`",
-    ),
-    (
-        "platform",
-        "not supported yet: hoist builds and pulls for the host's own platform",
-    ),
-    (
-        "pull_policy",
-        "not supported yet: hoist pulls an image that the host lacks, and builds what the repository builds",
-    ),
     (
         "scale",
         "several containers of a service are not supported yet: bind the stack to more hosts",
@@ -311,6 +304,7 @@ pub(super) fn decode(
         container_name: None,
         hostname: None,
         runtime: Runtime::default(),
+        network_mode: None,
         loc,
     };
     for &key in runtime::KEYS {
@@ -327,7 +321,7 @@ pub(super) fn decode(
             "command" => svc.command = command(ctx, v, &p),
             "entrypoint" => svc.entrypoint = command(ctx, v, &p),
             "environment" => {
-                let env = environment(ctx, v, &p, lc);
+                let env = environment(ctx, v, &p, lc, &file.dotenv);
                 svc.environment.extend(env);
             }
             "env_file" => {
@@ -378,7 +372,7 @@ pub(super) fn decode(
                     ctx.error(v.loc, &p, Kind::InvalidValue, format!("{r:?} is not a restart policy (no, always, unless-stopped, on-failure[:N])"));
                 }
             }
-            "labels" => svc.labels = string_map(ctx, v, &p),
+            "labels" => svc.labels = labels(ctx, v, &p),
             "profiles" => svc.profiles = ctx.string_list(v, &p),
             "extra_hosts" => svc.extra_hosts = extra_hosts(ctx, v, &p),
             "user" => svc.user = ctx.string(v, &p),
@@ -392,6 +386,35 @@ pub(super) fn decode(
                     .filter(|n| super::engine_name(ctx, v.loc, &p, "container", n));
             }
             "hostname" => svc.hostname = ctx.string(v, &p),
+            "network_mode" => match ctx.string(v, &p).as_deref() {
+                Some(m @ ("host" | "none" | "bridge")) => svc.network_mode = Some(m.to_owned()),
+                Some(other) => ctx.error(
+                    v.loc,
+                    &p,
+                    Kind::Unsupported,
+                    format!("{other:?} is not supported yet (host, none, bridge): attach both services to one of the stack's `networks`"),
+                ),
+                None => {}
+            },
+            "pull_policy" => match ctx.string(v, &p).as_deref() {
+                // What hoist does: pull what the host lacks, build what the repository builds.
+                Some("missing" | "if_not_present" | "build") | None => {}
+                Some(other) => ctx.error(
+                    v.loc,
+                    &p,
+                    Kind::Unsupported,
+                    format!("{other:?} is not supported yet: hoist pulls an image the host lacks (`missing`) and builds what the repository builds"),
+                ),
+            },
+            "platform" => {
+                let _ = ctx.string(v, &p);
+                ctx.warning(
+                    v.loc,
+                    &p,
+                    Kind::Unsupported,
+                    "ignored: hoist builds and pulls for the host's own platform, and an image of another one does not run there",
+                );
+            }
             // After `restart`: a restart policy under deploy wins, as in compose.
             "deploy" => runtime::deploy(ctx, v, &p, &mut svc.runtime, &mut svc.restart),
             _ => {}
@@ -425,8 +448,24 @@ pub(super) fn decode(
             ),
         }
     }
-    if svc.networks.is_empty() {
-        svc.networks.insert("default".into(), Vec::new());
+    match &svc.network_mode {
+        Some(mode) if !svc.networks.is_empty() => ctx.error(
+            loc,
+            &yaml::join(path, "network_mode"),
+            Kind::InvalidValue,
+            format!("`network_mode: {mode}` and `networks` exclude each other (as in compose)"),
+        ),
+        Some(mode) if mode != "bridge" && !svc.ports.is_empty() => ctx.error(
+            loc,
+            &yaml::join(path, "ports"),
+            Kind::InvalidValue,
+            format!("with `network_mode: {mode}` there is nothing to publish: the container uses the host's ports (host) or none"),
+        ),
+        Some(_) => {}
+        None if svc.networks.is_empty() => {
+            svc.networks.insert("default".into(), Vec::new());
+        }
+        None => {}
     }
     svc.files.sort_by(|a, b| a.path.cmp(&b.path));
     svc.files.dedup_by(|a, b| a.path == b.path);
@@ -445,14 +484,19 @@ fn mount_file(
     p: &str,
     defs: &Defs,
 ) {
-    let Some(def) = defs.get(kind).get(&u.name) else {
-        ctx.error(
-            u.loc,
-            p,
-            Kind::UnknownReference,
-            format!("no `{}` under the top-level `{}`", u.name, kind.key()),
-        );
-        return;
+    let def = match defs.get(kind).get(&u.name) {
+        Some(Some(def)) => def,
+        // Its definition is wrong, and was reported.
+        Some(None) => return,
+        None => {
+            ctx.error(
+                u.loc,
+                p,
+                Kind::UnknownReference,
+                format!("no `{}` under the top-level `{}`", u.name, kind.key()),
+            );
+            return;
+        }
     };
     let (user, group) = match svc.user.as_deref() {
         Some(user) => {
@@ -466,28 +510,31 @@ fn mount_file(
     };
     let numeric = |s: &Option<String>| s.clone().filter(|v| v.parse::<u32>().is_ok());
     let owner = u.uid.clone().or_else(|| numeric(&user));
+    let mut mode = u.mode;
     if kind == FileKind::Secret
         && owner.is_none()
         && user.as_deref().is_some_and(|n| n != "root" && n != "0")
-        && u.mode & 0o004 == 0
+        && mode & 0o004 == 0
     {
-        ctx.error(
+        // The host cannot tell what number the name has inside the image: readable by every
+        // user of the container, as compose mounts a secret, and said.
+        mode |= 0o444;
+        ctx.warning(
             u.loc,
             p,
             Kind::MissingKey,
             format!(
-                "secret `{}` is private to its owner, and user {:?} has no number here: give the secret's `uid` (its id in the image)",
+                "secret `{}` is mounted readable by every user of the container, since user {:?} has no number here: give the secret's `uid` (the user's id in the image) to make it that user's alone",
                 u.name,
                 user.unwrap_or_default()
             ),
         );
-        return;
     }
     let path = files::host_path(project, kind, &svc.name, &u.name);
     svc.files.push(PlacedFile {
         path: path.clone(),
         content: def.content.clone(),
-        mode: u.mode,
+        mode,
         owner,
         group: u.gid.clone().or_else(|| numeric(&group)),
         origin: def.origin.clone(),

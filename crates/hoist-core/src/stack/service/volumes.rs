@@ -80,19 +80,30 @@ pub(super) fn volume(
                     return;
                 }
             };
-            let read_only = match mode {
-                "" | "rw" => false,
-                "ro" => true,
-                other => {
-                    ctx.error(
+            let mut read_only = false;
+            for flag in mode.split(',').filter(|f| !f.is_empty()) {
+                match flag {
+                    "rw" => read_only = false,
+                    "ro" => read_only = true,
+                    // Docker Desktop's file sharing hints: nothing on a Linux host.
+                    "cached" | "delegated" | "consistent" => {}
+                    "z" | "Z" => ctx.warning(
                         v.loc,
                         p,
-                        Kind::InvalidValue,
-                        format!("volume mode {other:?} is not supported (ro, rw)"),
-                    );
-                    return;
+                        Kind::Unsupported,
+                        format!("`{flag}` (SELinux relabelling) is not applied: label the host path if the host enforces SELinux"),
+                    ),
+                    other => {
+                        ctx.error(
+                            v.loc,
+                            p,
+                            Kind::InvalidValue,
+                            format!("volume option {other:?} is not supported (ro, rw; z, Z and cached are accepted)"),
+                        );
+                        return;
+                    }
                 }
-            };
+            }
             (source, target, read_only, None, (0o644, None))
         }
     };
@@ -126,7 +137,7 @@ pub(super) fn volume(
         ctx.error(
             v.loc,
             p,
-            Kind::InvalidValue,
+            Kind::Unsupported,
             "`~` in a bind source is ambiguous on a remote host: use an absolute path",
         );
         return;
