@@ -116,7 +116,7 @@ fn another_s3_endpoint_leaves_garage_out() {
         d.hosts[host]
             .files
             .get(path)
-            .map(|f| f.content.clone())
+            .and_then(|f| f.content.text().map(str::to_owned))
             .unwrap_or_default()
     };
     let container = |d: &hoist_core::desired::Desired, host: &str, name: &str| {
@@ -440,5 +440,61 @@ fn a_workspace_binarys_inputs_stay_in_its_cargo_workspace() {
         ],
         "{}",
         run.all()
+    );
+}
+
+/// A bind-mounted file that is not UTF-8 (an icon, a keystore) is copied byte for byte: planned by
+/// its size, never read as a template.
+#[test]
+fn a_binary_bind_mount_is_planned_by_its_size() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path();
+    for (path, text) in [
+        (
+            "inventory/test/hosts.yml",
+            "hosts:\n  app-1: {address: 10.0.0.1}\ngroups:\n  app: {hosts: [app-1]}\n",
+        ),
+        (
+            "stacks/app.yml",
+            "services:\n  web:\n    image: nginx:1.27\n    volumes: [./static/icon.png:/usr/share/nginx/html/icon.png:ro]\n",
+        ),
+        (
+            "playbooks/site.yml",
+            "- name: app\n  hosts: app\n  steps:\n    - stack: app\n",
+        ),
+        (
+            "observed/app-1.json",
+            "{\"engine\": {\"installed\": false}}",
+        ),
+    ] {
+        let p = root.join(path);
+        std::fs::create_dir_all(p.parent().expect("a folder")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    }
+    std::fs::create_dir_all(root.join("stacks/static")).expect("mkdir");
+    std::fs::write(
+        root.join("stacks/static/icon.png"),
+        [0x89, b'P', b'N', b'G', 0xff, 0, 0xfe],
+    )
+    .expect("icon");
+    let run = hoist_in(
+        root,
+        &[
+            "-i",
+            "inventory/test",
+            "plan",
+            "site",
+            "--observed",
+            "observed",
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("/opt/hoist/app/stacks/static/icon.png (create)")
+            && run.stdout.contains("content: binary, 7 bytes"),
+        "{}",
+        run.stdout
     );
 }

@@ -65,7 +65,11 @@ fn held() -> BTreeMap<String, BTreeSet<String>> {
         .hosts
         .iter()
         .map(|(host, d)| {
-            let mut text: Vec<String> = d.files.values().map(|f| f.content.clone()).collect();
+            let mut text: Vec<String> = d
+                .files
+                .values()
+                .map(|f| String::from_utf8_lossy(f.content.as_bytes()).into_owned())
+                .collect();
             for c in &d.containers {
                 text.extend(c.env.iter().map(|(k, v)| format!("{k}={v}")));
                 text.extend(c.command.iter().flatten().cloned());

@@ -81,10 +81,55 @@ pub fn default_daemon_config() -> serde_json::Value {
     })
 }
 
+/// A placed file's bytes: text, which plans diff with secrets masked, or binary (an icon, a
+/// keystore), copied byte for byte and shown by its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Content {
+    /// Text when the bytes are UTF-8, else binary.
+    pub fn from_bytes(bytes: Vec<u8>) -> Content {
+        match String::from_utf8(bytes) {
+            Ok(text) => Content::Text(text),
+            Err(e) => Content::Binary(e.into_bytes()),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Content::Text(t) => t.as_bytes(),
+            Content::Binary(b) => b,
+        }
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Content::Text(t) => Some(t),
+            Content::Binary(_) => None,
+        }
+    }
+}
+
+impl From<String> for Content {
+    fn from(text: String) -> Content {
+        Content::Text(text)
+    }
+}
+
+impl From<&str> for Content {
+    fn from(text: &str) -> Content {
+        Content::Text(text.to_owned())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileSpec {
     pub path: String,
-    pub content: String,
+    pub content: Content,
     pub mode: u32,
     pub owner: Option<String>,
     pub group: Option<String>,

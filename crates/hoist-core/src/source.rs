@@ -149,6 +149,12 @@ impl Source {
     /// Reads `name` inside `dir` only: a name that climbs out (`..`, an absolute path) or a
     /// symlink that leads outside `dir` is not found.
     pub fn read_inside(&self, dir: &Path, name: &Path) -> io::Result<String> {
+        String::from_utf8(self.read_inside_bytes(dir, name)?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// [`Source::read_inside`], the bytes as they are.
+    pub fn read_inside_bytes(&self, dir: &Path, name: &Path) -> io::Result<Vec<u8>> {
         let outside = || io::Error::from(io::ErrorKind::NotFound);
         if !name
             .components()
@@ -161,7 +167,7 @@ impl Source {
         if !real.starts_with(&base) {
             return Err(outside());
         }
-        self.read_to_string(&path)
+        self.0.read(&path)
     }
 
     /// Whether `path` is inside `root` once links are resolved (lexically, for a path that does

@@ -976,10 +976,14 @@ fn secrets_and_configs_are_files_mounted_where_compose_mounts_them() {
     };
     let pass = file("/opt/hoist/shop/secrets/web/db_pass");
     assert_eq!((pass.mode, pass.sensitive), (0o400, true));
-    assert_eq!(pass.content, "hunter2-file-secret\n");
+    assert_eq!(pass.content.text(), Some("hunter2-file-secret\n"));
     let key = file("/opt/hoist/shop/secrets/web/api_key");
     assert_eq!(
-        (key.mode, key.owner.as_deref(), key.content.as_str()),
+        (
+            key.mode,
+            key.owner.as_deref(),
+            key.content.text().unwrap_or_default()
+        ),
         (0o440, Some("101"), "prod")
     );
     let site = file("/opt/hoist/shop/configs/web/site");

@@ -20,7 +20,7 @@ pub fn converged(
         .values()
         .map(|f| {
             let o = ObservedFile {
-                content: Some(f.content.clone()),
+                content: f.content.text().map(str::to_owned),
                 sha256: f.sha256(),
                 mode: format!("{:04o}", f.mode),
                 owner: Some(f.owner.clone().unwrap_or_else(|| "root".into())),

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use similar::TextDiff;
 
-use crate::desired::FileSpec;
+use crate::desired::{Content, FileSpec};
 use crate::observed::ObservedFile;
 use crate::secret::{REDACTED, Redactor};
 
@@ -19,12 +19,18 @@ pub(super) fn diff_file(
     let mode = format!("{:04o}", file.mode);
     let Some(have) = have else {
         let mut reasons = vec![Reason::new("mode", mode)];
-        if file.sensitive {
-            let lines = file.content.lines().count();
-            reasons.push(Reason::new(
-                "content",
-                format!("{REDACTED}: private file, {lines} line(s)"),
-            ));
+        match (&file.content, file.sensitive) {
+            (Content::Binary(b), _) => {
+                reasons.push(Reason::new("content", format!("binary, {} bytes", b.len())));
+            }
+            (Content::Text(t), true) => {
+                let lines = t.lines().count();
+                reasons.push(Reason::new(
+                    "content",
+                    format!("{REDACTED}: private file, {lines} line(s)"),
+                ));
+            }
+            (Content::Text(_), false) => {}
         }
         let mut c = change_hashed(
             ResourceKind::File,
@@ -41,6 +47,10 @@ pub(super) fn diff_file(
     let mut diff = None;
     if have.sha256 != want_hash {
         match &have.content {
+            _ if file.content.text().is_none() => reasons.push(Reason::new(
+                "content",
+                format!("binary, {} bytes, changed", file.content.as_bytes().len()),
+            )),
             Some(old) => {
                 let d = masked_diff(file, Some(old), redactor);
                 if d.is_empty() && file.sensitive {
@@ -124,10 +134,10 @@ pub(super) fn short(hash: &str) -> &str {
 /// The diff of a file with secrets masked on both sides; empty when only secret values differ, and
 /// always empty for a private file.
 pub(super) fn masked_diff(file: &FileSpec, old: Option<&str>, redactor: &Redactor) -> String {
-    if file.sensitive {
+    let Some(text) = file.content.text().filter(|_| !file.sensitive) else {
         return String::new();
-    }
-    let new = redactor.redact(&file.content);
+    };
+    let new = redactor.redact(text);
     if let Some(old) = old {
         learn_rotated(old, &new, redactor);
     }

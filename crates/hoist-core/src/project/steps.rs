@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::desired::{self, ActionSpec, Desired, EngineSpec, FileSpec, HostDesired};
+use crate::desired::{self, ActionSpec, Content, Desired, EngineSpec, FileSpec, HostDesired};
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::playbook::{self, Action, Playbook, Wait};
 use crate::stack::Stack;
@@ -134,7 +134,7 @@ impl Project {
                 let (content, origin) = match (template, file_src) {
                     (Some(t), _) => {
                         match self.render_template(t, host, src, step.loc, "file.template", diags) {
-                            Some(c) => (c, format!("templates/{t}")),
+                            Some(c) => (Content::Text(c), format!("templates/{t}")),
                             None => return,
                         }
                     }
@@ -145,8 +145,8 @@ impl Project {
                             .components()
                             .filter(|c| !matches!(c, std::path::Component::CurDir))
                             .collect();
-                        match self.source.read_inside(&self.root, &inside) {
-                            Ok(c) => (c, s.clone()),
+                        match self.source.read_inside_bytes(&self.root, &inside) {
+                            Ok(c) => (Content::from_bytes(c), s.clone()),
                             Err(e) => {
                                 let (kind, message) = if self.outside(s) {
                                     (

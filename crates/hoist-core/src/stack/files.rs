@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::desired::Content;
 use crate::diag::{Kind, Loc};
 use crate::inventory::normalize;
 use crate::yaml::{self, Ctx, Node, Value};
@@ -48,7 +49,7 @@ impl FileKind {
 /// A top-level secret or config, its content resolved for one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileDef {
-    pub content: String,
+    pub content: Content,
     /// The repository file it comes from, when it does.
     pub origin: String,
 }
@@ -112,7 +113,7 @@ pub(super) fn definitions(
             (Some(rel), None, None) => from_file(ctx, body, &p, &rel, stack_dir, lc),
             (None, Some(var), None) => match lc.vars.scalar(&var) {
                 Some(content) => Some(FileDef {
-                    content,
+                    content: Content::Text(content),
                     origin: String::new(),
                 }),
                 None => {
@@ -126,7 +127,7 @@ pub(super) fn definitions(
                 }
             },
             (None, None, Some(content)) => Some(FileDef {
-                content,
+                content: Content::Text(content),
                 origin: String::new(),
             }),
             _ => {
@@ -144,10 +145,10 @@ pub(super) fn definitions(
                 None
             }
         };
-        if let Some(def) = &def
+        if let Some(text) = def.as_ref().and_then(|d| d.content.text())
             && kind == FileKind::Secret
         {
-            lc.redactor.add(def.content.trim_end());
+            lc.redactor.add(text.trim_end());
         }
         out.insert(name, def);
     }

@@ -894,3 +894,21 @@ async fn a_replacement_that_cannot_be_put_back_says_the_service_is_down() {
         "nothing is started under a name the old one did not get back"
     );
 }
+
+/// A binary file (an icon, a keystore) lands byte for byte, and a second run leaves it alone.
+#[tokio::test]
+async fn a_binary_file_is_placed_byte_for_byte() {
+    let bytes = vec![0x89, b'P', b'N', b'G', 0xff, 0x00, 0xfe, b'\n'];
+    let mut icon = file("/srv/icon.png", "");
+    icon.content = hoist_core::desired::Content::from_bytes(bytes.clone());
+    assert!(icon.content.text().is_none(), "not UTF-8: binary");
+    let w = World::one(FakeHost::bare("h"), host_wants(vec![], vec![icon]));
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(
+        w.host("h").file("/srv/icon.png").map(|f| f.content),
+        Some(bytes)
+    );
+    let again = w.plan().await;
+    assert!(!again.has_changes(), "{again:?}");
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::desired::Content;
 use crate::diag::Kind;
 use crate::inventory::normalize;
 use crate::template;
@@ -195,7 +196,16 @@ pub(super) fn env_file(
         }
         return BTreeMap::new();
     }
-    let Some(text) = read_source(ctx, &path, v, p, lc) else {
+    let Some(content) = read_source(ctx, &path, v, p, lc) else {
+        return BTreeMap::new();
+    };
+    let Content::Text(text) = content else {
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            format!("env file {rel:?} is not text"),
+        );
         return BTreeMap::new();
     };
     env_lines(ctx, &text, rel, v.loc, p)
@@ -270,14 +280,15 @@ pub(in crate::stack) fn outside(rel: &str) -> String {
     )
 }
 
-/// The content of a repository file; `.j2` files are rendered for the host first.
+/// The content of a repository file: a `.j2` file is rendered for the host; any other file is
+/// taken byte for byte, binary ones included.
 pub(in crate::stack) fn read_source(
     ctx: &mut Ctx<'_>,
     path: &Path,
     v: &Node,
     p: &str,
     lc: &LowerCtx<'_>,
-) -> Option<String> {
+) -> Option<Content> {
     if !lc.src.within(lc.root, path) {
         ctx.error(
             v.loc,
@@ -287,8 +298,8 @@ pub(in crate::stack) fn read_source(
         );
         return None;
     }
-    let text = match lc.src.read_to_string(path) {
-        Ok(t) => t,
+    let bytes = match lc.src.read(path) {
+        Ok(b) => b,
         Err(e) => {
             ctx.error(
                 v.loc,
@@ -300,8 +311,17 @@ pub(in crate::stack) fn read_source(
         }
     };
     if path.extension().and_then(|e| e.to_str()) != Some("j2") {
-        return Some(text);
+        return Some(Content::from_bytes(bytes));
     }
+    let Ok(text) = String::from_utf8(bytes) else {
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            format!("{} is a template (.j2) but not UTF-8 text", path.display()),
+        );
+        return None;
+    };
     let templates = normalize(&template::templates_dir(lc.root));
     let rendered = lc
         .vars
@@ -310,7 +330,7 @@ pub(in crate::stack) fn read_source(
             Err(_) => lc.env.render_named_str(&path.to_string_lossy(), &text, ctx),
         });
     match rendered {
-        Ok(out) => Some(out),
+        Ok(out) => Some(Content::Text(out)),
         Err(e) => {
             let origin = template::Origin {
                 file: crate::diag::SourceName::new(lc.root, path),

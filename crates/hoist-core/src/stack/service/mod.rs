@@ -137,7 +137,7 @@ pub struct Mount {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacedFile {
     pub path: String,
-    pub content: String,
+    pub content: crate::desired::Content,
     pub mode: u32,
     pub owner: Option<String>,
     pub group: Option<String>,

@@ -195,7 +195,7 @@ async fn put_daemon_json<H: Host>(host: &H, daemon: &serde_json::Value) -> Resul
     let content = serde_json::to_string_pretty(daemon).unwrap_or_default() + "\n";
     let spec = FileSpec {
         path: script::DAEMON_JSON.into(),
-        content,
+        content: content.into(),
         mode: 0o644,
         owner: None,
         group: None,
