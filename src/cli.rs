@@ -97,6 +97,9 @@ pub enum Command {
     /// Encrypt, decrypt and edit secrets files
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Compose stacks as hoist deploys them
+    #[command(subcommand)]
+    Stack(StackCommand),
     /// Prove the platform works: replication (streaming, lag, a canary row on every standby),
     /// backups (pgbackrest check, a recent backup in each repository, no WAL gap), the object
     /// store (TLS verified, buckets), the database roles and the API; exit 1 on any failure
@@ -240,6 +243,19 @@ pub struct ApplyArgs {
     /// Take a host's lock even if another run holds it
     #[arg(long)]
     pub break_lock: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StackCommand {
+    /// Print a stack as a plain compose file for one host: variables resolved, secrets as
+    /// `${name}` references, the files hoist places as bind mounts, no `x-hoist`
+    Export {
+        /// The stack (the file stem under stacks/)
+        stack: String,
+        /// The host it is exported for
+        #[arg(long)]
+        host: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

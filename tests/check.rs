@@ -6,28 +6,6 @@ mod common;
 use common::{hoist, hoist_in, repo};
 use expect_test::expect_file;
 
-/// A scratch copy of the repository's deployment (and `extra` folders), with what the apm-api
-/// image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
-fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("tmp");
-    for dir in [
-        "inventory",
-        "vars",
-        "templates",
-        "stacks",
-        "playbooks",
-        "images",
-    ]
-    .iter()
-    .chain(extra)
-    {
-        common::copy_dir(&repo().join(dir), &tmp.path().join(dir));
-    }
-    copy_api_inputs(tmp.path());
-    tmp
-}
-
-/// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
 /// The desired state of the repository's site.yml on the sandbox inventory of a deployment copy
 /// (after `sandbox init`), with extra variables (`NAME=VALUE`).
 fn site_desired(root: &std::path::Path, extra: &[&str]) -> hoist_core::desired::Desired {
@@ -45,19 +23,10 @@ fn site_desired(root: &std::path::Path, extra: &[&str]) -> hoist_core::desired::
     desired
 }
 
-fn copy_api_inputs(to: &std::path::Path) {
-    for dir in ["crates/apm-api", "migrations", "vendor"] {
-        common::copy_dir(&repo().join(dir), &to.join(dir));
-    }
-    for file in ["Cargo.toml", "Cargo.lock"] {
-        std::fs::copy(repo().join(file), to.join(file)).expect("copy");
-    }
-}
-
 #[test]
 fn the_repository_deployment_passes_check() {
     // In a scratch copy: `sandbox init` writes the sandbox's generated (git-ignored) TLS secrets.
-    let tmp = deployment_copy(&[]);
+    let tmp = common::deployment_copy(&[]);
     let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
     let init = hoist_in(tmp.path(), &["sandbox", "init"], &[]);
     assert_eq!(init.code, 0, "{}", init.stderr);
@@ -71,7 +40,7 @@ fn the_repository_deployment_passes_check() {
 
 #[test]
 fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
-    let tmp = deployment_copy(&["tests/fixtures/sandbox-bare"]);
+    let tmp = common::deployment_copy(&["tests/fixtures/sandbox-bare"]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let run = hoist_in(
         tmp.path(),
@@ -109,7 +78,7 @@ fn the_repository_site_playbook_plans_bare_sandbox_hosts() {
 /// Prometheus config follow the endpoint.
 #[test]
 fn another_s3_endpoint_leaves_garage_out() {
-    let tmp = deployment_copy(&[]);
+    let tmp = common::deployment_copy(&[]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let desired = |extra: &[&str]| site_desired(tmp.path(), extra);
     let file = |d: &hoist_core::desired::Desired, host: &str, path: &str| {
@@ -297,7 +266,7 @@ fn a_missing_playbook_is_an_io_error() {
 #[test]
 fn the_repository_data_stack_converges_as_hosts_report_it() {
     use hoist_core::observed::{self, ImageDefaults};
-    let tmp = deployment_copy(&[]);
+    let tmp = common::deployment_copy(&[]);
     assert_eq!(hoist_in(tmp.path(), &["sandbox", "init"], &[]).code, 0);
     let desired = site_desired(tmp.path(), &[]);
     let defaults = ImageDefaults {

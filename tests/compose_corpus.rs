@@ -4,7 +4,8 @@
 //! beside it where it needs settings (written for these tests), and a placeholder for every file it
 //! references (a build context gets a Dockerfile). `hoist check` passes on each but for the keys
 //! docs/formats.md refuses, each refusal one diagnostic of its own; the plan of each against a
-//! bare host is snapshot-tested (`UPDATE_EXPECT=1` rewrites `snapshots/compose_corpus.txt`).
+//! bare host is snapshot-tested (`UPDATE_EXPECT=1` rewrites `snapshots/compose_corpus.txt`), and
+//! `hoist stack export` gives it back as a file valid against compose's own schema.
 
 mod common;
 
@@ -136,6 +137,30 @@ fn real_world_compose_files_check_and_plan() {
                 &plan
                     .stdout
                     .replace(&format!("stacks/{name}.yml"), "<stack>"),
+            );
+            // And back out as a plain compose file, valid against compose's own schema.
+            let export = hoist_in(
+                tmp.path(),
+                &[
+                    "-i",
+                    "inventory/test",
+                    "--json",
+                    "stack",
+                    "export",
+                    &name,
+                    "--host",
+                    "node-1",
+                ],
+                &[],
+            );
+            assert_eq!(export.code, 0, "{label}: {}", export.all());
+            let doc: serde_json::Value = serde_json::from_str(&export.stdout).expect("JSON");
+            let errors = common::compose_errors(&doc);
+            assert!(
+                errors.is_empty(),
+                "{label} exported: {}\n{}",
+                errors.join("\n"),
+                export.stdout
             );
         }
         report.push('\n');

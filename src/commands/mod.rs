@@ -10,6 +10,7 @@ mod plan;
 mod remote;
 mod sandbox;
 mod secrets;
+mod stack;
 mod status;
 mod validate;
 
@@ -36,6 +37,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
             tail,
         } => status::logs(&cli.global, &host, &service, tail, out),
         Command::Inventory(cmd) => inventory::run(&cli.global, cmd, out),
+        Command::Stack(cmd) => stack::run(&cli.global, cmd, out),
         Command::Secrets(cmd) => secrets::run(cmd, out),
         Command::Pki(cmd) => pki::run(&cli.global, cmd, out),
         Command::Drill(cmd) => drill::run(&cli.global, cmd, out),

@@ -120,3 +120,47 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A scratch copy of the repository's deployment (and `extra` folders), with what the apm-api
+/// image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
+pub fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for dir in [
+        "inventory",
+        "vars",
+        "templates",
+        "stacks",
+        "playbooks",
+        "images",
+    ]
+    .iter()
+    .chain(extra)
+    {
+        copy_dir(&repo().join(dir), &tmp.path().join(dir));
+    }
+    copy_api_inputs(tmp.path());
+    tmp
+}
+
+/// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
+pub fn copy_api_inputs(to: &std::path::Path) {
+    for dir in ["crates/apm-api", "migrations", "vendor"] {
+        copy_dir(&repo().join(dir), &to.join(dir));
+    }
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(repo().join(file), to.join(file)).expect("copy");
+    }
+}
+
+/// Where `doc` breaks the compose specification's own schema (`tests/fixtures/compose-spec`).
+pub fn compose_errors(doc: &serde_json::Value) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(repo().join("tests/fixtures/compose-spec/compose-spec.json"))
+            .expect("schema");
+    let schema: serde_json::Value = serde_json::from_str(&text).expect("schema JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}

@@ -7,6 +7,7 @@
 //! extension fields are allowed anywhere, as in compose. `x-hoist: {hosts: <pattern>}` binds the
 //! stack to hosts; without it, the stack goes to the hosts of the plays that deploy it.
 
+pub mod export;
 mod files;
 pub mod interpolate;
 mod service;
