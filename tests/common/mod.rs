@@ -143,7 +143,7 @@ pub fn deployment_copy(extra: &[&str]) -> tempfile::TempDir {
 }
 
 /// What the apm-api image's binary is built from (stacks/app.yml, `x-hoist-binaries`).
-pub fn copy_api_inputs(to: &std::path::Path) {
+pub fn copy_api_inputs(to: &Path) {
     for dir in ["crates/apm-api", "migrations", "vendor"] {
         copy_dir(&repo().join(dir), &to.join(dir));
     }

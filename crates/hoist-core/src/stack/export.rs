@@ -359,9 +359,9 @@ fn runtime(rt: &Runtime, o: &mut Map<String, Value>) {
 
 /// A duration as compose writes it (`30s`, `500ms`).
 fn duration(ns: u64) -> String {
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
     } else {
         format!("{}us", ns / 1_000)

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hoist_core::desired::{
-    ContainerSpec, Desired, EngineSpec, FileSpec, HostDesired, ImageSource, ImageSpec, NetworkSpec,
+    ContainerSpec, Content, Desired, EngineSpec, FileSpec, HostDesired, ImageSource, ImageSpec,
+    NetworkSpec,
 };
 use hoist_core::observed::Observed;
 use hoist_core::plan::{self, Plan};
@@ -900,7 +901,7 @@ async fn a_replacement_that_cannot_be_put_back_says_the_service_is_down() {
 async fn a_binary_file_is_placed_byte_for_byte() {
     let bytes = vec![0x89, b'P', b'N', b'G', 0xff, 0x00, 0xfe, b'\n'];
     let mut icon = file("/srv/icon.png", "");
-    icon.content = hoist_core::desired::Content::from_bytes(bytes.clone());
+    icon.content = Content::from_bytes(bytes.clone());
     assert!(icon.content.text().is_none(), "not UTF-8: binary");
     let w = World::one(FakeHost::bare("h"), host_wants(vec![], vec![icon]));
     let r = w.apply().await;
