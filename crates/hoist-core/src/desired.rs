@@ -256,6 +256,9 @@ pub struct ContainerSpec {
     pub name: String,
     pub project: String,
     pub service: String,
+    /// Its replica number (compose's `container-number`); left out of the hash when 1.
+    #[serde(default = "first", skip_serializing_if = "is_first")]
+    pub number: u32,
     pub image: String,
     pub command: Option<Vec<String>>,
     pub entrypoint: Option<Vec<String>>,
@@ -276,8 +279,13 @@ pub struct ContainerSpec {
     /// it asks for nothing, so the hash of a container without one stays what it was.
     #[serde(default, skip_serializing_if = "Runtime::is_default")]
     pub runtime: Runtime,
-    /// Container names this one waits for, with the condition.
+    /// Container names this one waits for, with the condition: the first container of each
+    /// service it depends on (see [`ContainerSpec::waits_for`]).
     pub depends_on: BTreeMap<String, ConditionKind>,
+    /// The other replicas of those services, waited for too; not in the hash, so that scaling a
+    /// dependency does not recreate this container.
+    #[serde(skip)]
+    pub depends_on_replicas: BTreeMap<String, ConditionKind>,
     /// sha256 of each hoist-placed file it mounts, by host path.
     pub mounted_files: BTreeMap<String, String>,
     /// Hash of everything above; stored as the `io.hoist.config-hash` label.
@@ -287,7 +295,20 @@ pub struct ContainerSpec {
     pub play: usize,
 }
 
+fn first() -> u32 {
+    1
+}
+
+fn is_first(n: &u32) -> bool {
+    *n == 1
+}
+
 impl ContainerSpec {
+    /// Every container this one waits for: each replica of each service it depends on.
+    pub fn waits_for(&self) -> impl Iterator<Item = (&String, &ConditionKind)> {
+        self.depends_on.iter().chain(&self.depends_on_replicas)
+    }
+
     /// Computes `config_hash` from the other fields (env values enter only through the hash).
     pub fn seal(&mut self) {
         self.config_hash.clear();
@@ -304,7 +325,7 @@ impl ContainerSpec {
         // compose's own labels: `docker compose ps` and `logs` on a host show the stack as a project.
         l.insert(labels::COMPOSE_PROJECT.into(), self.project.clone());
         l.insert(labels::COMPOSE_SERVICE.into(), self.service.clone());
-        l.insert(labels::COMPOSE_NUMBER.into(), "1".into());
+        l.insert(labels::COMPOSE_NUMBER.into(), self.number.to_string());
         l.insert(labels::COMPOSE_ONEOFF.into(), "False".into());
         l
     }

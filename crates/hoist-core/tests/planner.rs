@@ -871,8 +871,8 @@ fn compose_keys_hoist_refuses_say_why() {
     expect![[r#"
         [
             "warning[unsupported]: stacks/app.yml:1:10: version: `version` is obsolete: compose ignores it, and so does hoist (it can go)",
+            "error[invalid-value]: stacks/app.yml:16:3: services.web.ports: 3 replicas cannot all publish host port 8080: leave the host port out (the engine picks one per replica) or run one replica",
             "error[invalid-value]: stacks/app.yml:16:3: services.web.ports: with `network_mode: host` there is nothing to publish: the container uses the host's ports (host) or none",
-            "error[unsupported]: stacks/app.yml:18:24: services.web.deploy.replicas: 3 replicas: hoist runs one container per service on each host; bind the stack to more hosts instead",
             "error[unsupported]: stacks/app.yml:18:38: services.web.deploy.placement: swarm's: hoist places services by the stack's `x-hoist.hosts`",
             "warning[unsupported]: stacks/app.yml:18:92: services.web.deploy.update_config: accepted and not applied: hoist replaces a service's container once the new one is created",
             "error[unsupported]: stacks/app.yml:20:12: services.web.links: legacy: the containers of a stack reach each other by service name on its networks",
@@ -1082,4 +1082,44 @@ fn an_anonymous_volume_is_the_services_own() {
         web.mounts
     );
     assert_eq!(container_changes(&fixture, &fixture), []);
+}
+
+/// `deploy.replicas` runs several containers of a service, named and labelled as compose names
+/// them; a dependency waits for every replica; converged, nothing to do. Replicas cannot share a
+/// published host port or a `container_name`.
+#[test]
+fn replicas_are_containers_named_as_compose_names_them() {
+    let fixture = PROJECT.replace(
+        "    image: postgres:17\n",
+        "    image: postgres:17\n    deploy: {replicas: 2}\n",
+    );
+    let d = desired(&fixture);
+    let host = &d.hosts["app-1"];
+    let names: Vec<&str> = host.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["shop-db-1", "shop-db-2", "shop-web-1"]);
+    let second = &host.containers[1];
+    assert_eq!(
+        second.engine_labels()["com.docker.compose.container-number"],
+        "2"
+    );
+    let web = &host.containers[2];
+    assert_eq!(
+        web.waits_for().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        ["shop-db-1", "shop-db-2"]
+    );
+    assert_eq!(container_changes(&fixture, &fixture), []);
+    // One more replica: one container to create, the others (and those that wait) left alone.
+    let three = fixture.replace("replicas: 2", "replicas: 3");
+    assert_eq!(
+        container_changes(&fixture, &three),
+        [("shop-db-3".to_owned(), "Create".to_owned(), vec![])]
+    );
+    let clash = with_web("deploy: {replicas: 2}\n    container_name: the-web");
+    expect![[r#"
+        [
+            "error[invalid-value]: stacks/app.yml:15:3: services.web.container_name: 2 replicas cannot share one `container_name` (as in compose)",
+            "error[invalid-value]: stacks/app.yml:15:3: services.web.ports: 2 replicas cannot all publish host port 8080: leave the host port out (the engine picks one per replica) or run one replica",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&clash));
 }

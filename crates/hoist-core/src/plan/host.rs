@@ -186,7 +186,7 @@ pub(super) fn diff_host(
     let completion_deps: Vec<&str> = want
         .containers
         .iter()
-        .flat_map(|c| c.depends_on.iter())
+        .flat_map(|c| c.waits_for())
         .filter(|(_, k)| **k == crate::stack::ConditionKind::ServiceCompletedSuccessfully)
         .map(|(n, _)| n.as_str())
         .collect();

@@ -96,16 +96,18 @@ impl Project {
                 },
             );
         }
-        let names: BTreeMap<&String, String> = st
+        // Each service's containers, by replica number, as compose names them.
+        let names: BTreeMap<&String, Vec<String>> = st
             .services
             .iter()
             .map(|(n, s)| {
-                (
-                    n,
-                    s.container_name
-                        .clone()
-                        .unwrap_or_else(|| container_name(&st.project, n)),
-                )
+                let names = match &s.container_name {
+                    Some(c) => vec![c.clone()],
+                    None => (1..=s.replicas)
+                        .map(|i| replica_name(&st.project, n, i))
+                        .collect(),
+                };
+                (n, names)
             })
             .collect();
         let order = stack::start_order(&st.services).unwrap_or_default();
@@ -125,70 +127,87 @@ impl Project {
                 mounted.insert(f.path.clone(), spec.sha256());
                 self.add_file(hd, spec, src, loc, host, diags);
             }
-            let mut spec = ContainerSpec {
-                name: names[&name].clone(),
-                project: st.project.clone(),
-                service: name.clone(),
-                image: svc.image.clone(),
-                command: svc.command.clone(),
-                entrypoint: svc.entrypoint.clone(),
-                env: svc.environment.clone(),
-                ports: svc.ports.clone(),
-                mounts: svc
-                    .mounts
-                    .iter()
-                    .map(|m| desired::mount_spec(&m.source, &volume_names, &m.target, m.read_only))
-                    .collect(),
-                // `network_mode`: the engine's own network, where a container has no alias.
-                networks: match &svc.network_mode {
-                    Some(mode) => BTreeMap::from([(mode.clone(), Vec::new())]),
-                    None => svc
-                        .networks
+            for (i, replica) in names[&name].iter().enumerate() {
+                let mut spec = ContainerSpec {
+                    name: replica.clone(),
+                    number: u32::try_from(i + 1).unwrap_or(1),
+                    project: st.project.clone(),
+                    service: name.clone(),
+                    image: svc.image.clone(),
+                    command: svc.command.clone(),
+                    entrypoint: svc.entrypoint.clone(),
+                    env: svc.environment.clone(),
+                    ports: svc.ports.clone(),
+                    mounts: svc
+                        .mounts
                         .iter()
-                        .map(|(n, aliases)| {
-                            let engine_name = st
-                                .networks
-                                .get(n)
-                                .map(|d| d.name.clone())
-                                .unwrap_or_else(|| n.clone());
-                            let mut a = aliases.clone();
-                            a.push(name.clone());
-                            a.sort();
-                            a.dedup();
-                            (engine_name, a)
+                        .map(|m| {
+                            desired::mount_spec(&m.source, &volume_names, &m.target, m.read_only)
                         })
                         .collect(),
-                },
-                healthcheck: svc.healthcheck.clone(),
-                restart: svc.restart.clone(),
-                labels: svc.labels.clone(),
-                extra_hosts: svc.extra_hosts.clone(),
-                user: svc.user.clone(),
-                working_dir: svc.working_dir.clone(),
-                hostname: svc.hostname.clone(),
-                stop_grace_period_s: svc.stop_grace_period_s,
-                runtime: {
-                    let mut rt = svc.runtime.clone();
-                    let published: Vec<String> = svc
-                        .ports
+                    // `network_mode`: the engine's own network, where a container has no alias.
+                    networks: match &svc.network_mode {
+                        Some(mode) => BTreeMap::from([(mode.clone(), Vec::new())]),
+                        None => svc
+                            .networks
+                            .iter()
+                            .map(|(n, aliases)| {
+                                let engine_name = st
+                                    .networks
+                                    .get(n)
+                                    .map(|d| d.name.clone())
+                                    .unwrap_or_else(|| n.clone());
+                                let mut a = aliases.clone();
+                                a.push(name.clone());
+                                a.sort();
+                                a.dedup();
+                                (engine_name, a)
+                            })
+                            .collect(),
+                    },
+                    healthcheck: svc.healthcheck.clone(),
+                    restart: svc.restart.clone(),
+                    labels: svc.labels.clone(),
+                    extra_hosts: svc.extra_hosts.clone(),
+                    user: svc.user.clone(),
+                    working_dir: svc.working_dir.clone(),
+                    hostname: svc.hostname.clone(),
+                    stop_grace_period_s: svc.stop_grace_period_s,
+                    runtime: {
+                        let mut rt = svc.runtime.clone();
+                        let published: Vec<String> = svc
+                            .ports
+                            .iter()
+                            .map(|p| format!("{}/{}", p.target, p.protocol))
+                            .collect();
+                        rt.normalize(&published);
+                        rt
+                    },
+                    // A dependency is on every replica of the service depended on.
+                    depends_on: svc
+                        .depends_on
                         .iter()
-                        .map(|p| format!("{}/{}", p.target, p.protocol))
-                        .collect();
-                    rt.normalize(&published);
-                    rt
-                },
-                depends_on: svc
-                    .depends_on
-                    .iter()
-                    .filter_map(|(d, c)| names.get(d).map(|n| (n.clone(), c.kind)))
-                    .collect(),
-                mounted_files: mounted,
-                config_hash: String::new(),
-                play: 0,
-            };
-            spec.seal();
-            hd.containers.retain(|c| c.name != spec.name);
-            hd.containers.push(spec);
+                        .filter_map(|(d, c)| names.get(d)?.first().map(|n| (n.clone(), c.kind)))
+                        .collect(),
+                    depends_on_replicas: svc
+                        .depends_on
+                        .iter()
+                        .flat_map(|(d, c)| {
+                            names
+                                .get(d)
+                                .into_iter()
+                                .flat_map(|n| n.iter().skip(1))
+                                .map(move |n| (n.clone(), c.kind))
+                        })
+                        .collect(),
+                    mounted_files: mounted.clone(),
+                    config_hash: String::new(),
+                    play: 0,
+                };
+                spec.seal();
+                hd.containers.retain(|c| c.name != spec.name);
+                hd.containers.push(spec);
+            }
         }
     }
 }
@@ -200,5 +219,10 @@ pub(super) fn private(mode: u32) -> bool {
 
 /// compose's container name for the first replica of a service.
 pub fn container_name(project: &str, service: &str) -> String {
-    format!("{project}-{service}-1")
+    replica_name(project, service, 1)
+}
+
+/// compose's container name for replica `n` of a service.
+pub fn replica_name(project: &str, service: &str, n: u32) -> String {
+    format!("{project}-{service}-{n}")
 }

@@ -12,7 +12,7 @@ pub fn waves<'a>(containers: &[&'a ContainerSpec]) -> Vec<Vec<&'a ContainerSpec>
         let after = containers[..i]
             .iter()
             .zip(&level)
-            .filter(|(d, _)| c.depends_on.contains_key(&d.name))
+            .filter(|(d, _)| c.waits_for().any(|(n, _)| n == &d.name))
             .map(|(_, l)| l + 1)
             .max()
             .unwrap_or(0);
@@ -57,6 +57,7 @@ mod tests {
             name: name.into(),
             project: "p".into(),
             service: name.into(),
+            number: 1,
             image: "i".into(),
             command: None,
             entrypoint: None,
@@ -77,6 +78,7 @@ mod tests {
                 .iter()
                 .map(|d| ((*d).to_owned(), ConditionKind::ServiceHealthy))
                 .collect(),
+            depends_on_replicas: BTreeMap::new(),
             mounted_files: BTreeMap::new(),
             config_hash: String::new(),
             play: 0,

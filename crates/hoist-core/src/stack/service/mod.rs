@@ -62,6 +62,9 @@ pub struct Service {
     pub runtime: Runtime,
     /// `host`, `none` or `bridge`: the engine's network instead of the stack's.
     pub network_mode: Option<String>,
+    /// How many containers run the service (`deploy.replicas`, `scale`), named
+    /// `<project>-<service>-<n>` as compose names them.
+    pub replicas: u32,
     pub loc: Loc,
 }
 
@@ -180,6 +183,7 @@ const SERVICE_KEYS: &[&str] = &[
     "network_mode",
     "pull_policy",
     "platform",
+    "scale",
 ];
 
 /// The prefix of the logical name of an anonymous volume (`- /data`), followed by its target.
@@ -188,10 +192,6 @@ pub const ANONYMOUS: &str = "\0anonymous:";
 /// Keys of the compose specification's service that hoist does not take, each with why and what
 /// to do instead: an error naming the key, never a silent difference from compose.
 pub const REFUSED: &[(&str, &str)] = &[
-    (
-        "scale",
-        "several containers of a service are not supported yet: bind the stack to more hosts",
-    ),
     (
         "extends",
         "not supported: write the service out, or share fields with YAML anchors and `<<` merge keys",
@@ -305,6 +305,7 @@ pub(super) fn decode(
         hostname: None,
         runtime: Runtime::default(),
         network_mode: None,
+        replicas: 1,
         loc,
     };
     for &key in runtime::KEYS {
@@ -416,7 +417,16 @@ pub(super) fn decode(
                 );
             }
             // After `restart`: a restart policy under deploy wins, as in compose.
-            "deploy" => runtime::deploy(ctx, v, &p, &mut svc.runtime, &mut svc.restart),
+            "deploy" => {
+                if let Some(n) = runtime::deploy(ctx, v, &p, &mut svc.runtime, &mut svc.restart) {
+                    svc.replicas = n;
+                }
+            }
+            "scale" => {
+                if let Some(n) = ctx.u64(v, &p) {
+                    svc.replicas = replicas(ctx, v.loc, &p, n);
+                }
+            }
             _ => {}
         }
     }
@@ -429,6 +439,31 @@ pub(super) fn decode(
         }
     }
     svc.mounts.sort_by(|a, b| a.target.cmp(&b.target));
+    if svc.replicas > 1 {
+        if svc.container_name.is_some() {
+            ctx.error(
+                loc,
+                &yaml::join(path, "container_name"),
+                Kind::InvalidValue,
+                format!(
+                    "{} replicas cannot share one `container_name` (as in compose)",
+                    svc.replicas
+                ),
+            );
+        }
+        if let Some(p) = svc.ports.iter().find(|p| p.published.is_some()) {
+            ctx.error(
+                loc,
+                &yaml::join(path, "ports"),
+                Kind::InvalidValue,
+                format!(
+                    "{} replicas cannot all publish host port {}: leave the host port out (the engine picks one per replica) or run one replica",
+                    svc.replicas,
+                    p.published.unwrap_or_default()
+                ),
+            );
+        }
+    }
     for (key, why) in REFUSED {
         if let Some(v) = f.get(key) {
             ctx.error(v.loc, &yaml::join(path, key), Kind::Unsupported, *why);
@@ -545,4 +580,20 @@ fn mount_file(
         read_only: true,
         loc: u.loc,
     });
+}
+
+/// A number of replicas: at least one (leave a service out with `profiles`), at most 100.
+pub(super) fn replicas(ctx: &mut Ctx<'_>, loc: Loc, p: &str, n: u64) -> u32 {
+    match u32::try_from(n) {
+        Ok(n @ 1..=100) => n,
+        _ => {
+            ctx.error(
+                loc,
+                p,
+                Kind::InvalidValue,
+                format!("{n} replicas: from 1 to 100 (leave a service out with `profiles`)"),
+            );
+            1
+        }
+    }
 }

@@ -327,13 +327,18 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, key: &str, v: &Node, p: &str, rt: &mut R
     }
 }
 
-/// `deploy:` as a single host runs it: resources, the restart policy, one replica. Swarm's
-/// placement is refused; `update_config` and `rollback_config` are accepted (hoist replaces one
-/// container at a time) with a warning.
-pub(super) fn deploy(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime, restart: &mut String) {
-    let Some(mut f) = ctx.fields(v, p) else {
-        return;
-    };
+/// `deploy:` as a single host runs it: resources, the restart policy, the number of replicas
+/// (returned). Swarm's placement is refused; `update_config` and `rollback_config` are accepted
+/// (hoist replaces one container at a time) with a warning.
+pub(super) fn deploy(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    rt: &mut Runtime,
+    restart: &mut String,
+) -> Option<u32> {
+    let mut replicas = None;
+    let mut f = ctx.fields(v, p)?;
     if let Some(m) = f.get("mode") {
         let mp = yaml::join(p, "mode");
         match ctx.string(m, &mp).as_deref() {
@@ -348,15 +353,8 @@ pub(super) fn deploy(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime, res
     }
     if let Some(r) = f.get("replicas") {
         let rp = yaml::join(p, "replicas");
-        if let Some(n) = ctx.u64(r, &rp)
-            && n != 1
-        {
-            ctx.error(
-                r.loc,
-                &rp,
-                Kind::Unsupported,
-                format!("{n} replicas: hoist runs one container per service on each host; bind the stack to more hosts instead"),
-            );
+        if let Some(n) = ctx.u64(r, &rp) {
+            replicas = Some(super::replicas(ctx, r.loc, &rp, n));
         }
     }
     if let Some(res) = f.get("resources") {
@@ -422,6 +420,7 @@ pub(super) fn deploy(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime, res
         }
     }
     f.finish(ctx, true);
+    replicas
 }
 
 fn resources(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime) {

@@ -208,7 +208,7 @@ impl<'a, H: Host> HostRun<'a, H> {
         opts: &ApplyOptions,
     ) -> Result<()> {
         let (name, cancel) = (self.name(), &handles.cancel);
-        for (dep, cond) in &spec.depends_on {
+        for (dep, cond) in spec.waits_for() {
             gate::wait(name, d, dep, Gate::from(*cond), opts.gate_timeout, cancel).await?;
         }
         let what = format!("{} of {}", c.action.as_str(), spec.name);
