@@ -75,7 +75,9 @@ pub(super) fn observed_container(
         }
     }
     ports.sort();
-    let mounts = i
+    // The engine lists mounts from a map, in no stable order: by target, so that a host's
+    // fingerprint does not change between two looks.
+    let mut mounts: Vec<ObservedMount> = i
         .mounts
         .unwrap_or_default()
         .into_iter()
@@ -94,6 +96,7 @@ pub(super) fn observed_container(
             }
         })
         .collect();
+    mounts.sort_by(|a, b| a.target.cmp(&b.target));
     let networks = i
         .network_settings
         .and_then(|n| n.networks)
@@ -408,4 +411,37 @@ pub(super) fn last_health(h: &Option<bollard::models::Health>) -> Option<String>
                 r.output.clone().unwrap_or_default().trim()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{ContainerInspectResponse, MountPoint};
+
+    use super::observed_container;
+
+    /// The engine lists mounts in no stable order: two looks at one container are one state.
+    #[test]
+    fn mounts_are_observed_in_one_order() {
+        let mount = |target: &str| MountPoint {
+            typ: Some("bind".to_owned()),
+            source: Some(format!("/opt/hoist/x{target}")),
+            destination: Some(target.to_owned()),
+            rw: Some(false),
+            ..Default::default()
+        };
+        let inspect = |targets: [&str; 2]| ContainerInspectResponse {
+            mounts: Some(targets.iter().map(|t| mount(t)).collect()),
+            ..Default::default()
+        };
+        let a = observed_container(
+            inspect(["/srv/index.html", "/run/secrets/t"]),
+            Default::default(),
+        );
+        let b = observed_container(
+            inspect(["/run/secrets/t", "/srv/index.html"]),
+            Default::default(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.mounts[0].target, "/run/secrets/t");
+    }
 }
