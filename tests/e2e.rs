@@ -342,6 +342,21 @@ fn sandbox_end_to_end() {
         let want = hex::encode(sha2::Sha256::digest(POISON.as_bytes()));
         assert!(sum.starts_with(&want), "the secret's content: {sum}");
     }
+    // Two replicas of the worker, numbered as compose numbers them, each bounded.
+    let workers = on_host(
+        HOSTS[0].1,
+        "docker ps --filter label=com.docker.compose.service=worker --format '{{.Names}} {{.Label \"com.docker.compose.container-number\"}}' | sort",
+    );
+    assert_eq!(
+        workers.trim(),
+        "e2e-worker-1 1\ne2e-worker-2 2",
+        "{workers}"
+    );
+    let memory = on_host(
+        HOSTS[0].1,
+        "docker inspect -f '{{.HostConfig.Memory}}' e2e-worker-2",
+    );
+    assert_eq!(memory.trim(), (32 * 1024 * 1024).to_string());
     // compose's own labels: `docker compose -p e2e ps` on the host lists the stack.
     assert_eq!(labels["com.docker.compose.project"], "e2e", "{labels}");
     assert_eq!(labels["com.docker.compose.service"], "front", "{labels}");
@@ -513,9 +528,15 @@ fn sandbox_end_to_end() {
         &hoist(&["-e", "greeting=salut", "plan", "test"]),
         "converged after SIGKILL",
     );
-    let expected: BTreeSet<String> = ["e2e-api-1", "e2e-front-1", "e2e-setup-1"]
-        .map(String::from)
-        .into();
+    let expected: BTreeSet<String> = [
+        "e2e-api-1",
+        "e2e-front-1",
+        "e2e-setup-1",
+        "e2e-worker-1",
+        "e2e-worker-2",
+    ]
+    .map(String::from)
+    .into();
     for (name, addr) in HOSTS {
         assert_eq!(
             containers(addr),

@@ -1,6 +1,7 @@
 //! Black-box HTTP tests: the server on a free port against a real PostgreSQL (a fresh database per
 //! test), driven with an HTTP client. `APM_TEST_POSTGRES` names the server (an admin URL such as
-//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`); `scripts/test` starts one.
+//! `postgres://postgres:postgres@127.0.0.1:55440/postgres`); `scripts/test` starts a cluster of the
+//! tests' own on a free port.
 
 mod common;
 

@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 
 use common::{Server, event};
 
-/// The replica's cluster, restarted when the test ends however it ends.
+/// The replica's cluster (scripts/test-postgres-replica's `hoist-test-replica`, or
+/// `APM_TEST_REPLICA_CLUSTER`), restarted when the test ends however it ends.
 struct Cluster {
     version: String,
+    name: String,
 }
 
 impl Cluster {
     fn ctl(&self, action: &str) {
         let status = Command::new("pg_ctlcluster")
-            .args([&self.version, "replica", action, "-m", "fast"])
+            .args([&self.version, &self.name, action, "-m", "fast"])
             .status()
             .expect("pg_ctlcluster (the test needs root on Debian)");
         assert!(status.success(), "pg_ctlcluster {action}: {status}");
@@ -31,7 +33,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("pg_ctlcluster")
-            .args([&self.version, "replica", "start"])
+            .args([&self.version, &self.name, "start"])
             .status();
     }
 }
@@ -65,7 +67,7 @@ async fn reads_follow_a_live_replica_and_survive_its_stop() {
     let s = common::server_with(|settings| {
         settings.replicas = vec![apm_api::config::HostPort {
             host: replica_url.host_str().unwrap_or("127.0.0.1").to_owned(),
-            port: replica_url.port().unwrap_or(5433),
+            port: replica_url.port().unwrap_or(5432),
         }];
         settings.read_after_write_ttl = Duration::from_secs(1);
         settings.connect_timeout = Duration::from_secs(2);
@@ -91,7 +93,11 @@ async fn reads_follow_a_live_replica_and_survive_its_stop() {
             .expect("version");
     let cluster = Cluster {
         version: version.to_string(),
+        name: std::env::var("APM_TEST_REPLICA_CLUSTER")
+            .unwrap_or_else(|_| "hoist-test-replica".to_owned()),
     };
+    // The probe's metrics name the replica by its port.
+    let port_label = format!(":{}", replica_url.port().unwrap_or(5432));
 
     // Read right after a write: the primary answers, with the write.
     let (code, created) = s
@@ -115,7 +121,7 @@ async fn reads_follow_a_live_replica_and_survive_its_stop() {
     replica.close().await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     eventually("the probe to find the replica healthy", async || {
-        metric(&s, "apm_db_replica_healthy", "5433").await == 1.0
+        metric(&s, "apm_db_replica_healthy", &port_label).await == 1.0
     })
     .await;
     let before = metric(&s, "apm_db_reads_total", "to=\"replica\"").await;
@@ -138,12 +144,12 @@ async fn reads_follow_a_live_replica_and_survive_its_stop() {
             assert_eq!(code, 200, "round {round}, {path}: {body}");
         }
     }
-    assert_eq!(metric(&s, "apm_db_replica_healthy", "5433").await, 0.0);
+    assert_eq!(metric(&s, "apm_db_replica_healthy", &port_label).await, 0.0);
 
     // Back: the probe finds it again and reads return to it.
     cluster.ctl("start");
     eventually("the probe to find the replica back", async || {
-        metric(&s, "apm_db_replica_healthy", "5433").await == 1.0
+        metric(&s, "apm_db_replica_healthy", &port_label).await == 1.0
     })
     .await;
     let before = metric(&s, "apm_db_reads_total", "to=\"replica\"").await;
