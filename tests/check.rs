@@ -30,6 +30,8 @@ fn the_repository_deployment_passes_check() {
     let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
     let init = hoist_in(tmp.path(), &["sandbox", "init"], &[]);
     assert_eq!(init.code, 0, "{}", init.stderr);
+    // What `sandbox up` records: the hosts' keys.
+    std::fs::write(tmp.path().join(".hoist/sandbox/known_hosts"), "").expect("known_hosts");
     let run = hoist_in(tmp.path(), &["check"], &[("HOIST_AGE_KEY_FILE", "")]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("0 error(s)"), "{}", run.stdout);
@@ -465,5 +467,49 @@ fn a_binary_bind_mount_is_planned_by_its_size() {
             && run.stdout.contains("content: binary, 7 bytes"),
         "{}",
         run.stdout
+    );
+}
+
+/// A fresh clone: the sandbox inventory lacks what `hoist sandbox init` generates, and `hoist check`
+/// says so in one line instead of every error its absence causes; the other inventories check.
+#[test]
+fn a_fresh_clone_checks_clean_and_names_the_command_that_generates_the_rest() {
+    let tmp = common::deployment_copy(&[]);
+    let _ = std::fs::remove_dir_all(tmp.path().join("inventory/sandbox/group_vars/sandbox"));
+    let run = hoist_in(tmp.path(), &["check"], &[("HOIST_AGE_KEY_FILE", "")]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("error") || l.starts_with("warning"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "warning[io]: inventory/sandbox/hosts.yml:7:5: generated: `hoist sandbox init` generates group_vars/sandbox, ../../.hoist/sandbox/id_ed25519: run it, then check this inventory",
+            "warning[io]: inventory/sandbox/hosts.yml:9:5: generated: `hoist sandbox up` generates ../../.hoist/sandbox/known_hosts: run it, then check this inventory",
+        ],
+        "{}",
+        run.stdout
+    );
+    // A command that needs the inventory says which command makes what it lacks.
+    let plan = hoist_in(
+        tmp.path(),
+        &[
+            "-i",
+            "inventory/sandbox",
+            "plan",
+            "site",
+            "--observed",
+            "nowhere",
+        ],
+        &[("HOIST_AGE_KEY_FILE", "")],
+    );
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(
+        plan.stderr
+            .contains("note: `hoist sandbox init` generates what inventory/sandbox lacks"),
+        "{}",
+        plan.stderr
     );
 }

@@ -1,6 +1,6 @@
 //! `hoist check`: load and check everything, offline, and report every problem with its location.
 
-use hoist_core::diag::Diagnostics;
+use hoist_core::diag::{Diagnostics, Kind};
 use hoist_core::project;
 use hoist_core::render;
 use hoist_core::secret::Redactor;
@@ -26,11 +26,32 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
     let redactor = Redactor::new();
     out.use_redactor(&redactor);
     for inv in &targets {
-        if let Some(p) = super::load_project(global, inv, SecretsMode::Optional, &mut diags)? {
+        let mut own = Diagnostics::new();
+        if let Some(p) = super::load_project(global, inv, SecretsMode::Optional, &mut own)? {
             redactor.absorb(&p.redactor);
-            project::check(&p, &mut diags);
+            // What a command has yet to generate (the sandbox's keys and certificates) is one line,
+            // not every problem its absence causes.
+            let pending = p.inventory.missing_generated(&p.source);
+            if !pending.is_empty() {
+                for (g, missing) in pending {
+                    diags.warning(
+                        &p.inventory.file,
+                        g.loc,
+                        "generated",
+                        Kind::Io,
+                        format!(
+                            "`{}` generates {}: run it, then check this inventory",
+                            g.by,
+                            missing.join(", ")
+                        ),
+                    );
+                }
+                continue;
+            }
+            project::check(&p, &mut own);
             redactor.absorb(&p.redactor);
         }
+        diags.extend(own);
     }
     let errors = diags.error_count();
     if out.json {

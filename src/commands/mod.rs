@@ -135,9 +135,25 @@ fn load(global: &Global, secrets: SecretsMode, out: &Output) -> anyhow::Result<O
         ));
     }
     if diags.has_errors() {
+        if let Some(p) = &project {
+            note_generated(p, out);
+        }
         return Ok(None);
     }
     Ok(project)
+}
+
+/// After errors: what commands generate for this inventory that is still missing (the
+/// sandbox's certificates, before `hoist sandbox init`), likely the cause.
+pub(super) fn note_generated(p: &Project, out: &Output) {
+    for (g, missing) in p.inventory.missing_generated(&p.source) {
+        out.eprint(&format!(
+            "note: `{}` generates what {} lacks ({})\n",
+            g.by,
+            p.inventory.dir.display(),
+            missing.join(", ")
+        ));
+    }
 }
 
 /// Loads the project for `inventory`; diagnostics are collected, not printed.

@@ -71,7 +71,9 @@ pub fn load(
     };
     let desired = project.desired(&book, limit.as_deref(), &mut diags);
     if diags.has_errors() {
-        return report(&diags, out, &project.redactor).map(Err);
+        let code = report(&diags, out, &project.redactor);
+        super::note_generated(&project, out);
+        return code.map(Err);
     }
     if !diags.is_empty() {
         out.eprint(&render::diagnostics_text(

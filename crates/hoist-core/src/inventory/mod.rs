@@ -88,6 +88,35 @@ pub struct Inventory {
     pub group_vars: BTreeMap<String, Vec<VarFile>>,
     /// Per host, `vars:` of the host then `host_vars/<host>`.
     pub host_vars: BTreeMap<String, Vec<VarFile>>,
+    /// `generated:`, what commands make for this inventory (keys, certificates) and git does not
+    /// hold: until they ran, `hoist check` says so in one line each.
+    pub generated: Vec<Generated>,
+}
+
+/// What a command generates for an inventory, by path relative to the inventory folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    pub by: String,
+    pub paths: Vec<String>,
+    pub loc: Loc,
+}
+
+impl Inventory {
+    /// Each command whose generated paths are missing, with those paths.
+    pub fn missing_generated(&self, src: &Source) -> Vec<(&Generated, Vec<&str>)> {
+        self.generated
+            .iter()
+            .filter_map(|g| {
+                let missing: Vec<&str> = g
+                    .paths
+                    .iter()
+                    .filter(|p| !src.exists(&self.dir.join(p)))
+                    .map(String::as_str)
+                    .collect();
+                (!missing.is_empty()).then_some((g, missing))
+            })
+            .collect()
+    }
 }
 
 impl Inventory {
@@ -308,6 +337,30 @@ pub fn load(
     if let Some(v) = top.get("vars") {
         all_vars.push(VarFile::from_node(&mut ctx, v, "vars", false));
     }
+    let mut generated = Vec::new();
+    if let Some(list) = top.get("generated") {
+        for (i, g) in ctx.seq(list, "generated").iter().enumerate() {
+            let p = yaml::index("generated", i);
+            let Some(mut f) = ctx.fields(g, &p) else {
+                continue;
+            };
+            let by = f
+                .require(&mut ctx, "by")
+                .and_then(|n| ctx.string(n, &yaml::join(&p, "by")));
+            let paths = f
+                .require(&mut ctx, "paths")
+                .map(|n| ctx.string_list(n, &yaml::join(&p, "paths")))
+                .unwrap_or_default();
+            f.finish(&mut ctx, false);
+            if let Some(by) = by {
+                generated.push(Generated {
+                    by,
+                    paths,
+                    loc: g.loc,
+                });
+            }
+        }
+    }
     top.finish(&mut ctx, false);
     drop(ctx);
 
@@ -354,6 +407,7 @@ pub fn load(
         all_vars,
         group_vars,
         host_vars,
+        generated,
     })
 }
 
