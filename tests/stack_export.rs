@@ -111,3 +111,46 @@ fn the_schema_refuses_what_compose_refuses() {
     let good = serde_json::json!({"services": {"web": {"image": "nginx", "restart": "always"}}});
     assert_eq!(common::compose_errors(&good), Vec::<String>::new());
 }
+
+/// Replicas are exported, and a value made from a secret (no `${name}` can stand for it) is
+/// said, not silently left masked.
+#[test]
+fn replicas_are_exported_and_a_masked_value_is_said() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    common::copy_dir(&common::demo(), tmp.path());
+    let stack = tmp.path().join("stacks/db.yml");
+    let text = std::fs::read_to_string(&stack).expect("read");
+    std::fs::write(
+        &stack,
+        text.replacen(
+            "    image: postgres:17\n",
+            "    image: postgres:17\n    deploy: {replicas: 2}\n",
+            1,
+        ),
+    )
+    .expect("write");
+    let doc = export(tmp.path(), "inventory/test", "db", "db-1", &[POISON]);
+    let db = doc["services"]
+        .as_object()
+        .and_then(|s| s.values().next())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(db["deploy"]["replicas"], 2, "{db}");
+    let web = hoist_in(
+        tmp.path(),
+        &[
+            "-i",
+            "inventory/test",
+            "stack",
+            "export",
+            "web",
+            "--host",
+            "web-1",
+        ],
+        &[],
+    );
+    assert_eq!(web.code, 0, "{}", web.all());
+    if web.stdout.contains("(sensitive)") {
+        assert!(web.stderr.contains("made from secrets"), "{}", web.stderr);
+    }
+}

@@ -46,6 +46,9 @@ pub fn run(global: &Global, out: &Output) -> anyhow::Result<u8> {
                         ),
                     );
                 }
+                // Kept: every problem the missing files do not explain (undefined variables and
+                // unreadable files are what their absence causes).
+                diags.extend(own.without(&[Kind::UndefinedVariable, Kind::Io]));
                 continue;
             }
             project::check(&p, &mut own);

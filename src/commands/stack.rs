@@ -41,6 +41,15 @@ fn export_stack(global: &Global, name: &str, host: &str, out: &Output) -> anyhow
         return Ok(1);
     };
     let doc = export::export(&stack, &project.vars[host]);
+    // A value made from a secret (a filtered form, a secret `.env` value) has no `${name}` to
+    // stand for it: it is printed masked, and the file needs it filled in.
+    let shown = project.redactor.redact(&doc.to_string());
+    if shown.contains(hoist_core::secret::REDACTED) {
+        out.eprint(&format!(
+            "warning: some values are made from secrets and shown as {}: fill them in before using the file\n",
+            hoist_core::secret::REDACTED
+        ));
+    }
     if out.json {
         out.print(&render::json(&doc, &project.redactor));
     } else {

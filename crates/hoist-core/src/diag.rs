@@ -187,6 +187,17 @@ impl Diagnostics {
         self.items.is_empty()
     }
 
+    /// These diagnostics but those of `kinds`.
+    pub fn without(self, kinds: &[Kind]) -> Diagnostics {
+        Diagnostics {
+            items: self
+                .items
+                .into_iter()
+                .filter(|d| !kinds.contains(&d.kind))
+                .collect(),
+        }
+    }
+
     pub fn extend(&mut self, other: Diagnostics) {
         for d in other.items {
             self.push(d);

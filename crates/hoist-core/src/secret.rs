@@ -54,6 +54,8 @@ const MIN_MASKED_LEN: usize = 4;
 #[derive(Clone, Default)]
 pub struct Redactor {
     values: Arc<RwLock<BTreeSet<String>>>,
+    /// The plan key, once sealed ([`Redactor::seal_plan_key`]).
+    plan_key: Arc<std::sync::OnceLock<[u8; 32]>>,
 }
 
 impl fmt::Debug for Redactor {
@@ -167,9 +169,29 @@ impl Redactor {
         }
     }
 
+    /// Masks every line of `text` from then on: what a rendering made when the shadow rendering
+    /// could not say which part came from a secret (it failed). Safe rather than precise.
+    pub fn learn_all(&self, text: &str) {
+        for line in text.lines().filter(|l| l.trim().len() >= MIN_MASKED_LEN) {
+            self.add(line);
+        }
+    }
+
     /// A key for hashes shown in plans: derived from every secret of the run, so the hash of a file
     /// that holds only a secret cannot be checked against guesses by whoever reads the plan.
     pub fn plan_key(&self) -> [u8; 32] {
+        match self.plan_key.get() {
+            Some(key) => *key,
+            None => self.current_key(),
+        }
+    }
+
+    /// Fixes the plan key to the secrets known now (those loaded), whatever is learnt later.
+    pub fn seal_plan_key(&self) {
+        let _ = self.plan_key.set(self.current_key());
+    }
+
+    fn current_key(&self) -> [u8; 32] {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
         h.update(b"hoist plan key\0");
@@ -213,7 +235,7 @@ pub fn keyed_hash(key: &[u8; 32], hash: &str) -> String {
 /// A stand-in for a secret with the same length and shape that differs from it at every letter,
 /// digit and punctuation mark: rendering a template with it shows which output came from the secret.
 pub fn shadow(secret: &str) -> String {
-    const PUNCT: &[u8] = b"!$&()*+,-./:;<=>?@[]^_`|~";
+    const PUNCT: &[u8] = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
     secret
         .chars()
         .map(|c| match c {
@@ -221,10 +243,15 @@ pub fn shadow(secret: &str) -> String {
             'Z' => 'A',
             '9' => '0',
             'a'..='y' | 'A'..='Y' | '0'..='8' => char::from(c as u8 + 1),
-            _ => match PUNCT.iter().position(|&p| char::from(p) == c) {
+            c if c.is_whitespace() => c,
+            c if c.is_ascii() => match PUNCT.iter().position(|&p| char::from(p) == c) {
                 Some(i) => char::from(PUNCT[(i + 1) % PUNCT.len()]),
                 None => c,
             },
+            // Any other character: the next one (the one before, at the end of a range).
+            c => char::from_u32(c as u32 + 1)
+                .or_else(|| char::from_u32(c as u32 - 1))
+                .unwrap_or(c),
         })
         .collect()
 }
@@ -281,7 +308,7 @@ mod tests {
         let s = shadow(secret);
         assert_eq!(s.chars().count(), secret.chars().count());
         for (a, b) in secret.chars().zip(s.chars()) {
-            assert!(a != b || !a.is_ascii_graphic(), "{a} kept in {s}");
+            assert!(a != b || a.is_whitespace(), "{a} kept in {s}");
         }
         assert_eq!(shadow("abc"), "bcd");
     }

@@ -217,7 +217,7 @@ fn walk_strings(v: &mut Json, f: &mut dyn FnMut(&mut String)) {
 
 /// The resolved variables of one host. Secret values live apart, as [`Secret`]s, so that no
 /// debug print or serialisation of a `HostVars` can show them.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct HostVars {
     /// Non-secret values.
     pub values: BTreeMap<String, Json>,
@@ -230,6 +230,18 @@ pub struct HostVars {
     /// What each secret, and each value rendered from one, is in the shadow rendering (every
     /// secret replaced by its [`crate::secret::shadow`]); see [`HostVars::render_tracked`].
     shadow: BTreeMap<String, Json>,
+}
+
+/// Values, origins and which variables are secret; never the secrets or their shadows.
+impl std::fmt::Debug for HostVars {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostVars")
+            .field("values", &self.values)
+            .field("secrets", &self.secrets)
+            .field("origins", &self.origins)
+            .field("secret", &self.secret)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HostVars {
@@ -257,10 +269,13 @@ impl HostVars {
         render: impl Fn(&minijinja::Value) -> Result<String, minijinja::Error>,
     ) -> Result<String, minijinja::Error> {
         let real = render(&self.context())?;
-        if !self.shadow.is_empty()
-            && let Ok(shadow) = render(&self.shadow_context())
-        {
-            redactor.learn_from(&real, &shadow);
+        if !self.shadow.is_empty() {
+            match render(&self.shadow_context()) {
+                Ok(shadow) => redactor.learn_from(&real, &shadow),
+                // The shadow cannot say what came from a secret (a filter refused its value):
+                // every line is masked.
+                Err(_) => redactor.learn_all(&real),
+            }
         }
         Ok(real)
     }
@@ -367,9 +382,7 @@ pub fn resolve(
     for name in &out.secret {
         if let Some(v) = out.values.get(name) {
             let mut shadowed = v.clone();
-            walk_strings(&mut shadowed, &mut |s: &mut String| {
-                *s = crate::secret::shadow(s);
-            });
+            shadow_values(&mut shadowed);
             out.shadow.insert(name.clone(), shadowed);
         }
     }
@@ -457,6 +470,23 @@ fn has_template(v: &Json) -> bool {
         Json::Array(items) => items.iter().any(has_template),
         Json::Object(map) => map.values().any(has_template),
         _ => false,
+    }
+}
+
+/// `v` with every string and number replaced by its shadow ([`crate::secret::shadow`]).
+fn shadow_values(v: &mut Json) {
+    match v {
+        Json::String(s) => *s = crate::secret::shadow(s),
+        Json::Number(n) => {
+            if let Ok(shadowed) =
+                crate::secret::shadow(&n.to_string()).parse::<serde_json::Number>()
+            {
+                *n = shadowed;
+            }
+        }
+        Json::Array(items) => items.iter_mut().for_each(shadow_values),
+        Json::Object(map) => map.values_mut().for_each(shadow_values),
+        _ => {}
     }
 }
 

@@ -850,11 +850,8 @@ fn each_runtime_key_alone_recreates_its_container_naming_the_key() {
 fn a_runtime_key_set_to_the_engines_default_plans_nothing() {
     for yaml in [
         "shm_size: 64m",
-        "init: false",
         "privileged: false",
         "runtime: runc",
-        "stop_signal: SIGTERM",
-        "ipc: private",
         "expose: [\"80\"]",
         "deploy: {replicas: 1, mode: replicated}",
     ] {
@@ -1113,6 +1110,15 @@ fn replicas_are_containers_named_as_compose_names_them() {
     assert_eq!(
         container_changes(&fixture, &three),
         [("shop-db-3".to_owned(), "Create".to_owned(), vec![])]
+    );
+    // One fewer: the surplus replica goes as part of converging, not left for --prune.
+    assert_eq!(
+        container_changes(&fixture, &fixture.replace("replicas: 2", "replicas: 1")),
+        [(
+            "shop-db-2".to_owned(),
+            "Delete".to_owned(),
+            vec!["replicas".to_owned()]
+        )]
     );
     let clash = with_web("deploy: {replicas: 2}\n    container_name: the-web");
     expect![[r#"

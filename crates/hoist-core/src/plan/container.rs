@@ -12,11 +12,25 @@ use crate::observed::ObservedContainer;
 use crate::stack::{Health, Port};
 
 use super::{Reason, normalize_image};
+use crate::secret::Redactor;
 
 /// Docker's stop timeout when none is set.
 const DEFAULT_STOP_TIMEOUT_S: u64 = 10;
 
-pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason> {
+pub(super) fn explain(
+    want: &ContainerSpec,
+    have: &ObservedContainer,
+    redactor: &Redactor,
+) -> Vec<Reason> {
+    // A desired value that holds a secret is shown as changed, never old and new: after a
+    // rotation the host's old value is a secret no input knows any more.
+    let shown = |old: String, new: String| {
+        if redactor.contains_secret(&new) || redactor.contains_secret(&old) {
+            "changed (holds a secret)".to_owned()
+        } else {
+            format!("{old} -> {new}")
+        }
+    };
     let mut out = Vec::new();
     let d = &have.image_defaults;
 
@@ -35,14 +49,14 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
     if want_cmd.clone().unwrap_or_default() != have.cmd.clone().unwrap_or_default() {
         out.push(Reason::new(
             "command",
-            format!("{} -> {}", words(&have.cmd), words(&want_cmd)),
+            shown(words(&have.cmd), words(&want_cmd)),
         ));
     }
     let want_ep = want.entrypoint.clone().or_else(|| d.entrypoint.clone());
     if want_ep.clone().unwrap_or_default() != have.entrypoint.clone().unwrap_or_default() {
         out.push(Reason::new(
             "entrypoint",
-            format!("{} -> {}", words(&have.entrypoint), words(&want_ep)),
+            shown(words(&have.entrypoint), words(&want_ep)),
         ));
     }
     out.extend(env_reasons(want, have));
@@ -103,7 +117,7 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
     if want_health != have_health {
         out.push(Reason::new(
             "healthcheck",
-            format!("{} -> {}", health(&have_health), health(&want_health)),
+            shown(health(&have_health), health(&want_health)),
         ));
     }
     let have_restart = if have.restart.is_empty() {
@@ -186,13 +200,20 @@ pub(super) fn explain(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Rea
         ));
     }
     let _ = labels::CONFIG_HASH;
-    out.extend(runtime_reasons(want, have));
+    out.extend(
+        runtime_reasons(want, have)
+            .into_iter()
+            .map(|(key, old, new)| Reason::new(key, shown(old, new))),
+    );
     out
 }
 
 /// Each runtime option that differs, under its compose name. The engine reports what the image
 /// and the published ports add (a stop signal, exposed ports), so those are added to what was asked.
-fn runtime_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason> {
+fn runtime_reasons(
+    want: &ContainerSpec,
+    have: &ObservedContainer,
+) -> Vec<(&'static str, String, String)> {
     // An engine always reports some (a 64 MiB /dev/shm, its runtime): none at all is a snapshot
     // recorded before hoist observed them, which says nothing about them.
     if have.runtime.is_default() {
@@ -208,13 +229,38 @@ fn runtime_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason
             .map(|p| format!("{}/{}", p.target, p.protocol)),
     );
     let mut reported = have.runtime.clone();
-    // Without a `logging` key the daemon's default applies, whatever it is; without a swap
-    // limit the engine sets one from the memory limit.
-    if asked.logging.is_none() {
-        reported.logging = None;
+    // What was not asked for is the daemon's or the image's to decide (its log options, IPC mode,
+    // `init`, default /dev/shm and pids limit, the swap it derives from a memory limit): only
+    // what was asked is compared.
+    match (&asked.logging, &mut reported.logging) {
+        (None, r) => *r = None,
+        // The daemon merges its default log options into a container of its default driver.
+        (Some(a), Some(r)) if a.driver == r.driver => {
+            r.options.retain(|k, _| a.options.contains_key(k));
+        }
+        _ => {}
     }
     if asked.memswap_limit.is_none() {
         reported.memswap_limit = None;
+    }
+    if asked.ipc.is_none() {
+        reported.ipc = None;
+    }
+    if asked.init.is_none() {
+        reported.init = None;
+    }
+    if asked.shm_size.is_none() {
+        reported.shm_size = None;
+    }
+    if asked.pids_limit.is_none() {
+        reported.pids_limit = None;
+    }
+    if asked.stop_signal.is_none() {
+        reported.stop_signal = None;
+    }
+    // The engine adds `label=disable` for a privileged container or a host PID or IPC namespace.
+    if !asked.security_opt.iter().any(|o| o.starts_with("label=")) {
+        reported.security_opt.retain(|o| o != "label=disable");
     }
     asked
         .entries()
@@ -222,14 +268,8 @@ fn runtime_reasons(want: &ContainerSpec, have: &ObservedContainer) -> Vec<Reason
         .zip(reported.entries())
         .filter(|((_, a), (_, r))| a != r)
         .map(|((key, a), (_, r))| {
-            let shown = |v: &str| {
-                if v.is_empty() {
-                    "unset".to_owned()
-                } else {
-                    v.to_owned()
-                }
-            };
-            Reason::new(key, format!("{} -> {}", shown(&r), shown(&a)))
+            let shown = |v: String| if v.is_empty() { "unset".to_owned() } else { v };
+            (key, shown(r), shown(a))
         })
         .collect()
 }

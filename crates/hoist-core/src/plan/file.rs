@@ -165,7 +165,9 @@ fn learn_rotated(old: &str, new_redacted: &str, redactor: &Redactor) {
             let last = l.rfind(REDACTED)? + REDACTED.len();
             Some((&l[..first], &l[last..]))
         })
-        .filter(|(before, _)| !before.trim().is_empty())
+        // Some text of its own around the secret (a key, a quote and a semicolon), so that the
+        // old line is this line, not any line that starts like a YAML list item.
+        .filter(|(before, after)| before.trim().chars().count() + after.trim().chars().count() >= 2)
         .collect();
     for line in old.lines().filter(|l| !new_lines.contains(l)) {
         for (before, after) in &around {

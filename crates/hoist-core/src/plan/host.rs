@@ -4,7 +4,7 @@ use crate::desired::{HostDesired, ImageSource, labels};
 use crate::observed::{DockerState, HostObserved};
 use crate::secret::Redactor;
 
-use super::deletions::{deletions, leftovers};
+use super::deletions::{deletions, leftovers, surplus_replicas};
 use super::file::{diff_file, unified};
 use super::{
     ChangeAction, HostPlan, PlannedAction, Reason, ResourceKind, change, change_hashed, container,
@@ -201,7 +201,7 @@ pub(super) fn diff_host(
                 &spec.config_hash,
             )),
             Some(o) => {
-                let mut reasons = container::explain(spec, o);
+                let mut reasons = container::explain(spec, o, redactor);
                 for f in spec
                     .mounted_files
                     .keys()
@@ -265,6 +265,7 @@ pub(super) fn diff_host(
     }
 
     changes.extend(leftovers(want, docker));
+    changes.extend(surplus_replicas(want, docker));
     let deletions = deletions(want, docker);
     let actions = want
         .actions

@@ -142,6 +142,9 @@ pub fn load(opts: LoadOptions, diags: &mut Diagnostics) -> Option<Project> {
             stacks.insert(s.name.clone(), s);
         }
     }
+    // The plan's hash key: from what every run of this inventory knows, not from what rendering
+    // the hosts of one run happens to learn (a saved plan and its apply may render other hosts).
+    redactor.seal_plan_key();
     Some(Project {
         root,
         source: src,

@@ -117,7 +117,7 @@ impl Project {
             for f in &svc.files {
                 let spec = FileSpec {
                     path: f.path.clone(),
-                    sensitive: private(f.mode),
+                    sensitive: f.secret || private(f.mode),
                     content: f.content.clone(),
                     mode: f.mode,
                     owner: f.owner.clone(),

@@ -252,6 +252,12 @@ fn service(svc: &Service, stack: &Stack, refs: &SecretRefs) -> Value {
         o.insert("stop_grace_period".into(), json!(format!("{s}s")));
     }
     runtime(&svc.runtime, &mut o);
+    if svc.replicas > 1 {
+        let deploy = o.entry("deploy").or_insert_with(|| json!({}));
+        if let Value::Object(d) = deploy {
+            d.insert("replicas".into(), json!(svc.replicas));
+        }
+    }
     Value::Object(o)
 }
 

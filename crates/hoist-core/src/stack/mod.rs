@@ -216,10 +216,24 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
 
 /// Whether a variable's name says it holds a secret (`DB_PASSWORD`, `API_TOKEN`, `SECRET_KEY`).
 pub fn names_a_secret(key: &str) -> bool {
-    let k = key.to_ascii_uppercase();
-    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE"]
-        .iter()
-        .any(|w| k.contains(w))
+    const WORDS: &[&str] = &[
+        "PASS",
+        "PASSWORD",
+        "PASSWD",
+        "PW",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "APIKEY",
+        "CREDENTIAL",
+        "CREDENTIALS",
+        "PRIVATE",
+        "AUTH",
+    ];
+    key.to_ascii_uppercase()
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| WORDS.contains(&w) || w.ends_with("PASSWORD") || w.ends_with("SECRET"))
 }
 
 /// The `.env` file in the stack's folder, as compose reads it (no file, no values).
@@ -377,9 +391,10 @@ pub fn lower(file: &StackFile, lc: &LowerCtx<'_>, diags: &mut Diagnostics) -> Op
     for svc in services.values() {
         for m in &svc.mounts {
             if let MountSource::Volume(key) = &m.source
-                && let Some(target) = key.strip_prefix(service::ANONYMOUS)
+                && let Some(own) = key.strip_prefix(service::ANONYMOUS)
             {
-                let short = &crate::desired::sha256_hex(target.as_bytes())[..12];
+                // `<service>:<target>`: each service has its own.
+                let short = &crate::desired::sha256_hex(own.as_bytes())[..12];
                 volumes.entry(key.clone()).or_insert_with(|| VolumeDef {
                     name: format!("{}_{}-{short}", file.project, svc.name),
                     driver: None,

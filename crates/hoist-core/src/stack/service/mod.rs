@@ -144,6 +144,8 @@ pub struct PlacedFile {
     pub mode: u32,
     pub owner: Option<String>,
     pub group: Option<String>,
+    /// Holds a secret: never shown, whatever its mode.
+    pub secret: bool,
     /// The repository file it comes from.
     pub origin: String,
 }
@@ -451,6 +453,18 @@ pub(super) fn decode(
                 ),
             );
         }
+        if svc
+            .mounts
+            .iter()
+            .any(|m| matches!(&m.source, MountSource::Volume(v) if v.starts_with(ANONYMOUS)))
+        {
+            ctx.error(
+                loc,
+                &yaml::join(path, "volumes"),
+                Kind::Unsupported,
+                format!("{} replicas of an anonymous volume would share it: name a volume per replica, or run one", svc.replicas),
+            );
+        }
         if let Some(p) = svc.ports.iter().find(|p| p.published.is_some()) {
             ctx.error(
                 loc,
@@ -572,6 +586,7 @@ fn mount_file(
         mode,
         owner,
         group: u.gid.clone().or_else(|| numeric(&group)),
+        secret: kind == FileKind::Secret,
         origin: def.origin.clone(),
     });
     svc.mounts.push(Mount {

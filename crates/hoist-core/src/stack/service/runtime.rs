@@ -68,20 +68,13 @@ impl Runtime {
         self == &Runtime::default()
     }
 
-    /// Writes what equals the engine's default as unset, and drops exposed ports that `ports`
-    /// already publishes: a key set to its default is the same container, with the same hash.
+    /// Writes as unset what is the engine's own fixed default (a 64 MiB `/dev/shm`, the `runc`
+    /// runtime, no limit) and drops exposed ports that `ports` already publishes: the same
+    /// container, with the same hash. What depends on the image or the daemon (a stop signal, the
+    /// IPC mode, `init`) stays as written, since leaving it out would let those decide.
     pub fn normalize(&mut self, published: &[String]) {
         self.shm_size = self.shm_size.filter(|s| *s != DEFAULT_SHM_SIZE);
-        self.init = self.init.filter(|i| *i);
         self.runtime = self.runtime.take().filter(|r| r != "runc");
-        self.ipc = self
-            .ipc
-            .take()
-            .filter(|i| !matches!(i.as_str(), "private" | "shareable"));
-        self.stop_signal = self
-            .stop_signal
-            .take()
-            .filter(|s| !matches!(s.as_str(), "SIGTERM" | "TERM" | "15"));
         for n in [
             &mut self.memory,
             &mut self.memory_reservation,
@@ -90,7 +83,6 @@ impl Runtime {
         ] {
             *n = n.filter(|n| *n > 0);
         }
-        self.pids_limit = self.pids_limit.filter(|n| *n > 0);
         self.memswap_limit = self.memswap_limit.filter(|n| *n != 0);
         self.expose.retain(|e| !published.contains(e));
     }
@@ -133,7 +125,7 @@ impl Runtime {
             ("cap_drop", caps(&self.cap_drop)),
             ("privileged", flag(self.privileged)),
             ("read_only", flag(self.read_only)),
-            ("init", flag(self.init.unwrap_or(false))),
+            ("init", self.init.map(|i| i.to_string()).unwrap_or_default()),
             ("tmpfs", map(&self.tmpfs)),
             ("sysctls", map(&self.sysctls)),
             (
@@ -154,13 +146,7 @@ impl Runtime {
             ("dns_search", self.dns_search.join(",")),
             ("dns_opt", list(&self.dns_opt)),
             ("group_add", list(&self.group_add)),
-            (
-                "stop_signal",
-                self.stop_signal
-                    .clone()
-                    .filter(|s| !matches!(s.as_str(), "SIGTERM" | "TERM" | "15"))
-                    .unwrap_or_default(),
-            ),
+            ("stop_signal", self.stop_signal.clone().unwrap_or_default()),
             ("stdin_open", flag(self.stdin_open)),
             ("tty", flag(self.tty)),
             ("expose", list(&self.expose)),
@@ -183,13 +169,7 @@ impl Runtime {
                     .unwrap_or_default(),
             ),
             ("pid", self.pid.clone().unwrap_or_default()),
-            (
-                "ipc",
-                self.ipc
-                    .clone()
-                    .filter(|i| !matches!(i.as_str(), "private" | "shareable"))
-                    .unwrap_or_default(),
-            ),
+            ("ipc", self.ipc.clone().unwrap_or_default()),
             ("deploy.resources.limits.memory", num(self.memory)),
             (
                 "deploy.resources.reservations.memory",
@@ -310,8 +290,21 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, key: &str, v: &Node, p: &str, rt: &mut R
         }
         "logging" => rt.logging = logging(ctx, v, p),
         "runtime" => rt.runtime = ctx.string(v, p),
-        "pid" => rt.pid = ctx.string(v, p),
-        "ipc" => rt.ipc = ctx.string(v, p),
+        "pid" | "ipc" => {
+            let mode = ctx.string(v, p);
+            if let Some(m) = mode.as_deref().filter(|m| m.starts_with("service:")) {
+                ctx.error(
+                    v.loc,
+                    p,
+                    Kind::Unsupported,
+                    format!("{m:?} is not supported yet: `host`, `private`, `shareable` or `container:<name>`"),
+                );
+            } else if key == "pid" {
+                rt.pid = mode;
+            } else {
+                rt.ipc = mode;
+            }
+        }
         "mem_limit" => rt.memory = bytes_field(ctx, v, p),
         "mem_reservation" => rt.memory_reservation = bytes_field(ctx, v, p),
         "memswap_limit" => {
@@ -683,9 +676,6 @@ mod tests {
             cap_add: vec!["CAP_NET_ADMIN".into()],
             shm_size: Some(DEFAULT_SHM_SIZE),
             runtime: Some("runc".into()),
-            ipc: Some("private".into()),
-            init: Some(false),
-            stop_signal: Some("SIGTERM".into()),
             pids_limit: Some(0),
             ..Runtime::default()
         };

@@ -128,7 +128,7 @@ pub(super) fn volume(
             );
             return;
         }
-        MountSource::Volume(format!("{}{target}", super::ANONYMOUS))
+        MountSource::Volume(format!("{}{}:{target}", super::ANONYMOUS, svc.name))
     } else if !is_bind {
         MountSource::Volume(source)
     } else if source.starts_with('/') {
@@ -184,6 +184,7 @@ pub(super) fn volume(
                 mode: placement.0,
                 owner: placement.1.clone(),
                 group: None,
+                secret: false,
                 origin: frel.to_string_lossy().into_owned(),
             });
         }
