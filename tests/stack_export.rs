@@ -130,12 +130,9 @@ fn replicas_are_exported_and_a_masked_value_is_said() {
     )
     .expect("write");
     let doc = export(tmp.path(), "inventory/test", "db", "db-1", &[POISON]);
-    let db = doc["services"]
-        .as_object()
-        .and_then(|s| s.values().next())
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(db["deploy"]["replicas"], 2, "{db}");
+    // The first service of the file: `migrate`.
+    let migrate = &doc["services"]["migrate"];
+    assert_eq!(migrate["deploy"]["replicas"], 2, "{migrate}");
     let web = hoist_in(
         tmp.path(),
         &[
