@@ -117,6 +117,17 @@ pub enum Command {
     /// The local sandbox of test hosts
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (hoist.1 and one per command) into a folder
+    Man {
+        /// The folder to write them into (made when missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the command-line reference as Markdown (docs/cli.md is this output)
+    #[command(hide = true)]
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]

@@ -85,3 +85,39 @@ fn ansible_ini_import() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
 }
+
+/// docs/cli.md is generated from the command definitions; this fails when it is stale
+/// (`UPDATE_EXPECT=1 cargo test --test cli` writes it again).
+#[test]
+fn the_cli_reference_is_current() {
+    let run = hoist(&["reference"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    expect_test::expect_file!["../docs/cli.md"].assert_eq(&run.stdout);
+}
+
+/// Shell completions and man pages come from the same definitions.
+#[test]
+fn completions_and_man_pages_come_from_the_definitions() {
+    let bash = hoist(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    assert!(
+        bash.stdout.contains("_hoist()") && bash.stdout.contains("drill"),
+        "{}",
+        bash.stdout
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("man");
+    let d = dir.display().to_string();
+    let man = hoist(&["man", "--out", &d]);
+    assert_eq!(man.code, 0, "{}", man.stderr);
+    for page in [
+        "hoist.1",
+        "hoist-plan.1",
+        "hoist-drill-failover.1",
+        "hoist-stack-export.1",
+    ] {
+        let text =
+            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".TH"), "{page}: {text}");
+    }
+}

@@ -7,6 +7,7 @@ mod drill;
 mod inventory;
 mod pki;
 mod plan;
+mod reference;
 mod remote;
 mod sandbox;
 mod secrets;
@@ -43,6 +44,9 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Drill(cmd) => drill::run(&cli.global, cmd, out),
         Command::Validate { only } => validate::run(&cli.global, &only, out),
         Command::Sandbox(cmd) => sandbox::run(&cli.global, cmd, out),
+        Command::Completions { shell } => reference::completions(shell, out),
+        Command::Man { out: dir } => reference::man(&dir, out),
+        Command::Reference => reference::markdown(out),
     }
 }
 
