@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::playbook::{Action, Topic, Wait};
-use crate::stack::{ConditionKind, Health, MountSource, Port, Runtime};
+use crate::stack::{ConditionKind, Health, MountSource, Port, Runtime, UpdateConfig};
 
 /// Labels hoist puts on what it creates.
 pub mod labels {
@@ -293,6 +293,13 @@ pub struct ContainerSpec {
     /// Index of the play that deploys it: apply brings plays up in order.
     #[serde(skip)]
     pub play: usize,
+    /// How apply replaces it; not in the hash: a new way of updating recreates nothing.
+    #[serde(skip)]
+    pub update: UpdateConfig,
+    /// The signal it reloads its configuration on, sent when a container it waits for was
+    /// replaced; not in the hash.
+    #[serde(skip)]
+    pub reload: Option<String>,
 }
 
 fn first() -> u32 {

@@ -11,7 +11,7 @@ use hoist_core::observed::{self, HostObserved, ImageDefaults, Observed, Observed
 use hoist_core::project::{self, LoadOptions};
 use hoist_core::secret::Redactor;
 use hoist_core::source::Source;
-use hoist_core::stack::Port;
+use hoist_core::stack::{FailureAction, Port, UpdateConfig, UpdateOrder};
 use hoist_core::vars::SecretsMode;
 use hoist_core::{plan, playbook, render};
 
@@ -871,13 +871,67 @@ fn compose_keys_hoist_refuses_say_why() {
             "error[invalid-value]: stacks/app.yml:16:3: services.web.ports: 3 replicas cannot all publish host port 8080: leave the host port out (the engine picks one per replica) or run one replica",
             "error[invalid-value]: stacks/app.yml:16:3: services.web.ports: with `network_mode: host` there is nothing to publish: the container uses the host's ports (host) or none",
             "error[unsupported]: stacks/app.yml:18:38: services.web.deploy.placement: swarm's: hoist places services by the stack's `x-hoist.hosts`",
-            "warning[unsupported]: stacks/app.yml:18:92: services.web.deploy.update_config: accepted and not applied: hoist replaces a service's container once the new one is created",
             "error[unsupported]: stacks/app.yml:20:12: services.web.links: legacy: the containers of a stack reach each other by service name on its networks",
             "error[unknown-reference]: stacks/app.yml:21:12: services.web.build: no Dockerfile in build context \".\" (/project/stacks)",
             "error[unsupported]: stacks/app.yml:21:30: services.web.build.ssh: not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
         ]
     "#]]
     .assert_debug_eq(&diagnostics_of(&fixture));
+}
+
+/// `deploy.update_config` is how apply replaces the containers: decoded, out of the hash (a new
+/// way of updating recreates nothing), and what two containers side by side cannot share is
+/// refused for start-first.
+#[test]
+fn update_config_is_decoded_kept_out_of_the_hash_and_checked() {
+    let fixture = with_web(
+        "deploy: {update_config: {order: start-first, parallelism: 2, delay: 2s, monitor: 1500ms, failure_action: pause}}\n    x-hoist: {reload: SIGHUP}",
+    )
+    .replace("    ports:\n      - \"8080:80\"\n", "");
+    let web = desired(&fixture).hosts["app-1"]
+        .containers
+        .iter()
+        .find(|c| c.service == "web")
+        .cloned()
+        .expect("web");
+    assert_eq!(
+        web.update,
+        UpdateConfig {
+            order: UpdateOrder::StartFirst,
+            parallelism: 2,
+            delay_s: 2,
+            monitor_s: 2,
+            failure_action: FailureAction::Pause,
+        }
+    );
+    assert_eq!(web.reload.as_deref(), Some("SIGHUP"));
+    let plain = PROJECT.replace("    ports:\n      - \"8080:80\"\n", "");
+    assert_eq!(
+        container_changes(&plain, &fixture),
+        [],
+        "nothing to recreate"
+    );
+
+    expect![[r#"
+        [
+            "error[invalid-value]: stacks/app.yml:15:3: services.web.deploy.update_config.order: start-first runs two containers at once, and host port 8080 cannot be bound by both: reach the service through its network (a proxy), or use stop-first",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&with_web(
+        "deploy: {update_config: {order: start-first}}",
+    )));
+    expect![[r#"
+        [
+            "error[invalid-value]: stacks/app.yml:17:37: services.web.deploy.update_config.order: \"sideways\" is not an update order (stop-first, start-first)",
+            "error[unsupported]: stacks/app.yml:17:63: services.web.deploy.update_config.failure_action: hoist never goes on past a container that failed its gate: use rollback or pause",
+            "error[unsupported]: stacks/app.yml:17:92: services.web.deploy.update_config.max_failure_ratio: hoist stops a service's update at its first failure: only 0 is supported",
+            "error[unknown-key]: stacks/app.yml:17:97: services.web.deploy.update_config.speed: unknown key `speed`",
+            "error[invalid-value]: stacks/app.yml:18:23: services.web.x-hoist.reload: \"SIGNOPE\" is not a signal to reload on (like SIGHUP or SIGUSR2)",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&with_web(
+        "deploy: {update_config: {order: sideways, failure_action: continue, max_failure_ratio: 0.5, speed: 3}}\n    x-hoist: {reload: SIGNOPE}",
+    )));
 }
 
 /// The `.env` beside a stack supplies interpolation values as compose reads them, below the

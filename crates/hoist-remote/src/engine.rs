@@ -88,6 +88,8 @@ pub trait Engine: Send + Sync {
     fn start(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     /// Stops within `grace_s` seconds (the engine's default when `None`); absent or stopped is fine.
     fn stop(&self, name: &str, grace_s: Option<u64>) -> impl Future<Output = Result<()>> + Send;
+    /// Sends `signal` (`SIGHUP`, ...) to a running container's main process.
+    fn kill(&self, name: &str, signal: &str) -> impl Future<Output = Result<()>> + Send;
     /// Removes a container, running or not; absent is fine.
     fn remove(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
     fn rename(&self, from: &str, to: &str) -> impl Future<Output = Result<()>> + Send;

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Moved,
     /// The run was cancelled (Ctrl-C, SIGTERM, SIGHUP).
     Cancelled,
+    /// A new container failed its gate and the previous one runs again.
+    RolledBack,
     /// Anything else (bad output, a local step that failed).
     Other,
 }
@@ -57,6 +59,7 @@ impl fmt::Display for RemoteError {
             | ErrorKind::Locked
             | ErrorKind::Moved
             | ErrorKind::Cancelled
+            | ErrorKind::RolledBack
             | ErrorKind::Other => write!(f, "{host}: {detail}"),
         }
     }

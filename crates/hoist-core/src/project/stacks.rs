@@ -203,6 +203,8 @@ impl Project {
                     mounted_files: mounted.clone(),
                     config_hash: String::new(),
                     play: 0,
+                    update: svc.update.clone(),
+                    reload: svc.reload.clone(),
                 };
                 spec.seal();
                 hd.containers.retain(|c| c.name != spec.name);

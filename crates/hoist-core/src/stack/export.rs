@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{MountSource, Runtime, Service, Stack};
+use super::{MountSource, Runtime, Service, Stack, UpdateConfig};
 use crate::vars::HostVars;
 
 /// The compose document of `stack` on the host whose variables are `vars`.
@@ -256,6 +256,22 @@ fn service(svc: &Service, stack: &Stack, refs: &SecretRefs) -> Value {
         let deploy = o.entry("deploy").or_insert_with(|| json!({}));
         if let Value::Object(d) = deploy {
             d.insert("replicas".into(), json!(svc.replicas));
+        }
+    }
+    if svc.update != UpdateConfig::compose_default() {
+        let u = &svc.update;
+        let deploy = o.entry("deploy").or_insert_with(|| json!({}));
+        if let Value::Object(d) = deploy {
+            d.insert(
+                "update_config".into(),
+                json!({
+                    "parallelism": u.parallelism,
+                    "delay": format!("{}s", u.delay_s),
+                    "monitor": format!("{}s", u.monitor_s),
+                    "order": u.order,
+                    "failure_action": u.failure_action,
+                }),
+            );
         }
     }
     Value::Object(o)

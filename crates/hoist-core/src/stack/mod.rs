@@ -29,6 +29,7 @@ pub use service::{
     Build, Condition, DEFAULT_SHM_SIZE, Health, Logging, Mount, MountSource, PlacedFile, Port,
     Runtime, Service, capability, device, parse_bytes,
 };
+pub use service::{FailureAction, UpdateConfig, UpdateOrder};
 
 /// Where files placed by hoist live on a host: `<FILES_ROOT>/<project>/<repository path>`.
 pub const FILES_ROOT: &str = "/opt/hoist";

@@ -80,9 +80,79 @@ pub async fn wait<E: Engine>(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    wait_as(host, engine, name, gate, timeout, cancel, false).await
+}
+
+/// [`wait`] for a container that replaces another: one the engine restarts has exited, and
+/// that is a failure at once (a dependency may be restarted into shape; a new release that
+/// crashes is not waited for).
+pub async fn wait_new<E: Engine>(
+    host: &str,
+    engine: &E,
+    name: &str,
+    gate: Gate,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    wait_as(host, engine, name, gate, timeout, cancel, true).await
+}
+
+/// Reads `name` for `window` after its gate: it must keep running, and stay healthy when it
+/// has a healthcheck. A zero window reads nothing.
+pub async fn monitor<E: Engine>(
+    host: &str,
+    engine: &E,
+    name: &str,
+    window: Duration,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + window;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            () = tokio::time::sleep(POLL.min(window)) => {}
+            () = cancel.cancelled() => {
+                return Err(RemoteError::cancelled(host, &format!("while watching {name}")));
+            }
+        }
+        let state = engine.state(name).await?;
+        if state.status != "running" {
+            let logs = engine.logs_tail(name, 20).await;
+            return Err(RemoteError::other(
+                host,
+                format!(
+                    "{name} stopped running ({}) within {window:?} of its gate; last logs:\n{logs}",
+                    state.status
+                ),
+            ));
+        }
+        if state.health == Health::Unhealthy {
+            return Err(RemoteError::other(
+                host,
+                format!(
+                    "{name} became unhealthy within {window:?} of its gate: {}",
+                    last_health(&state)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn wait_as<E: Engine>(
+    host: &str,
+    engine: &E,
+    name: &str,
+    gate: Gate,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    new: bool,
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let state = engine.state(name).await?;
+        let mut state = engine.state(name).await?;
+        if new && state.status == "restarting" {
+            state.status = "exited".into();
+        }
         match gate_state(name, gate, &state) {
             GateState::Ready => return Ok(()),
             GateState::Failed(why) => return Err(RemoteError::other(host, why)),

@@ -11,9 +11,9 @@ use hoist_core::desired::{
     NetworkSpec,
 };
 use hoist_core::observed::Observed;
-use hoist_core::plan::{self, Plan};
+use hoist_core::plan::{self, ChangeAction, Plan};
 use hoist_core::secret::Redactor;
-use hoist_core::stack::{ConditionKind, Health};
+use hoist_core::stack::{ConditionKind, FailureAction, Health, UpdateConfig, UpdateOrder};
 use hoist_remote::engine::TarStream;
 use hoist_remote::error::{ErrorKind, Result};
 use hoist_remote::fake::{Behaviour, FakeHost, Fault};
@@ -81,6 +81,8 @@ fn container(name: &str, deps: &[(&str, ConditionKind)], play: usize) -> Contain
         mounted_files: BTreeMap::new(),
         config_hash: String::new(),
         play,
+        update: UpdateConfig::compose_default(),
+        reload: None,
     };
     c.seal();
     c
@@ -755,7 +757,7 @@ fn the_engine_is_needed_for_deletions_only_when_they_run() {
     hp.deletions.push(plan::Change {
         kind: plan::ResourceKind::Container,
         name: "old".into(),
-        action: plan::ChangeAction::Delete,
+        action: ChangeAction::Delete,
         reasons: Vec::new(),
         diff: None,
         unknown: false,
@@ -914,4 +916,250 @@ async fn a_binary_file_is_placed_byte_for_byte() {
     );
     let again = w.plan().await;
     assert!(!again.has_changes(), "{again:?}");
+}
+
+/// An API updated start-first behind a proxy that reloads on SIGHUP, as stacks/app.yml has it.
+fn api_behind_proxy(order: UpdateOrder) -> HostDesired {
+    let mut api = container("api", &[("db", ConditionKind::ServiceHealthy)], 0);
+    api.update.order = order;
+    api.update.monitor_s = 1;
+    api.seal();
+    let mut proxy = container("proxy", &[("api", ConditionKind::ServiceHealthy)], 0);
+    proxy.reload = Some("SIGHUP".into());
+    host_wants(
+        vec![container("db", &[], 0), api, proxy],
+        vec![file("/etc/apm/app.env", "MODE=test\n")],
+    )
+}
+
+/// The API's environment changed: a new release of it alone.
+fn new_api_release(w: &mut World, mode: &str) -> String {
+    let api = w
+        .desired
+        .hosts
+        .get_mut("h")
+        .and_then(|h| h.containers.iter_mut().find(|c| c.name == "api"))
+        .expect("api");
+    api.env.insert("MODE".into(), mode.into());
+    api.seal();
+    api.config_hash.clone()
+}
+
+fn engine_calls(h: &FakeHost, from: usize) -> Vec<String> {
+    h.calls()[from..]
+        .iter()
+        .filter_map(|c| c.strip_prefix("engine "))
+        .filter(|c| {
+            ["create", "start", "stop", "rename", "remove", "kill"]
+                .iter()
+                .any(|verb| c.starts_with(verb))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn start_first_the_old_container_serves_until_the_new_one_is_healthy() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    assert!(w.apply().await.ok());
+    new_api_release(&mut w, "prod");
+    let mark = h.calls().len();
+    let r = w.apply().await;
+    assert!(r.ok(), "{:?}", error_of(&r, "h"));
+    assert_eq!(
+        engine_calls(&h, mark),
+        [
+            "remove api.hoist-new",
+            "remove api.hoist-old",
+            "create api.hoist-new",
+            "start api.hoist-new",
+            // healthy and watched for the monitor window: the proxy resolves both, then the
+            // old one drains and stops, and the proxy resolves the new one alone.
+            "kill proxy SIGHUP",
+            "stop api",
+            "kill proxy SIGHUP",
+            "rename api api.hoist-old",
+            "rename api.hoist-new api",
+            "remove api.hoist-old",
+        ]
+    );
+    // Nothing stopped the old one before the new one was healthy.
+    let calls = h.calls();
+    let healthy = calls
+        .iter()
+        .rposition(|c| c == "engine state api.hoist-new")
+        .expect("the new one's gate");
+    let stopped = calls
+        .iter()
+        .position(|c| c == "engine stop api")
+        .expect("stopped");
+    assert!(healthy < stopped);
+    let api = h.fake_engine().container("api").expect("api");
+    assert_eq!(
+        (api.state.as_str(), api.env.as_slice()),
+        ("running", &["MODE=prod".to_owned()][..])
+    );
+    assert_eq!(h.fake_engine().container_names(), ["api", "db", "proxy"]);
+    assert_eq!(w.plan().await.hosts[0].changes.len(), 0, "converged");
+}
+
+#[tokio::test]
+async fn a_start_first_release_that_fails_its_gate_is_rolled_back_and_stays_planned() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    assert!(w.apply().await.ok());
+    let hash = new_api_release(&mut w, "broken");
+    h.fake_engine().behave(
+        &hash,
+        Behaviour::Unhealthy("curl: (7) connection refused".into()),
+    );
+    let mark = h.calls().len();
+    let r = w.apply().await;
+    assert!(!r.ok());
+    let error = error_of(&r, "h");
+    assert_eq!(
+        error,
+        format!(
+            "h: service api of p: the new container (configuration {}) failed its gate: api.hoist-new is unhealthy: exit 1 curl: (7) connection refused; rolled back: the previous container runs as api",
+            &hash[..12]
+        )
+    );
+    let calls = engine_calls(&h, mark);
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("stop api") || c.starts_with("kill")),
+        "the old one was never touched: {calls:?}"
+    );
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some("remove api.hoist-new")
+    );
+    let api = h.fake_engine().container("api").expect("api");
+    assert_eq!(
+        (api.state.as_str(), api.env.as_slice()),
+        ("running", &["MODE=test".to_owned()][..])
+    );
+    assert_eq!(h.fake_engine().container_names(), ["api", "db", "proxy"]);
+    // The inputs still ask for the release: the next plan shows it, nothing else.
+    let plan = w.plan().await;
+    let pending: Vec<_> = plan.hosts[0]
+        .changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.action))
+        .collect();
+    assert_eq!(pending, [("api", ChangeAction::Recreate)]);
+}
+
+#[tokio::test]
+async fn a_new_container_that_fails_in_its_monitor_window_is_rolled_back_stop_first_too() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StopFirst));
+    assert!(w.apply().await.ok());
+    let hash = new_api_release(&mut w, "flaky");
+    // Healthy at its gate, unhealthy on a later read: within the one-second window.
+    h.fake_engine().behave(
+        &hash,
+        Behaviour::FailsAfter {
+            after: 3,
+            output: "database gone".into(),
+        },
+    );
+    let r = w.apply().await;
+    let error = error_of(&r, "h");
+    assert!(
+        error.contains("api became unhealthy within 1s of its gate: exit 1 database gone; rolled back: the previous container runs as api"),
+        "{error}"
+    );
+    let api = h.fake_engine().container("api").expect("api");
+    assert_eq!(
+        (api.state.as_str(), api.env.as_slice()),
+        ("running", &["MODE=test".to_owned()][..])
+    );
+    assert_eq!(h.fake_engine().container_names(), ["api", "db", "proxy"]);
+}
+
+#[tokio::test]
+async fn pause_keeps_the_failed_container_stopped_for_its_logs() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    for c in &mut w.desired.hosts.get_mut("h").expect("h").containers {
+        c.update.failure_action = FailureAction::Pause;
+    }
+    assert!(w.apply().await.ok());
+    let hash = new_api_release(&mut w, "broken");
+    h.fake_engine().behave(&hash, Behaviour::Exits(3));
+    let r = w.apply().await;
+    let error = error_of(&r, "h");
+    assert!(error.contains("api.hoist-new exited with 3"), "{error}");
+    assert!(
+        error.ends_with("the new container is kept, stopped, as api.hoist-new"),
+        "{error}"
+    );
+    assert_eq!(
+        h.fake_engine().container_names(),
+        ["api", "api.hoist-new", "db", "proxy"]
+    );
+    // The next run clears it before trying again.
+    h.fake_engine()
+        .behave(&hash, Behaviour::Healthy { polls: 1 });
+    assert!(w.apply().await.ok());
+    assert_eq!(h.fake_engine().container_names(), ["api", "db", "proxy"]);
+}
+
+#[tokio::test]
+async fn replicas_are_replaced_a_batch_at_a_time_and_a_failed_batch_stops_the_rest() {
+    let h = FakeHost::new("h");
+    let worker = |n: u32| {
+        let mut c = container(&format!("p-worker-{n}"), &[], 0);
+        c.service = "worker".into();
+        c.number = n;
+        c.update.parallelism = 1;
+        c.seal();
+        c
+    };
+    let mut w = World::one(
+        h.clone(),
+        host_wants(vec![worker(1), worker(2), worker(3)], Vec::new()),
+    );
+    assert!(w.apply().await.ok());
+    let mut hashes = Vec::new();
+    for c in &mut w.desired.hosts.get_mut("h").expect("h").containers {
+        c.env.insert("MODE".into(), "v2".into());
+        c.seal();
+        hashes.push(c.config_hash.clone());
+    }
+    h.fake_engine()
+        .behave(&hashes[1], Behaviour::Unhealthy("no".into()));
+    let mark = h.calls().len();
+    let r = w.apply().await;
+    assert!(
+        error_of(&r, "h").contains("service worker of p"),
+        "{}",
+        error_of(&r, "h")
+    );
+    let created: Vec<String> = engine_calls(&h, mark)
+        .into_iter()
+        .filter(|c| c.starts_with("create"))
+        .collect();
+    assert_eq!(
+        created,
+        ["create p-worker-1.hoist-new", "create p-worker-2.hoist-new"],
+        "one at a time, and the third never"
+    );
+    let env = |n: u32| {
+        h.fake_engine()
+            .container(&format!("p-worker-{n}"))
+            .map(|c| c.env)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        [env(1), env(2), env(3)],
+        [
+            vec!["MODE=v2".to_owned()],
+            vec!["MODE=test".to_owned()],
+            vec!["MODE=test".to_owned()]
+        ]
+    );
 }

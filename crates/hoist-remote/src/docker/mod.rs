@@ -9,9 +9,10 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ExecConfig, HealthStatusEnum, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    ListImagesOptions, ListNetworksOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
+    CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptions, ListNetworksOptions, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
 use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
@@ -205,6 +206,20 @@ impl Engine for DockerEngine {
             Err(e) if absent(&e, &[304, 404]) => Ok(()),
             Err(e) => Err(self.err()(e)),
         }
+    }
+
+    async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        self.docker
+            .kill_container(
+                name,
+                Some(
+                    KillContainerOptionsBuilder::default()
+                        .signal(signal)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(self.err())
     }
 
     async fn remove(&self, name: &str) -> Result<()> {

@@ -27,6 +27,8 @@ pub enum Behaviour {
     Exits(i64),
     /// Runs, and its healthcheck never finishes its start period.
     Starting,
+    /// Healthy after one state read, then unhealthy with this output from read `after` on.
+    FailsAfter { after: usize, output: String },
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +85,8 @@ impl FakeEngine {
             .map(|_| ())
     }
 
-    /// Containers named `name` (or of service `name`) behave so once started.
+    /// Containers named `name` (or with that config hash, or of service `name`) behave so once
+    /// started.
     pub fn behave(&self, name: &str, b: Behaviour) {
         self.state().behaviours.insert(name.to_owned(), b);
     }
@@ -158,6 +161,19 @@ impl FakeEngine {
     }
 }
 
+/// How the container `name` behaves: told by its name, its config hash or its service.
+fn behaviour_of<'b>(
+    behaviours: &'b BTreeMap<String, Behaviour>,
+    name: &str,
+    observed: &ObservedContainer,
+) -> Option<&'b Behaviour> {
+    let label = |l: &str| observed.labels.get(l).and_then(|v| behaviours.get(v));
+    behaviours
+        .get(name)
+        .or_else(|| label(labels::CONFIG_HASH))
+        .or_else(|| label(labels::SERVICE))
+}
+
 /// The container a real engine reports for `spec` once created (not started yet).
 fn observed_of(spec: &ContainerSpec, image_id: String) -> ObservedContainer {
     ObservedContainer {
@@ -204,10 +220,7 @@ impl Engine for FakeEngine {
             ..
         } = &mut *s;
         let c = containers.get_mut(name).ok_or_else(|| self.missing(name))?;
-        let service = c.observed.labels.get(labels::SERVICE).cloned();
-        let behaviour = behaviours
-            .get(name)
-            .or_else(|| service.and_then(|s| behaviours.get(&s)))
+        let behaviour = behaviour_of(behaviours, name, &c.observed)
             .cloned()
             .unwrap_or(Behaviour::Healthy { polls: 1 });
         c.polls += 1;
@@ -225,6 +238,11 @@ impl Engine for FakeEngine {
                 state.last_health = Some(format!("exit 1 {output}"));
                 Health::Unhealthy
             }
+            Behaviour::FailsAfter { after, output } if c.polls >= after => {
+                state.last_health = Some(format!("exit 1 {output}"));
+                Health::Unhealthy
+            }
+            Behaviour::FailsAfter { .. } if c.polls > 1 => Health::Healthy,
             _ => Health::Starting,
         };
         Ok(state)
@@ -270,10 +288,7 @@ impl Engine for FakeEngine {
             ..
         } = &mut *s;
         let c = containers.get_mut(name).ok_or_else(|| self.missing(name))?;
-        let service = c.observed.labels.get(labels::SERVICE).cloned();
-        let behaviour = behaviours
-            .get(name)
-            .or_else(|| service.and_then(|s| behaviours.get(&s)));
+        let behaviour = behaviour_of(behaviours, name, &c.observed);
         c.polls = 0;
         match behaviour {
             Some(Behaviour::Exits(code)) => {
@@ -295,6 +310,18 @@ impl Engine for FakeEngine {
             c.observed.exit_code = Some(0);
         }
         Ok(())
+    }
+
+    async fn kill(&self, name: &str, signal: &str) -> Result<()> {
+        self.enter(format!("kill {name} {signal}")).await?;
+        match self.state().containers.get(name) {
+            Some(c) if c.observed.state == "running" => Ok(()),
+            _ => Err(RemoteError::new(
+                &self.host,
+                ErrorKind::Engine,
+                format!("container {name} is not running"),
+            )),
+        }
     }
 
     async fn remove(&self, name: &str) -> Result<()> {

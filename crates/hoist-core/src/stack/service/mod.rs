@@ -15,11 +15,13 @@ mod build;
 mod environment;
 mod fields;
 mod runtime;
+mod update;
 mod volumes;
 
 pub(super) use environment::{env_lines, labels, outside, read_source, string_map};
 pub use fields::parse_duration;
 pub use runtime::{DEFAULT_SHM_SIZE, Logging, Runtime, capability, device, parse_bytes};
+pub use update::{FailureAction, UpdateConfig, UpdateOrder};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,6 +67,11 @@ pub struct Service {
     /// How many containers run the service (`deploy.replicas`, `scale`), named
     /// `<project>-<service>-<n>` as compose names them.
     pub replicas: u32,
+    /// How apply replaces its containers (`deploy.update_config`).
+    pub update: UpdateConfig,
+    /// The signal that makes it reload its configuration (`x-hoist.reload`): sent after a
+    /// service it depends on was replaced, so that it reaches the new containers.
+    pub reload: Option<String>,
     pub loc: Loc,
 }
 
@@ -270,6 +277,31 @@ pub const REFUSED: &[(&str, &str)] = &[
     ("provider", "not supported: hoist deploys containers"),
 ];
 
+/// A start-first update runs the old and the new container side by side: what only one
+/// container can hold at a time is refused, with what to do instead.
+fn start_first_fits(ctx: &mut Ctx<'_>, svc: &Service, path: &str) {
+    let order = yaml::join(path, "deploy.update_config.order");
+    if let Some(p) = svc.ports.iter().find(|p| p.published.is_some()) {
+        ctx.error(
+            svc.loc,
+            &order,
+            Kind::InvalidValue,
+            format!(
+                "start-first runs two containers at once, and host port {} cannot be bound by both: reach the service through its network (a proxy), or use stop-first",
+                p.published.unwrap_or_default()
+            ),
+        );
+    }
+    if svc.network_mode.as_deref() == Some("host") {
+        ctx.error(
+            svc.loc,
+            &order,
+            Kind::InvalidValue,
+            "start-first runs two containers at once, and on the host's network both would listen on the same ports: use stop-first",
+        );
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn decode(
     ctx: &mut Ctx<'_>,
@@ -308,6 +340,8 @@ pub(super) fn decode(
         runtime: Runtime::default(),
         network_mode: None,
         replicas: 1,
+        update: UpdateConfig::compose_default(),
+        reload: None,
         loc,
     };
     for &key in runtime::KEYS {
@@ -420,7 +454,14 @@ pub(super) fn decode(
             }
             // After `restart`: a restart policy under deploy wins, as in compose.
             "deploy" => {
-                if let Some(n) = runtime::deploy(ctx, v, &p, &mut svc.runtime, &mut svc.restart) {
+                if let Some(n) = runtime::deploy(
+                    ctx,
+                    v,
+                    &p,
+                    &mut svc.runtime,
+                    &mut svc.restart,
+                    &mut svc.update,
+                ) {
                     svc.replicas = n;
                 }
             }
@@ -483,7 +524,19 @@ pub(super) fn decode(
             ctx.error(v.loc, &yaml::join(path, key), Kind::Unsupported, *why);
         }
     }
+    if let Some(v) = f.get("x-hoist") {
+        let xp = yaml::join(path, "x-hoist");
+        if let Some(mut xf) = ctx.fields(v, &xp) {
+            if let Some(r) = xf.get("reload") {
+                svc.reload = update::reload_signal(ctx, r, &yaml::join(&xp, "reload"));
+            }
+            xf.finish(ctx, false);
+        }
+    }
     f.finish(ctx, true);
+    if svc.update.order == UpdateOrder::StartFirst {
+        start_first_fits(ctx, &svc, path);
+    }
 
     if svc.image.is_empty() {
         match &svc.build {

@@ -320,15 +320,17 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, key: &str, v: &Node, p: &str, rt: &mut R
     }
 }
 
-/// `deploy:` as a single host runs it: resources, the restart policy, the number of replicas
-/// (returned). Swarm's placement is refused; `update_config` and `rollback_config` are accepted
-/// (hoist replaces one container at a time) with a warning.
+/// `deploy:` as a single host runs it: resources, the restart policy, how its containers are
+/// replaced (`update_config`), the number of replicas (returned). Swarm's placement is refused;
+/// `rollback_config` is accepted with a warning (a rollback puts the previous containers back
+/// at once).
 pub(super) fn deploy(
     ctx: &mut Ctx<'_>,
     v: &Node,
     p: &str,
     rt: &mut Runtime,
     restart: &mut String,
+    update: &mut super::update::UpdateConfig,
 ) -> Option<u32> {
     let mut replicas = None;
     let mut f = ctx.fields(v, p)?;
@@ -389,7 +391,12 @@ pub(super) fn deploy(
             }
         }
     }
-    for key in ["update_config", "rollback_config", "labels"] {
+    if let Some(n) = f.get("update_config")
+        && let Some(u) = super::update::update_config(ctx, n, &yaml::join(p, "update_config"))
+    {
+        *update = u;
+    }
+    for key in ["rollback_config", "labels"] {
         if let Some(n) = f.get(key) {
             ctx.warning(
                 n.loc,
@@ -397,7 +404,7 @@ pub(super) fn deploy(
                 Kind::Unsupported,
                 match key {
                     "labels" => "deploy.labels label swarm's service, not its containers: ignored (use `labels`)",
-                    _ => "accepted and not applied: hoist replaces a service's container once the new one is created",
+                    _ => "ignored: a failed update puts the previous containers back at once",
                 },
             );
         }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::{self, Gate};
 use super::{ApplyOptions, Event, Events, Handles, order, replan};
+use replace::Replacement;
 
 pub(super) struct HostRun<'a, H: Host> {
     host: &'a H,
@@ -150,19 +151,49 @@ impl<'a, H: Host> HostRun<'a, H> {
             if work.is_empty() {
                 continue;
             }
+            let replaced: Vec<(&ContainerSpec, bool)> = work
+                .iter()
+                .map(|(spec, c)| (*spec, c.action == ChangeAction::Recreate))
+                .collect();
             let results = {
                 let this = &*self;
                 let d = this.engine()?;
-                futures_util::future::join_all(work.iter().map(|(spec, c)| async move {
-                    let t = Instant::now();
-                    (this.converge_container(d, spec, c, handles, opts).await, t)
-                }))
+                let work = &work;
+                // Services side by side; a service's batches one after the other, none after
+                // a failed one.
+                futures_util::future::join_all(order::batches(&replaced).into_iter().map(
+                    |batches| async move {
+                        let mut out = Vec::new();
+                        for (n, batch) in batches.into_iter().enumerate() {
+                            let delay = work[batch[0]].0.update.delay_s;
+                            if n > 0 && delay > 0 {
+                                tokio::time::sleep(std::time::Duration::from_secs(delay)).await;
+                            }
+                            let done = futures_util::future::join_all(batch.into_iter().map(
+                                |i| async move {
+                                    let (spec, c) = &work[i];
+                                    let t = Instant::now();
+                                    let r =
+                                        this.converge_container(d, spec, c, handles, opts).await;
+                                    (i, r, t)
+                                },
+                            ))
+                            .await;
+                            let failed = done.iter().any(|(_, r, _)| r.is_err());
+                            out.extend(done);
+                            if failed {
+                                break;
+                            }
+                        }
+                        out
+                    },
+                ))
                 .await
             };
             let mut first_error = None;
-            for ((_, c), (r, t)) in work.iter().zip(results) {
+            for (i, r, t) in results.into_iter().flatten() {
                 match r {
-                    Ok(()) => self.done(c, t, &handles.events),
+                    Ok(()) => self.done(&work[i].1, t, &handles.events),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -221,16 +252,48 @@ impl<'a, H: Host> HostRun<'a, H> {
                 .await
             }
             // Once started, a replacement runs to its end (its own way back included): cut
-            // short, it would leave the service stopped under a scratch name.
+            // short, it would leave the service stopped under a scratch name. Its gate and
+            // monitor window still end on a cancel, which rolls it back.
             ChangeAction::Recreate => {
                 if cancel.is_cancelled() {
                     return Err(RemoteError::cancelled(name, &format!("before {what}")));
                 }
-                replace::replace(name, d, spec).await
+                let reload = self.reloads_after(d, spec).await;
+                let notes = Replacement {
+                    host: name,
+                    gate_timeout: opts.gate_timeout,
+                    cancel,
+                    reload: &reload,
+                }
+                .run(d, spec)
+                .await?;
+                for message in notes {
+                    (handles.events)(Event::Note {
+                        host: name.to_owned(),
+                        message,
+                    });
+                }
+                Ok(())
             }
             ChangeAction::Start => step(cancel, name, &what, d.start(&spec.name)).await,
             _ => Ok(()),
         }
+    }
+
+    /// The running containers to signal once `spec`'s container is replaced: those that wait
+    /// for it and reload on a signal (a proxy re-resolving its upstream).
+    async fn reloads_after(&self, d: &H::Engine, spec: &ContainerSpec) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for c in &self.want.containers {
+            let Some(signal) = &c.reload else { continue };
+            if !c.waits_for().any(|(dep, _)| *dep == spec.name) {
+                continue;
+            }
+            if d.state(&c.name).await.is_ok_and(|s| s.status == "running") {
+                out.push((c.name.clone(), signal.clone()));
+            }
+        }
+        out
     }
 
     /// Phase 3: deletions when asked, a note otherwise.
