@@ -267,6 +267,94 @@ fn host_exec(container: &str, argv: &[&str]) {
     });
 }
 
+/// What bounded traffic through the API's proxy saw.
+struct Seen {
+    requests: u64,
+    /// Every request that did not get its expected status, with what it got.
+    failures: Vec<String>,
+    /// Ingests the API acknowledged (201).
+    acked: u64,
+    slowest_ms: u128,
+}
+
+/// Reads and ingests through the app host's proxy, from the controller, one after the other
+/// until `stop` is set (or 3000 requests, or ten minutes): each ingest is tagged with `service`
+/// so the database can be asked for exactly those afterwards.
+fn traffic(
+    ca: &std::path::Path,
+    service: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Seen> {
+    let (ca, service) = (ca.to_owned(), service.to_owned());
+    std::thread::spawn(move || {
+        let mut seen = Seen {
+            requests: 0,
+            failures: Vec::new(),
+            acked: 0,
+            slowest_ms: 0,
+        };
+        let started = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst)
+            && seen.requests < 3000
+            && started.elapsed() < Duration::from_secs(600)
+        {
+            let ingest = seen.requests % 2 == 1;
+            let mut curl = Command::new("curl");
+            curl.args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "30",
+            ])
+            .arg("--cacert")
+            .arg(&ca);
+            if ingest {
+                let body = format!(
+                    r#"{{"time":"2025-12-14T10:00:00Z","service":"{service}","endpoint":"/r/{}","method":"POST","status_code":201,"latency_ms":3}}"#,
+                    seen.requests
+                );
+                curl.args([
+                    "-X",
+                    "POST",
+                    "-H",
+                    "Authorization: Bearer sandbox-only-ingest-token-0000000000000000",
+                    "-H",
+                    "Content-Type: application/json",
+                    "-d",
+                    &body,
+                    "https://172.30.0.13/api/requests/",
+                ]);
+            } else {
+                curl.args([
+                    "-H",
+                    "Authorization: Bearer sandbox-only-read-token-00000000000000000000",
+                    "https://172.30.0.13/api/requests/kpis/",
+                ]);
+            }
+            let t = Instant::now();
+            let out = curl.output().expect("curl");
+            seen.slowest_ms = seen.slowest_ms.max(t.elapsed().as_millis());
+            let code = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            let want = if ingest { "201" } else { "200" };
+            if code == want {
+                seen.acked += u64::from(ingest);
+            } else {
+                seen.failures.push(format!(
+                    "request {} ({}): {code} {}",
+                    seen.requests,
+                    if ingest { "ingest" } else { "read" },
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            seen.requests += 1;
+        }
+        seen
+    })
+}
+
 #[test]
 fn sandbox_end_to_end() {
     step("fresh sandbox: three bare hosts");
@@ -1021,6 +1109,141 @@ fn sandbox_end_to_end() {
         after[0]["db"], before[0]["db"],
         "the stanza was not created again"
     );
+
+    step(
+        "a new API release under traffic: started beside the running one, no request fails, every acknowledged ingest is stored",
+    );
+    let ca = tmp.path().join("cluster-ca.crt");
+    std::fs::write(
+        &ca,
+        on_host(
+            "172.30.0.13",
+            "docker exec apm-app-proxy-1 cat /etc/nginx/tls/ca.crt",
+        ),
+    )
+    .expect("write the CA");
+    let stored = |service: &str| -> u64 {
+        on_host(
+            "172.30.0.11",
+            &format!(
+                "docker exec -u postgres apm-data-db-1 psql -d apm -qAt -c \"SELECT count(*) FROM observability_apirequest WHERE service = '{service}'\""
+            ),
+        )
+        .trim()
+        .parse()
+        .expect("a count")
+    };
+    let api_env = |name: &str| -> String {
+        on_host(
+            "172.30.0.13",
+            &format!("docker exec apm-app-apm-api-1 printenv {name}"),
+        )
+        .trim()
+        .to_owned()
+    };
+    let under_traffic = |service: &str, args: &[&str]| -> (Run, Seen, Duration) {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = traffic(&ca, service, stop.clone());
+        // Traffic flows before the apply starts.
+        std::thread::sleep(Duration::from_secs(2));
+        let t = Instant::now();
+        let run = platform(args);
+        let took = t.elapsed();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen = load.join().expect("traffic");
+        (run, seen, took)
+    };
+    let (applied, seen, took) = under_traffic(
+        "e2e-release-1",
+        &["apply", &site, "--yes", "-e", "read_after_write_ttl=3"],
+    );
+    ok(&applied, "apply a new API environment");
+    assert_eq!(api_env("READ_AFTER_WRITE_TTL"), "3", "the new release runs");
+    assert!(
+        seen.requests > 20,
+        "traffic ran: {} requests",
+        seen.requests
+    );
+    assert!(
+        seen.failures.is_empty(),
+        "failed requests: {:#?}",
+        seen.failures
+    );
+    assert_eq!(
+        stored("e2e-release-1"),
+        seen.acked,
+        "every acknowledged ingest is stored"
+    );
+    eprintln!(
+        "rolling update of the API (start-first): apply took {:.1} s under traffic; {} requests, 0 failed, slowest {} ms",
+        took.as_secs_f64(),
+        seen.requests,
+        seen.slowest_ms
+    );
+
+    step(
+        "a release that cannot become healthy is rolled back: apply fails naming it, no request fails, the change stays planned",
+    );
+    let broken = ["-e", "read_after_write_ttl=soon"];
+    let (failed, seen, _) = under_traffic(
+        "e2e-release-2",
+        &["apply", &site, "--yes", broken[0], broken[1]],
+    );
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("service apm-api of apm-app")
+            && failed
+                .stderr
+                .contains("rolled back: the previous container runs as apm-app-apm-api-1"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        seen.failures.is_empty(),
+        "failed requests: {:#?}",
+        seen.failures
+    );
+    assert_eq!(stored("e2e-release-2"), seen.acked);
+    eprintln!(
+        "a release rolled back under traffic: {} requests, 0 failed, slowest {} ms",
+        seen.requests, seen.slowest_ms
+    );
+    assert_eq!(
+        api_env("READ_AFTER_WRITE_TTL"),
+        "3",
+        "the previous release serves"
+    );
+    assert!(
+        !containers("172.30.0.13")
+            .iter()
+            .any(|c| c.contains(".hoist-")),
+        "no scratch container left: {:?}",
+        containers("172.30.0.13")
+    );
+    let pending = platform(&["plan", &site, broken[0], broken[1]]);
+    assert!(
+        pending.stdout.contains("apm-app-apm-api-1"),
+        "the failed release is still planned: {}",
+        pending.stdout
+    );
+
+    step("back to the inventory's environment, under traffic again");
+    let (back, seen, took) = under_traffic("e2e-release-3", &["apply", &site, "--yes"]);
+    ok(&back, "apply the inventory's API environment");
+    assert!(
+        seen.failures.is_empty(),
+        "failed requests: {:#?}",
+        seen.failures
+    );
+    assert_eq!(stored("e2e-release-3"), seen.acked);
+    eprintln!(
+        "rolling update back: apply took {:.1} s under traffic; {} requests, 0 failed, slowest {} ms",
+        took.as_secs_f64(),
+        seen.requests,
+        seen.slowest_ms
+    );
+    assert_eq!(api_env("READ_AFTER_WRITE_TTL"), "2");
 
     step("hoist drill restore: repo1's latest backup in a scratch container matches the primary");
     let sql = |statement: &str| {
