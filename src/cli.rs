@@ -82,6 +82,13 @@ pub enum Command {
         #[arg(short, long, value_name = "PATTERN")]
         limit: Option<String>,
     },
+    /// List each host's releases (what every apply that changed it left running) and what changed
+    /// between them
+    Releases {
+        /// Only these hosts (a pattern, as in Ansible)
+        #[arg(short, long, value_name = "PATTERN")]
+        limit: Option<String>,
+    },
     /// Print the logs of a service's container on a host
     Logs {
         host: String,

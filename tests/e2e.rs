@@ -1154,6 +1154,16 @@ fn sandbox_end_to_end() {
         let seen = load.join().expect("traffic");
         (run, seen, took)
     };
+    let releases = || -> Vec<serde_json::Value> {
+        let run = platform(&["--json", "releases", "--limit", "app-1"]);
+        ok(&run, "hoist releases");
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("releases JSON");
+        doc["hosts"][0]["releases"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let before = releases().len();
     let (applied, seen, took) = under_traffic(
         "e2e-release-1",
         &["apply", &site, "--yes", "-e", "read_after_write_ttl=3"],
@@ -1228,22 +1238,53 @@ fn sandbox_end_to_end() {
         pending.stdout
     );
 
-    step("back to the inventory's environment, under traffic again");
-    let (back, seen, took) = under_traffic("e2e-release-3", &["apply", &site, "--yes"]);
-    ok(&back, "apply the inventory's API environment");
-    assert!(
-        seen.failures.is_empty(),
-        "failed requests: {:#?}",
-        seen.failures
+    step(
+        "the baseline: back to the inventory's environment with a plain stop-first recreate, under the same traffic",
     );
+    let (back, seen, took) = under_traffic(
+        "e2e-release-3",
+        &[
+            "apply",
+            &site,
+            "--yes",
+            "-e",
+            "apm_api_update_order=stop-first",
+        ],
+    );
+    ok(&back, "apply the inventory's API environment, stop-first");
+    assert_eq!(api_env("READ_AFTER_WRITE_TTL"), "2");
+    // Requests fail while no API runs; those acknowledged are stored all the same.
     assert_eq!(stored("e2e-release-3"), seen.acked);
     eprintln!(
-        "rolling update back: apply took {:.1} s under traffic; {} requests, 0 failed, slowest {} ms",
+        "plain recreate of the API (stop-first): apply took {:.1} s under traffic; {} requests, {} failed, slowest {} ms",
         took.as_secs_f64(),
         seen.requests,
+        seen.failures.len(),
         seen.slowest_ms
     );
-    assert_eq!(api_env("READ_AFTER_WRITE_TTL"), "2");
+    // Two releases more (the failed one is none), newest first: each changed the API's
+    // configuration alone, and said so.
+    let now = releases();
+    assert_eq!(now.len(), (before + 2).min(10), "{now:#?}");
+    for r in &now[..2] {
+        assert_eq!(
+            r["differences"],
+            serde_json::json!([{"kind": "container", "name": "apm-app-apm-api-1", "what": ["configuration"]}]),
+            "{r:#}"
+        );
+        assert!(r["by"].as_str().is_some_and(|b| b.contains('@')), "{r:#}");
+    }
+    assert_eq!(now[0]["current"], true);
+    let text = platform(&["releases", "--limit", "app-1"]);
+    assert!(
+        text.stdout
+            .contains("container apm-app-apm-api-1: configuration"),
+        "{}",
+        text.stdout
+    );
+    // The update order is not part of the container: going back to start-first changes nothing.
+    let plan = platform(&["plan", &site]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
 
     step("hoist drill restore: repo1's latest backup in a scratch container matches the primary");
     let sql = |statement: &str| {
@@ -1265,6 +1306,14 @@ fn sandbox_end_to_end() {
         "172.30.0.12",
         "docker exec apm-control-scheduler-1 apm-backup incr 1",
     );
+    // That backup by its label: the schedule's own incremental (minute 15 of the hour) may run
+    // right after it, and would hold the row written next.
+    let label = backups(&info())
+        .into_iter()
+        .rev()
+        .find(|(repo, _)| *repo == 1)
+        .map(|(_, label)| label)
+        .expect("the backup just taken");
     // Written after the backup: a restore of that backup must not have it.
     sql("INSERT INTO restore_probe VALUES (5001, 'after'); SELECT pg_switch_wal()");
     assert_ne!(sql(PROBE).trim(), at_backup);
@@ -1274,6 +1323,8 @@ fn sandbox_end_to_end() {
         "restore",
         "--repo",
         "1",
+        "--set",
+        &label,
         "--checksum",
         "restore_probe",
         "--yes",

@@ -72,6 +72,7 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         prune: args.prune,
         gate_timeout: Duration::from_secs(args.gate_timeout),
         forks: global.forks,
+        applier: applier(global),
         ..ApplyOptions::default()
     };
     let rt = tokio::runtime::Runtime::new()?;
@@ -250,6 +251,7 @@ fn line(e: &Event) -> String {
         }
         Event::ActionDone { host, describe, ms } => format!("{host}: {describe} ({ms} ms)"),
         Event::Note { host, message } => format!("{host}: {message}"),
+        Event::Released { host, release } => format!("{host}: release {release} recorded"),
         Event::HostFailed { host, error } => format!(
             "{host}: FAILED: {}",
             error.strip_prefix(&format!("{host}: ")).unwrap_or(error)
@@ -299,7 +301,8 @@ impl Bars {
             | Event::ActionDone { host, .. }
             | Event::Note { host, .. }
             | Event::HostFailed { host, .. }
-            | Event::HostDone { host, .. } => host,
+            | Event::HostDone { host, .. }
+            | Event::Released { host, .. } => host,
             Event::Validated { .. } => {
                 let _ = self.multi.println(out.redacted(&line(e)));
                 return;
@@ -318,5 +321,17 @@ impl Bars {
                 bar.set_message(msg);
             }
         }
+    }
+}
+
+/// Who applies, as the releases record it: the user and the controller, and the project's
+/// revision.
+fn applier(global: &Global) -> hoist_ops::release::Applier {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    hoist_ops::release::Applier {
+        by: format!("{user}@{}", apply::lock::Holder::me().controller),
+        revision: hoist_remote::local::git_revision(&global.project),
     }
 }

@@ -15,6 +15,7 @@ pub mod pki;
 pub mod plan;
 pub mod playbook;
 pub mod project;
+pub mod release;
 pub mod render;
 pub mod scram;
 pub mod secret;

@@ -13,6 +13,7 @@ pub mod apply;
 pub mod drill;
 pub mod error;
 pub mod observe;
+pub mod release;
 pub mod sandbox;
 pub mod status;
 pub mod validate;

@@ -78,6 +78,20 @@ fn uid_is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// The git revision of the repository `dir` is in (`git describe --always --dirty`), or `None`
+/// when it is not in one or git is missing.
+pub fn git_revision(dir: &Path) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let rev = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !rev.is_empty()).then_some(rev)
+}
+
 /// Whether `program` is on PATH (or in the system's sbin directories).
 pub fn which(program: &str) -> bool {
     std::env::var_os("PATH")

@@ -50,6 +50,8 @@ pub struct ApplyOptions {
     pub engine_timeout: Duration,
     /// How many hosts at once.
     pub forks: usize,
+    /// Who applies, for the release each changed host records.
+    pub applier: crate::release::Applier,
 }
 
 impl Default for ApplyOptions {
@@ -59,6 +61,7 @@ impl Default for ApplyOptions {
             gate_timeout: Duration::from_secs(300),
             engine_timeout: Duration::from_secs(90),
             forks: 8,
+            applier: crate::release::Applier::default(),
         }
     }
 }
@@ -105,6 +108,11 @@ pub enum Event {
         host: String,
         changes: usize,
         ms: u128,
+    },
+    /// The host recorded what it runs now as its release `release` (`hoist releases`).
+    Released {
+        host: String,
+        release: u64,
     },
     /// A play's `validate` step ran its checks (once for the play, not per host).
     Validated {
@@ -299,6 +307,24 @@ pub async fn apply<H: Host, L: LocalImages>(
         if run.error.is_none() {
             let r = run.delete(handles, opts).await;
             run.fail_on(r, handles);
+        }
+        run
+    })
+    .await;
+
+    // Phase 4: what each changed host runs now is its next release.
+    runs = for_each(runs, opts.forks, |run| async move {
+        if run.error.is_none() && run.changes > 0 {
+            let host = run.name().to_owned();
+            match run.record_release(opts).await {
+                Ok(release) => events(Event::Released { host, release }),
+                Err(e) => events(Event::Note {
+                    host,
+                    message: handles
+                        .redactor
+                        .redact(&format!("the release was not recorded: {}", e.detail)),
+                }),
+            }
         }
         run
     })

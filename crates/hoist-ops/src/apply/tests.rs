@@ -1163,3 +1163,98 @@ async fn replicas_are_replaced_a_batch_at_a_time_and_a_failed_batch_stops_the_re
         ]
     );
 }
+
+fn releases_of(h: &FakeHost) -> hoist_core::release::History {
+    h.file(hoist_core::release::HISTORY)
+        .map(|f| hoist_core::release::History::parse(&f.content).expect("a history"))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn each_apply_that_changes_a_host_records_a_release_there() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    w.opts.applier = crate::release::Applier {
+        by: "ops@controller".into(),
+        revision: Some("84cb366".into()),
+    };
+    assert!(w.apply().await.ok());
+    let history = releases_of(&h);
+    let first = history.last().expect("release 1");
+    assert_eq!((first.id, first.by.as_str()), (1, "ops@controller"));
+    assert_eq!(first.revision.as_deref(), Some("84cb366"));
+    assert_eq!(
+        first.containers.keys().collect::<Vec<_>>(),
+        ["api", "db", "proxy"]
+    );
+    assert_eq!(first.containers["api"].image_id, "sha256:app:1");
+    assert!(first.files.contains_key("/etc/apm/app.env"));
+    assert!(
+        first.changes.contains(&"container api: create".to_owned()),
+        "{:?}",
+        first.changes
+    );
+    assert_eq!(
+        h.file(hoist_core::release::HISTORY)
+            .map(|f| f.mode)
+            .as_deref(),
+        Some("0600")
+    );
+    // Every spec it ran is kept, for going back to it.
+    assert!(
+        history
+            .specs
+            .contains_key(&first.containers["api"].config_hash)
+    );
+
+    // Nothing changed: no release.
+    assert!(w.apply().await.ok());
+    assert_eq!(releases_of(&h).releases.len(), 1);
+
+    // A new environment for the API: release 2, which changed the API's configuration only.
+    new_api_release(&mut w, "prod");
+    assert!(w.apply().await.ok());
+    let history = releases_of(&h);
+    let [one, two] = &history.releases[..] else {
+        panic!("two releases: {history:?}");
+    };
+    assert_eq!(
+        hoist_core::release::differences(Some(one), two),
+        [hoist_core::release::Difference {
+            kind: "container",
+            name: "api".into(),
+            what: vec!["configuration"],
+        }]
+    );
+    assert!(w.events.lock().is_ok_and(|e| {
+        e.iter()
+            .any(|e| matches!(e, Event::Released { release: 2, .. }))
+    }));
+
+    // A release that fails its gate is not one: the host still runs release 2.
+    let hash = new_api_release(&mut w, "broken");
+    h.fake_engine()
+        .behave(&hash, Behaviour::Unhealthy("no".into()));
+    assert!(!w.apply().await.ok());
+    assert_eq!(releases_of(&h).last().map(|r| r.id), Some(2));
+}
+
+#[tokio::test]
+async fn a_history_that_cannot_be_read_is_kept_and_said() {
+    let h = FakeHost::new("h");
+    h.set_file(hoist_core::release::HISTORY, "{not json", "0600");
+    let w = World::one(h.clone(), db_api());
+    let r = w.apply().await;
+    assert!(r.ok(), "the apply itself stands");
+    assert!(
+        w.notes()
+            .iter()
+            .any(|n| n.starts_with("the release was not recorded: /var/lib/hoist/releases.json: ")),
+        "{:?}",
+        w.notes()
+    );
+    assert_eq!(
+        h.file(hoist_core::release::HISTORY).map(|f| f.content),
+        Some(b"{not json".to_vec())
+    );
+}

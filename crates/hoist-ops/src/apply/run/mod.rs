@@ -296,6 +296,31 @@ impl<'a, H: Host> HostRun<'a, H> {
         out
     }
 
+    /// Records what the host runs now as its next release, with the changes this run made.
+    pub(super) async fn record_release(&self, opts: &ApplyOptions) -> Result<u64> {
+        let deletions = if opts.prune {
+            &self.plan.deletions[..]
+        } else {
+            &[]
+        };
+        let changes = self
+            .plan
+            .changes
+            .iter()
+            .chain(deletions)
+            .map(|c| format!("{} {}: {}", c.kind.as_str(), c.name, c.action.as_str()))
+            .collect();
+        crate::release::record(
+            self.host,
+            self.engine.as_ref(),
+            self.want,
+            &opts.applier,
+            changes,
+            None,
+        )
+        .await
+    }
+
     /// Phase 3: deletions when asked, a note otherwise.
     pub(super) async fn delete<L: LocalImages>(
         &mut self,

@@ -1,0 +1,145 @@
+//! `hoist releases`: each host's release history, newest first, with what each release changed.
+
+use futures_util::StreamExt as _;
+use hoist_core::release::{Difference, History, differences};
+use hoist_core::vars::SecretsMode;
+use hoist_remote::RemoteError;
+use serde_json::json;
+
+use crate::cli::Global;
+use crate::commands::remote;
+use crate::output::Output;
+
+pub fn run(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Result<u8> {
+    let Some(project) = super::load(global, SecretsMode::Optional, out)? else {
+        return Ok(1);
+    };
+    let names = project
+        .inventory
+        .select(limit.unwrap_or("all"))
+        .map_err(anyhow::Error::msg)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
+        let mut read: Vec<(String, Result<History, RemoteError>)> = futures_util::stream::iter(
+            hosts.iter(),
+        )
+        .map(|(name, ssh)| async move { (name.clone(), hoist_ops::release::history(ssh).await) })
+        .buffer_unordered(global.forks.max(1))
+        .collect()
+        .await;
+        read.sort_by(|a, b| a.0.cmp(&b.0));
+        remote::close(hosts).await;
+        let mut code = 0;
+        let mut doc = Vec::new();
+        for (host, r) in read {
+            match r {
+                Ok(history) if global.json => doc.push(host_json(&host, &history)),
+                Ok(history) => out.print(&host_text(&host, &history)),
+                Err(e) => {
+                    code = 1;
+                    out.error(&e.to_string());
+                }
+            }
+        }
+        for e in failed.values() {
+            code = 1;
+            out.error(&e.to_string());
+        }
+        if global.json {
+            out.print(&format!(
+                "{}\n",
+                json!({"schema": "hoist.releases/v1", "hosts": doc})
+            ));
+        }
+        Ok(code)
+    })
+}
+
+/// Each release, newest first, with what it changed from the one before it.
+fn changes(history: &History) -> Vec<(&hoist_core::release::Release, Vec<Difference>)> {
+    let mut out: Vec<_> = history
+        .releases
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let before = i.checked_sub(1).map(|j| &history.releases[j]);
+            (r, differences(before, r))
+        })
+        .collect();
+    out.reverse();
+    out
+}
+
+fn host_text(host: &str, history: &History) -> String {
+    if history.releases.is_empty() {
+        return format!("{host}: no release recorded\n");
+    }
+    let mut s = format!("{host}\n");
+    let current = history.last().map(|r| r.id);
+    for (r, diffs) in changes(history) {
+        let mark = if Some(r.id) == current { "*" } else { " " };
+        let revision = r
+            .revision
+            .as_deref()
+            .map(|v| format!("  revision {v}"))
+            .unwrap_or_default();
+        let restores = r
+            .restores
+            .map(|id| format!("  (back to release {id})"))
+            .unwrap_or_default();
+        s.push_str(&format!(
+            "{mark} release {:<4} {}  by {}{revision}{restores}\n",
+            r.id,
+            time(r.time),
+            r.by
+        ));
+        for d in diffs {
+            s.push_str(&format!(
+                "      {} {}: {}\n",
+                d.kind,
+                d.name,
+                d.what.join(", ")
+            ));
+        }
+    }
+    s
+}
+
+fn host_json(host: &str, history: &History) -> serde_json::Value {
+    let current = history.last().map(|r| r.id);
+    let releases: Vec<_> = changes(history)
+        .into_iter()
+        .map(|(r, diffs)| {
+            json!({
+                "id": r.id,
+                "current": Some(r.id) == current,
+                "time": time(r.time),
+                "by": r.by,
+                "revision": r.revision,
+                "restores": r.restores,
+                "changes": r.changes,
+                "differences": diffs,
+                "containers": r.containers.iter().map(|(name, c)| json!({
+                    "name": name,
+                    "project": c.project,
+                    "service": c.service,
+                    "image": c.image,
+                    "image_id": c.image_id,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"host": host, "releases": releases})
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time.
+fn time(secs: u64) -> String {
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map_or_else(
+            || secs.to_string(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
+}
