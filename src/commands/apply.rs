@@ -327,9 +327,16 @@ impl Bars {
 /// Who applies, as the releases record it: the user and the controller, and the project's
 /// revision.
 fn applier(global: &Global) -> hoist_ops::release::Applier {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .or_else(|| {
+            // No login variables (a service, a container): the numeric user.
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+            Some(format!("uid {}", uid.split_whitespace().next()?))
+        })
+        .unwrap_or_else(|| "unknown".into());
     hoist_ops::release::Applier {
         by: format!("{user}@{}", apply::lock::Holder::me().controller),
         revision: hoist_remote::local::git_revision(&global.project),

@@ -48,6 +48,32 @@ pub mod scratch {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Desired {
     pub hosts: BTreeMap<String, HostDesired>,
+    /// The plays with a `serial`, by index: their hosts converge batch by batch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub serial: BTreeMap<usize, PlaySerial>,
+}
+
+/// A play whose hosts converge a batch at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaySerial {
+    pub play: String,
+    pub serial: crate::playbook::Serial,
+    /// Its hosts, in the play's order.
+    pub hosts: Vec<String>,
+}
+
+impl PlaySerial {
+    /// Its hosts among `present`, in batches.
+    pub fn batches(&self, present: &[&str]) -> Vec<Vec<String>> {
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|h| present.contains(&h.as_str()))
+            .cloned()
+            .collect();
+        let size = self.serial.batch(hosts.len());
+        hosts.chunks(size).map(<[String]>::to_vec).collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -22,8 +22,57 @@ pub struct Playbook {
 pub struct Play {
     pub name: String,
     pub hosts: String,
+    /// How many of its hosts apply converges at once (`serial`), one batch after the other.
+    pub serial: Option<Serial>,
     pub loc: Loc,
     pub steps: Vec<Step>,
+}
+
+/// A play's `serial`: a number of hosts, or a percentage of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Serial {
+    Hosts(u32),
+    Percent(u32),
+}
+
+impl Serial {
+    /// The size of a batch out of `hosts` hosts: at least one.
+    pub fn batch(self, hosts: usize) -> usize {
+        let n = match self {
+            Serial::Hosts(n) => n as usize,
+            Serial::Percent(p) => (hosts * p as usize).div_ceil(100),
+        };
+        n.clamp(1, hosts.max(1))
+    }
+}
+
+/// Decodes `serial`: a positive number of hosts, or a percentage (`30%`).
+fn serial(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Serial> {
+    let text = ctx.string(v, p)?;
+    let parsed = match text.strip_suffix('%') {
+        Some(pct) => pct
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .map(Serial::Percent),
+        None => text
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Serial::Hosts),
+    };
+    if parsed.is_none() {
+        ctx.error(
+            v.loc,
+            p,
+            Kind::InvalidValue,
+            format!("{text:?} is not a number of hosts or a percentage (like 1 or 30%)"),
+        );
+    }
+    parsed
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -186,6 +235,9 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
             .require(&mut ctx, "hosts")
             .and_then(|h| ctx.string(h, &yaml::join(&path, "hosts")))
             .unwrap_or_default();
+        let serial = f
+            .get("serial")
+            .and_then(|v| serial(&mut ctx, v, &yaml::join(&path, "serial")));
         let mut steps = Vec::new();
         if let Some(s) = f.require(&mut ctx, "steps") {
             let sp = yaml::join(&path, "steps");
@@ -199,6 +251,7 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
         plays.push(Play {
             name,
             hosts,
+            serial,
             loc: item.loc,
             steps,
         });

@@ -934,6 +934,33 @@ fn update_config_is_decoded_kept_out_of_the_hash_and_checked() {
     )));
 }
 
+#[test]
+fn a_plays_serial_is_a_number_of_hosts_or_a_percentage() {
+    let with = |v: &str| {
+        PROJECT.replace(
+            "  hosts: app\n  steps:",
+            &format!("  hosts: app\n  serial: {v}\n  steps:"),
+        )
+    };
+    let d = desired(&with("\"50%\""));
+    assert_eq!(
+        d.serial
+            .get(&0)
+            .map(|s| (s.play.as_str(), s.serial, s.hosts.clone())),
+        Some((
+            "app",
+            playbook::Serial::Percent(50),
+            vec!["app-1".to_owned()]
+        ))
+    );
+    expect![[r#"
+        [
+            "error[invalid-value]: playbooks/site.yml:3:11: [0].serial: \"0\" is not a number of hosts or a percentage (like 1 or 30%)",
+        ]
+    "#]]
+    .assert_debug_eq(&diagnostics_of(&with("0")));
+}
+
 /// The `.env` beside a stack supplies interpolation values as compose reads them, below the
 /// inventory's variables; a value whose key names a secret is masked.
 #[test]

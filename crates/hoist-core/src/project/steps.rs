@@ -65,6 +65,16 @@ impl Project {
                     continue;
                 }
             };
+            if let Some(serial) = play.serial {
+                out.serial.insert(
+                    play_index,
+                    desired::PlaySerial {
+                        play: play.name.clone(),
+                        serial,
+                        hosts: hosts.clone(),
+                    },
+                );
+            }
             for host in hosts.iter().filter(|h| limit.is_none_or(|l| l.contains(h))) {
                 let address = self
                     .inventory

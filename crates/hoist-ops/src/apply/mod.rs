@@ -7,7 +7,9 @@
 //! [`replan`]), put files, deliver images, create networks and volumes; (2) play by play, the hosts
 //! of that play at once: containers in waves of independent ones ([`order`]), each behind the
 //! health gates of its dependencies ([`gate`]), then the play's actions (wait, exec), then, once
-//! for the whole play, its `validate` checks; (3) deletions, only when asked. A host that fails is
+//! for the whole play, its `validate` checks (a play with `serial` converges its hosts a batch at a
+//! time, and stops at a batch where a host failed); (3) deletions, only when asked; (4) a release
+//! recorded on each host that changed ([`crate::release`]). A host that fails is
 //! reported and left out of later phases; the others carry on. Cancellation (Ctrl-C, SIGTERM,
 //! SIGHUP, through the token the command passes) stops every host at its next step.
 
@@ -33,8 +35,8 @@ use hoist_core::desired::{self, Desired};
 use hoist_core::plan::Plan;
 use hoist_core::playbook::Topic;
 use hoist_core::secret::Redactor;
-use hoist_remote::Host;
 use hoist_remote::images::LocalImages;
+use hoist_remote::{Host, RemoteError};
 use tokio_util::sync::CancellationToken;
 
 pub use lock::Locks;
@@ -253,16 +255,46 @@ pub async fn apply<H: Host, L: LocalImages>(
     })
     .await;
 
-    // Phase 2: play by play.
+    // Phase 2: play by play; a play with `serial`, batch by batch.
     for play in order::plays(runs.iter().map(|r| r.want)) {
-        runs = for_each(runs, opts.forks, |mut run| async move {
-            if run.error.is_none() {
-                let r = run.converge_play(play, handles, opts).await;
-                run.fail_on(r, handles);
+        let batches = match desired.serial.get(&play) {
+            Some(s) => s.batches(&runs.iter().map(HostRun::name).collect::<Vec<_>>()),
+            None => vec![runs.iter().map(|r| r.name().to_owned()).collect()],
+        };
+        let mut stopped: Option<String> = None;
+        for batch in &batches {
+            if let Some(why) = &stopped {
+                for run in runs
+                    .iter_mut()
+                    .filter(|r| batch.iter().any(|b| b == r.name()))
+                {
+                    run.fail_on(Err(RemoteError::other(run.name(), why.clone())), handles);
+                }
+                continue;
             }
-            run
-        })
-        .await;
+            let before: Vec<bool> = runs.iter().map(|r| r.error.is_some()).collect();
+            runs = for_each(runs, opts.forks, |mut run| async move {
+                if run.error.is_none() && batch.iter().any(|b| b == run.name()) {
+                    let r = run.converge_play(play, handles, opts).await;
+                    run.fail_on(r, handles);
+                }
+                run
+            })
+            .await;
+            if let (Some(s), Some(failed)) = (
+                desired.serial.get(&play),
+                runs.iter()
+                    .zip(&before)
+                    .find(|(r, was)| !**was && r.error.is_some())
+                    .map(|(r, _)| r.name().to_owned()),
+            ) {
+                stopped = Some(format!(
+                    "not applied: play {:?} goes {} host(s) at a time, and {failed} failed in an earlier batch",
+                    s.play,
+                    s.serial.batch(s.hosts.len())
+                ));
+            }
+        }
         let topics = desired::validations(runs.iter().map(|r| r.want), Some(play));
         let failed = runs
             .iter()

@@ -772,7 +772,7 @@ async fn session_with<F>(w: &World, review: F) -> std::result::Result<session::O
 where
     F: AsyncFnOnce(
         &Plan,
-        &BTreeMap<String, hoist_remote::RemoteError>,
+        &BTreeMap<String, RemoteError>,
     ) -> std::result::Result<session::Review, String>,
 {
     let local = FakeLocal::default();
@@ -1256,5 +1256,87 @@ async fn a_history_that_cannot_be_read_is_kept_and_said() {
     assert_eq!(
         h.file(hoist_core::release::HISTORY).map(|f| f.content),
         Some(b"{not json".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_serial_play_goes_a_batch_of_hosts_at_a_time_and_stops_at_a_failed_one() {
+    let hosts: Vec<FakeHost> = ["a", "b", "c"].into_iter().map(FakeHost::new).collect();
+    let mut w = World::new(
+        hosts
+            .iter()
+            .map(|h| (h.clone(), api_behind_proxy(UpdateOrder::StartFirst)))
+            .collect(),
+    );
+    w.desired.serial.insert(
+        0,
+        desired::PlaySerial {
+            play: "app".into(),
+            serial: hoist_core::playbook::Serial::Hosts(1),
+            hosts: vec!["a".into(), "b".into(), "c".into()],
+        },
+    );
+    assert!(w.apply().await.ok());
+    let mut hash = String::new();
+    for name in ["a", "b", "c"] {
+        let api = w
+            .desired
+            .hosts
+            .get_mut(name)
+            .and_then(|h| h.containers.iter_mut().find(|c| c.name == "api"))
+            .expect("api");
+        api.env.insert("MODE".into(), "prod".into());
+        api.seal();
+        hash.clone_from(&api.config_hash);
+    }
+    hosts[1]
+        .fake_engine()
+        .behave(&hash, Behaviour::Unhealthy("no".into()));
+    let mark = hosts[2].calls().len();
+    let r = w.apply().await;
+    let env = |h: &FakeHost| {
+        h.fake_engine()
+            .container("api")
+            .map(|c| c.env)
+            .unwrap_or_default()
+    };
+    assert_eq!(env(&hosts[0]), ["MODE=prod"], "the first batch");
+    assert!(
+        error_of(&r, "b").contains("rolled back"),
+        "{}",
+        error_of(&r, "b")
+    );
+    assert_eq!(env(&hosts[1]), ["MODE=test"]);
+    assert_eq!(
+        error_of(&r, "c"),
+        "c: not applied: play \"app\" goes 1 host(s) at a time, and b failed in an earlier batch"
+    );
+    assert_eq!(env(&hosts[2]), ["MODE=test"], "never touched");
+    assert!(
+        hosts[2].calls()[mark..]
+            .iter()
+            .all(|c| !c.starts_with("engine create"))
+    );
+}
+
+#[test]
+fn serial_batches_follow_the_plays_order_and_its_percentage() {
+    use hoist_core::playbook::Serial;
+    let s = |serial| desired::PlaySerial {
+        play: "p".into(),
+        serial,
+        hosts: ["c", "a", "b", "d"].map(String::from).to_vec(),
+    };
+    assert_eq!(
+        s(Serial::Hosts(3)).batches(&["a", "b", "c", "d"]),
+        [vec!["c", "a", "b"], vec!["d"]]
+    );
+    assert_eq!(
+        s(Serial::Percent(50)).batches(&["a", "b", "d"]),
+        [vec!["a", "b"], vec!["d"]]
+    );
+    assert_eq!(
+        s(Serial::Percent(1)).batches(&["a", "b"]),
+        [vec!["a"], vec!["b"]]
     );
 }

@@ -49,6 +49,7 @@ impl<H: Host> HostRun<'_, H> {
             let fresh = plan::diff(
                 &Desired {
                     hosts: BTreeMap::from([(name.clone(), self.want.clone())]),
+                    serial: BTreeMap::new(),
                 },
                 &Observed {
                     hosts: BTreeMap::from([(name.clone(), observed)]),
