@@ -89,6 +89,15 @@ pub enum Command {
         #[arg(short, long, value_name = "PATTERN")]
         limit: Option<String>,
     },
+    /// Take hosts back to a release: the one before their current one, or `--to` (its
+    /// containers, their images and its files), as a plan to review like an apply's
+    Rollback {
+        /// The release to go to (default: the one before each host's current release)
+        #[arg(long, value_name = "RELEASE")]
+        to: Option<u64>,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
     /// Print the logs of a service's container on a host
     Logs {
         host: String,

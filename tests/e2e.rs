@@ -1294,6 +1294,55 @@ fn sandbox_end_to_end() {
     let plan = platform(&["plan", &site]);
     assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
 
+    step(
+        "hoist rollback: the hosts the latest apply changed go back to their previous release, under traffic; a second rollback moves forward again",
+    );
+    let (back, seen, took) = under_traffic("e2e-rollback", &["rollback", &site, "--yes"]);
+    ok(&back, "hoist rollback");
+    assert!(
+        back.stderr.contains("app-1: release")
+            && back
+                .stderr
+                .contains("data-1: the latest apply did not change it"),
+        "{}",
+        back.stderr
+    );
+    assert_eq!(
+        api_env("READ_AFTER_WRITE_TTL"),
+        "3",
+        "the previous release's environment"
+    );
+    assert!(
+        seen.failures.is_empty(),
+        "failed requests: {:#?}",
+        seen.failures
+    );
+    assert_eq!(stored("e2e-rollback"), seen.acked);
+    eprintln!(
+        "rollback of the API: {:.1} s under traffic; {} requests, 0 failed, slowest {} ms",
+        took.as_secs_f64(),
+        seen.requests,
+        seen.slowest_ms
+    );
+    let after = releases();
+    assert!(
+        after[0]["restores"].is_u64(),
+        "recorded as a rollback: {:#}",
+        after[0]
+    );
+    assert_ne!(
+        platform(&["plan", &site]).code,
+        0,
+        "the inputs ask for the newer release"
+    );
+    ok(
+        &platform(&["rollback", &site, "--yes"]),
+        "a second hoist rollback",
+    );
+    assert_eq!(api_env("READ_AFTER_WRITE_TTL"), "2", "forward again");
+    let plan = platform(&["plan", &site]);
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stdout, plan.stderr);
+
     step("hoist drill restore: repo1's latest backup in a scratch container matches the primary");
     let sql = |statement: &str| {
         on_host(

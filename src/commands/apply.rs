@@ -59,6 +59,94 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
+    execute(global, args, saved, loaded, None, out)
+}
+
+/// `hoist rollback`: each host of the playbook back to one of its releases (the one before its
+/// current one, or `to`), as a plan reviewed and applied like any other.
+pub fn rollback(
+    global: &Global,
+    args: &ApplyArgs,
+    to: Option<u64>,
+    out: &Output,
+) -> anyhow::Result<u8> {
+    if args.target.extension().is_some_and(|e| e == "json") {
+        bail!("hoist rollback takes the playbook that deploys the hosts, not a saved plan");
+    }
+    let loaded = match planning::load(global, &args.target, args.limit.as_deref(), out)? {
+        Ok(l) => l,
+        Err(code) => return Ok(code),
+    };
+    execute(global, args, None, loaded, Some(to), out)
+}
+
+/// Reads each host's history and makes its desired state the release it goes back to; a host
+/// with no release to go to is left out, and said so.
+async fn restore(
+    hosts: &BTreeMap<String, hoist_remote::SshHost>,
+    loaded: &mut planning::Loaded,
+    to: Option<u64>,
+    out: &Output,
+) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut restores = BTreeMap::new();
+    let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
+    // Without --to, the hosts the latest apply changed go back, each to the release before.
+    let mut latest: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for name in &names {
+        if let Some(host) = hosts.get(name)
+            && let Some(r) = hoist_ops::release::history(host).await?.last()
+        {
+            latest.insert(name.clone(), (r.time, r.run.clone()));
+        }
+    }
+    let last_run = latest
+        .values()
+        .max_by_key(|(time, _)| *time)
+        .map(|(_, run)| run.clone());
+    for name in names {
+        let Some(host) = hosts.get(&name) else {
+            continue;
+        };
+        if to.is_none() && latest.get(&name).map(|(_, run)| run) != last_run.as_ref() {
+            out.eprint(&format!(
+                "{name}: the latest apply did not change it: left as it is\n"
+            ));
+            loaded.desired.hosts.remove(&name);
+            continue;
+        }
+        if let Some(id) = to
+            && hoist_ops::release::history(host).await?.get(id).is_none()
+        {
+            out.eprint(&format!("{name}: has no release {id}: left as it is\n"));
+            loaded.desired.hosts.remove(&name);
+            continue;
+        }
+        let now = &loaded.desired.hosts[&name];
+        match hoist_ops::release::restore(host, now, to).await? {
+            Some(r) => {
+                out.eprint(&format!("{name}: release {} -> release {}\n", r.from, r.to));
+                restores.insert(name.clone(), r.to);
+                loaded.desired.hosts.insert(name, r.want);
+            }
+            None => {
+                out.eprint(&format!(
+                    "{name}: no earlier release recorded: left as it is\n"
+                ));
+                loaded.desired.hosts.remove(&name);
+            }
+        }
+    }
+    Ok(restores)
+}
+
+fn execute(
+    global: &Global,
+    args: &ApplyArgs,
+    saved: Option<Plan>,
+    mut loaded: planning::Loaded,
+    rollback: Option<Option<u64>>,
+    out: &Output,
+) -> anyhow::Result<u8> {
     let redactor = loaded.project.redactor.clone();
     // The validate steps' settings are read before anything is applied: a missing variable
     // fails here, not after the platform was changed.
@@ -68,7 +156,7 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
     } else {
         Some(validate::config(&loaded.project, &checks)?)
     };
-    let opts = ApplyOptions {
+    let mut opts = ApplyOptions {
         prune: args.prune,
         gate_timeout: Duration::from_secs(args.gate_timeout),
         forks: global.forks,
@@ -80,6 +168,17 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         let cancel = super::cancellation();
         let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
         let (hosts, unreachable) = remote::connect(&loaded.project.inventory, &names, global).await;
+        if let Some(to) = rollback {
+            match restore(&hosts, &mut loaded, to, out).await {
+                Ok(r) => opts.restores = r,
+                Err(e) => {
+                    remote::close(hosts).await;
+                    return Err(e);
+                }
+            }
+        }
+        let loaded = &loaded;
+        let opts = &opts;
         // Progress lines until the plan is known (a lock broken, say), then bars on a terminal.
         let bars: Arc<OnceLock<Bars>> = Arc::default();
         let printer = out.clone();
@@ -139,8 +238,8 @@ pub fn run(global: &Global, args: &ApplyArgs, out: &Output) -> anyhow::Result<u8
         let outcome = session::run(
             session,
             unreachable,
-            &opts,
-            |observed, failed| planning::make_plan(&loaded, observed, failed),
+            opts,
+            |observed, failed| planning::make_plan(loaded, observed, failed),
             review,
         )
         .await;
@@ -337,8 +436,10 @@ fn applier(global: &Global) -> hoist_ops::release::Applier {
             Some(format!("uid {}", uid.split_whitespace().next()?))
         })
         .unwrap_or_else(|| "unknown".into());
+    let me = apply::lock::Holder::me();
     hoist_ops::release::Applier {
-        by: format!("{user}@{}", apply::lock::Holder::me().controller),
+        by: format!("{user}@{}", me.controller),
+        run: format!("{}-{}@{}", me.since, me.pid, me.controller),
         revision: hoist_remote::local::git_revision(&global.project),
     }
 }

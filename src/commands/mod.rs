@@ -33,6 +33,7 @@ pub fn run(cli: Cli, out: &Output) -> anyhow::Result<u8> {
         Command::Plan(args) => plan::run(&cli.global, &args, out),
         Command::Apply(args) => apply::run(&cli.global, &args, out),
         Command::Status { limit } => status::status(&cli.global, limit.as_deref(), out),
+        Command::Rollback { to, apply } => apply::rollback(&cli.global, &apply, to, out),
         Command::Releases { limit } => releases::run(&cli.global, limit.as_deref(), out),
         Command::Logs {
             host,

@@ -239,6 +239,9 @@ pub enum ImageSource {
     },
     /// Pulled by the host from its registry.
     Pull,
+    /// The image of an earlier release, by id, which the host still has: the reference is
+    /// pointed at it again (`hoist rollback`).
+    Release { id: String },
 }
 
 /// A binary hoist builds for an image's context.

@@ -12,13 +12,21 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::desired::{ContainerSpec, HostDesired, sha256_hex};
+use crate::desired::{ContainerSpec, FileSpec, HostDesired, ImageSource, ImageSpec};
 
 /// The history's file on each host.
 pub const HISTORY: &str = "/var/lib/hoist/releases.json";
 
+/// Where a host keeps the content of each file a release placed, by its sha256 (private to root).
+pub const FILES: &str = "/var/lib/hoist/release-files";
+
 /// Releases kept per host.
 pub const KEEP: usize = 10;
+
+/// The path of the kept content of a file whose sha256 is `sum`.
+pub fn kept_file(sum: &str) -> String {
+    format!("{FILES}/{sum}")
+}
 
 const VERSION: u32 = 1;
 
@@ -38,8 +46,11 @@ pub struct Release {
     pub id: u64,
     /// Seconds since the epoch.
     pub time: u64,
-    /// Who applied it: the controller's host name.
+    /// Who applied it: the user and the controller.
     pub by: String,
+    /// The apply that made it (the same on every host it changed).
+    #[serde(default)]
+    pub run: String,
     /// The project's git revision (`git describe --always --dirty`), when it is a repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -50,8 +61,22 @@ pub struct Release {
     pub changes: Vec<String>,
     /// Container name -> what ran.
     pub containers: BTreeMap<String, Ran>,
-    /// Path -> sha256 of each file hoist placed.
-    pub files: BTreeMap<String, String>,
+    /// Path -> each file hoist placed.
+    pub files: BTreeMap<String, Placed>,
+}
+
+/// A file of a release: its content's sha256 (the content is kept on the host, [`kept_file`]),
+/// and how it was placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub sha256: String,
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub origin: String,
+    pub sensitive: bool,
 }
 
 /// A container of a release.
@@ -70,6 +95,7 @@ pub struct Ran {
 pub struct Origin {
     pub time: u64,
     pub by: String,
+    pub run: String,
     pub revision: Option<String>,
     pub restores: Option<u64>,
     pub changes: Vec<String>,
@@ -138,6 +164,7 @@ impl History {
             id,
             time: origin.time,
             by: origin.by,
+            run: origin.run,
             revision: origin.revision,
             restores: origin.restores,
             changes: origin.changes,
@@ -145,7 +172,19 @@ impl History {
             files: want
                 .files
                 .values()
-                .map(|f| (f.path.clone(), sha256_hex(f.content.as_bytes())))
+                .map(|f| {
+                    (
+                        f.path.clone(),
+                        Placed {
+                            sha256: f.sha256(),
+                            mode: f.mode,
+                            owner: f.owner.clone(),
+                            group: f.group.clone(),
+                            origin: f.origin.clone(),
+                            sensitive: f.sensitive,
+                        },
+                    )
+                })
                 .collect(),
         });
         let surplus = self.releases.len().saturating_sub(KEEP);
@@ -157,6 +196,94 @@ impl History {
             .collect();
         self.specs.retain(|hash, _| used.contains(hash));
         id
+    }
+}
+
+impl History {
+    /// The sha256 of every file content the kept releases placed: what the host keeps.
+    pub fn kept_files(&self) -> BTreeSet<&str> {
+        self.releases
+            .iter()
+            .flat_map(|r| r.files.values().map(|f| f.sha256.as_str()))
+            .collect()
+    }
+
+    /// What the host should run to be release `id` again: `now` (what the project wants there
+    /// today, for its networks, volumes and how its containers are updated) with the release's
+    /// containers, their images by the ids they ran, and its files, whose contents `kept` holds
+    /// by sha256. A container the release did not run is not wanted (a deletion, with
+    /// `--prune`); a file it did not place is left as the project has it.
+    pub fn restore(
+        &self,
+        id: u64,
+        now: &HostDesired,
+        kept: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<HostDesired, String> {
+        let release = self
+            .get(id)
+            .ok_or_else(|| format!("no release {id} (the host keeps {})", self.ids()))?;
+        let mut want = now.clone();
+        want.containers.clear();
+        want.images.clear();
+        for (name, ran) in &release.containers {
+            let mut spec = self
+                .specs
+                .get(&ran.config_hash)
+                .cloned()
+                .ok_or_else(|| format!("release {id}: the spec of {name} is not kept"))?;
+            if ran.image_id.is_empty() {
+                return Err(format!("release {id}: the image {name} ran is not known"));
+            }
+            // What is not in a spec's hash comes from the project as it is today.
+            if let Some(today) = now.containers.iter().find(|c| c.name == *name) {
+                spec.update = today.update.clone();
+                spec.reload = today.reload.clone();
+                spec.play = today.play;
+                spec.depends_on_replicas = today.depends_on_replicas.clone();
+            }
+            want.images.insert(
+                spec.image.clone(),
+                ImageSpec {
+                    reference: spec.image.clone(),
+                    source: ImageSource::Release {
+                        id: ran.image_id.clone(),
+                    },
+                },
+            );
+            want.containers.push(spec);
+        }
+        // The order containers start in is the project's, then the release's own.
+        let rank = |name: &str| now.containers.iter().position(|c| c.name == name);
+        want.containers
+            .sort_by_key(|c| (rank(&c.name).unwrap_or(usize::MAX), c.name.clone()));
+        for (path, f) in &release.files {
+            let content = kept
+                .get(&f.sha256)
+                .ok_or_else(|| format!("release {id}: the content of {path} is no longer kept"))?;
+            want.files.insert(
+                path.clone(),
+                FileSpec {
+                    path: path.clone(),
+                    content: crate::desired::Content::from_bytes(content.clone()),
+                    mode: f.mode,
+                    owner: f.owner.clone(),
+                    group: f.group.clone(),
+                    origin: f.origin.clone(),
+                    // Never shown: it may hold a secret from before a rotation, which the
+                    // redactor of today's inputs does not know.
+                    sensitive: true,
+                },
+            );
+        }
+        Ok(want)
+    }
+
+    fn ids(&self) -> String {
+        match (self.releases.first(), self.last()) {
+            (Some(a), Some(b)) if a.id == b.id => format!("release {}", a.id),
+            (Some(a), Some(b)) => format!("releases {} to {}", a.id, b.id),
+            _ => "none".into(),
+        }
     }
 }
 
@@ -206,10 +333,13 @@ pub fn differences(from: Option<&Release>, to: &Release) -> Vec<Difference> {
     }
     let empty = BTreeMap::new();
     let before = from.map_or(&empty, |r| &r.files);
-    for (path, sum) in &to.files {
+    for (path, f) in &to.files {
         let what = match before.get(path) {
             None => "added",
-            Some(b) if b != sum => "content",
+            Some(b) if b.sha256 != f.sha256 => "content",
+            Some(b) if (b.mode, &b.owner, &b.group) != (f.mode, &f.owner, &f.group) => {
+                "mode or owner"
+            }
             Some(_) => continue,
         };
         out.push(Difference {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hoist_core::desired::{FileSpec, HostDesired};
-use hoist_core::release::{HISTORY, History, Origin};
+use hoist_core::release::{HISTORY, History, Origin, kept_file};
 use hoist_remote::error::{RemoteError, Result};
 use hoist_remote::{Engine, Host, files};
 
@@ -16,6 +16,8 @@ pub struct Applier {
     pub by: String,
     /// The project's git revision, when it is a repository.
     pub revision: Option<String>,
+    /// This apply, as every host it changes records it.
+    pub run: String,
 }
 
 /// The host's release history (empty when it has none).
@@ -40,6 +42,7 @@ pub async fn record<H: Host, E: Engine>(
     restores: Option<u64>,
 ) -> Result<u64> {
     let mut h = history(host).await?;
+    let kept_before: Vec<String> = h.kept_files().into_iter().map(str::to_owned).collect();
     let mut image_ids = BTreeMap::new();
     if let Some(e) = engine {
         for c in &want.containers {
@@ -58,20 +61,98 @@ pub async fn record<H: Host, E: Engine>(
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             by: applier.by.clone(),
+            run: applier.run.clone(),
             revision: applier.revision.clone(),
             restores,
             changes,
         },
     );
-    let file = FileSpec {
-        path: HISTORY.into(),
-        content: h.to_json().into(),
+    // The content of each file this release placed that no kept release did, private to root;
+    // then the history; then the contents no kept release needs any more.
+    for f in want.files.values() {
+        let sum = f.sha256();
+        if !kept_before.contains(&sum) {
+            files::put(host, &private(kept_file(&sum), f.content.clone())).await?;
+        }
+    }
+    files::put(host, &private(HISTORY.into(), h.to_json().into())).await?;
+    let kept = h.kept_files();
+    let unused: Vec<String> = kept_before
+        .iter()
+        .filter(|s| !kept.contains(s.as_str()))
+        .map(|s| kept_file(s))
+        .collect();
+    files::remove(host, &unused.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    Ok(id)
+}
+
+fn private(path: String, content: hoist_core::desired::Content) -> FileSpec {
+    FileSpec {
+        path,
+        content,
         mode: 0o600,
         owner: None,
         group: None,
         origin: "hoist".into(),
         sensitive: true,
+    }
+}
+
+/// What a host should run to be one of its releases again.
+#[derive(Debug, Clone)]
+pub struct Restore {
+    pub want: HostDesired,
+    /// The release it runs now.
+    pub from: u64,
+    /// The release it goes back (or forward) to.
+    pub to: u64,
+}
+
+/// What `host` should run to be release `to` again (the one before its current release when
+/// `None`), `now` being what the project wants there today; `None` when it has no such
+/// release to go to.
+pub async fn restore<H: Host>(
+    host: &H,
+    now: &HostDesired,
+    to: Option<u64>,
+) -> Result<Option<Restore>> {
+    let h = history(host).await?;
+    let Some(current) = h.last().map(|r| r.id) else {
+        return Ok(None);
     };
-    files::put(host, &file).await?;
-    Ok(id)
+    let target = match to {
+        Some(id) => id,
+        None => match h.releases.iter().rev().nth(1) {
+            Some(r) => r.id,
+            None => return Ok(None),
+        },
+    };
+    let Some(release) = h.get(target) else {
+        return Err(RemoteError::other(
+            host.name(),
+            format!("no release {target} on this host (`hoist releases` lists them)"),
+        ));
+    };
+    let paths: Vec<String> = release
+        .files
+        .values()
+        .map(|f| kept_file(&f.sha256))
+        .collect();
+    let read = files::read(host, &paths.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    let kept: BTreeMap<String, Vec<u8>> = release
+        .files
+        .values()
+        .filter_map(|f| {
+            read.get(&kept_file(&f.sha256))
+                .map(|(_, bytes)| (f.sha256.clone(), bytes.clone()))
+        })
+        .collect();
+    let want = h
+        .restore(target, now, &kept)
+        .map_err(|e| RemoteError::other(host.name(), e))?;
+    Ok(Some(Restore {
+        want,
+        from: current,
+        to: target,
+    }))
 }

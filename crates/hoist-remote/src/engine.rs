@@ -111,6 +111,8 @@ pub trait Engine: Send + Sync {
         reference: &str,
         tar: TarStream,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Points `reference` at the image `id`, which the engine has.
+    fn tag_image(&self, id: &str, reference: &str) -> impl Future<Output = Result<()>> + Send;
     /// Pulls an image from its registry.
     fn pull_image(&self, reference: &str) -> impl Future<Output = Result<()>> + Send;
 

@@ -107,6 +107,14 @@ pub async fn put<H: Host>(host: &H, file: &FileSpec) -> Result<()> {
     Ok(())
 }
 
+/// Removes `paths`; absent ones are fine.
+pub async fn remove<H: Host>(host: &H, paths: &[&str]) -> Result<()> {
+    if !paths.is_empty() {
+        host.run_ok(&script::remove_files(paths), None).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ pub(super) fn diff_host(
                 },
                 Some(p),
             ) if p.labels.get(labels::CONTEXT_HASH) != Some(context_hash) => {
-                rebuilt.push(img.reference.clone());
+                rebuilt.push((img.reference.clone(), "is rebuilt".to_owned()));
                 Some(change_hashed(
                     ResourceKind::Image,
                     &img.reference,
@@ -140,6 +140,20 @@ pub(super) fn diff_host(
                 vec![Reason::new("image", "not on host")],
                 docker_unknown,
             )),
+            (ImageSource::Release { id }, p) if p.is_none_or(|p| &p.id != id) => {
+                rebuilt.push((
+                    img.reference.clone(),
+                    format!("goes back to {}", short_id(id)),
+                ));
+                Some(change_hashed(
+                    ResourceKind::Image,
+                    &img.reference,
+                    ChangeAction::Update,
+                    vec![Reason::new("image", format!("back to {}", short_id(id)))],
+                    docker_unknown,
+                    id,
+                ))
+            }
             _ => None,
         };
         changes.extend(c);
@@ -209,8 +223,8 @@ pub(super) fn diff_host(
                 {
                     reasons.push(Reason::new("mounted file", format!("{f} content changed")));
                 }
-                if rebuilt.contains(&spec.image) {
-                    reasons.push(Reason::new("image", format!("{} is rebuilt", spec.image)));
+                if let Some((_, how)) = rebuilt.iter().find(|(r, _)| *r == spec.image) {
+                    reasons.push(Reason::new("image", format!("{} {how}", spec.image)));
                 } else if let Some(current) = docker
                     .images
                     .iter()
@@ -285,4 +299,10 @@ pub(super) fn diff_host(
         notes,
         observed_hash: fingerprint(have),
     }
+}
+
+/// An image id as the engine prints it short (`sha256:` and twelve digits).
+fn short_id(id: &str) -> &str {
+    let digits = id.strip_prefix("sha256:").unwrap_or(id);
+    digits.get(..12).unwrap_or(digits)
 }

@@ -54,6 +54,8 @@ pub struct ApplyOptions {
     pub forks: usize,
     /// Who applies, for the release each changed host records.
     pub applier: crate::release::Applier,
+    /// Hosts that go back to one of their releases (`hoist rollback`): host -> release.
+    pub restores: BTreeMap<String, u64>,
 }
 
 impl Default for ApplyOptions {
@@ -64,6 +66,7 @@ impl Default for ApplyOptions {
             engine_timeout: Duration::from_secs(90),
             forks: 8,
             applier: crate::release::Applier::default(),
+            restores: BTreeMap::new(),
         }
     }
 }

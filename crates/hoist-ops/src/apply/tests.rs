@@ -1176,6 +1176,7 @@ async fn each_apply_that_changes_a_host_records_a_release_there() {
     let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
     w.opts.applier = crate::release::Applier {
         by: "ops@controller".into(),
+        run: "1-2@controller".into(),
         revision: Some("84cb366".into()),
     };
     assert!(w.apply().await.ok());
@@ -1338,5 +1339,92 @@ fn serial_batches_follow_the_plays_order_and_its_percentage() {
     assert_eq!(
         s(Serial::Percent(1)).batches(&["a", "b"]),
         [vec!["a"], vec!["b"]]
+    );
+}
+
+#[tokio::test]
+async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_again() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    assert!(w.apply().await.ok());
+    // Release 2: the API's environment and a file.
+    new_api_release(&mut w, "prod");
+    w.desired
+        .hosts
+        .get_mut("h")
+        .and_then(|d| d.files.get_mut("/etc/apm/app.env"))
+        .expect("app.env")
+        .content = "MODE=prod\n".to_owned().into();
+    assert!(w.apply().await.ok());
+    let today = w.desired.hosts["h"].clone();
+    let env = || {
+        h.fake_engine()
+            .container("api")
+            .map(|c| c.env)
+            .unwrap_or_default()
+    };
+    let file = || {
+        h.file("/etc/apm/app.env")
+            .map(|f| f.content)
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (env(), file()),
+        (vec!["MODE=prod".to_owned()], b"MODE=prod\n".to_vec())
+    );
+
+    // Back: release 1's container and file, as a plan like any other, recorded as release 3.
+    let back = crate::release::restore(&h, &today, None)
+        .await
+        .expect("reads")
+        .expect("a release to go to");
+    assert_eq!((back.from, back.to), (2, 1));
+    w.desired.hosts.insert("h".into(), back.want);
+    w.opts.restores.insert("h".into(), 1);
+    let plan = w.plan().await;
+    let changes: Vec<_> = plan.hosts[0]
+        .changes
+        .iter()
+        .map(|c| (c.name.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("/etc/apm/app.env", ChangeAction::Update),
+            ("api", ChangeAction::Recreate)
+        ]
+    );
+    assert!(w.apply().await.ok());
+    assert_eq!(
+        (env(), file()),
+        (vec!["MODE=test".to_owned()], b"MODE=test\n".to_vec())
+    );
+    let history = releases_of(&h);
+    assert_eq!(
+        history.last().map(|r| (r.id, r.restores)),
+        Some((3, Some(1)))
+    );
+
+    // A second rollback moves forward again: to release 2, the one before release 3.
+    let forward = crate::release::restore(&h, &today, None)
+        .await
+        .expect("reads")
+        .expect("a release to go to");
+    assert_eq!((forward.from, forward.to), (3, 2));
+    w.desired.hosts.insert("h".into(), forward.want);
+    w.opts.restores.insert("h".into(), 2);
+    assert!(w.apply().await.ok());
+    assert_eq!(
+        (env(), file()),
+        (vec!["MODE=prod".to_owned()], b"MODE=prod\n".to_vec())
+    );
+
+    // A release the host does not keep is named.
+    let e = crate::release::restore(&h, &today, Some(42))
+        .await
+        .expect_err("no release 42");
+    assert_eq!(
+        e.to_string(),
+        "h: no release 42 on this host (`hoist releases` lists them)"
     );
 }

@@ -415,6 +415,21 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
+    async fn tag_image(&self, id: &str, reference: &str) -> Result<()> {
+        // `repo:tag`, where a `:` before the last `/` is a registry's port.
+        let (repo, tag) = match reference.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+            _ => (reference, "latest"),
+        };
+        let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.docker.tag_image(id, Some(opts)).await.map_err(|e| {
+            RemoteError::docker(&self.host, format!("tagging {id} as {reference}: {e}"))
+        })
+    }
+
     async fn pull_image(&self, reference: &str) -> Result<()> {
         let opts = bollard::query_parameters::CreateImageOptionsBuilder::default()
             .from_image(reference)

@@ -45,6 +45,8 @@ struct State {
     volumes: BTreeMap<String, ObservedVolume>,
     /// Reference -> image id.
     images: BTreeMap<String, String>,
+    /// Ids that no reference names any more: a real engine keeps them until they are pruned.
+    old_images: std::collections::BTreeSet<String>,
     /// By container name or by service: how it behaves when started.
     behaviours: BTreeMap<String, Behaviour>,
     /// Exit codes of exec commands, by their first word.
@@ -429,7 +431,22 @@ impl Engine for FakeEngine {
         }
         // The fake local side sends the image id as the image's content.
         let id = String::from_utf8_lossy(&bytes).into_owned();
-        self.state().images.insert(reference.to_owned(), id);
+        let mut s = self.state();
+        if let Some(old) = s.images.insert(reference.to_owned(), id) {
+            s.old_images.insert(old);
+        }
+        Ok(())
+    }
+
+    async fn tag_image(&self, id: &str, reference: &str) -> Result<()> {
+        self.enter(format!("tag image {id} {reference}")).await?;
+        let mut s = self.state();
+        if !s.images.values().any(|i| i == id) && !s.old_images.contains(id) {
+            return Err(self.missing(&format!("image: {id}")));
+        }
+        if let Some(old) = s.images.insert(reference.to_owned(), id.to_owned()) {
+            s.old_images.insert(old);
+        }
         Ok(())
     }
 

@@ -242,6 +242,17 @@ impl FakeHost {
                 );
                 ok(String::new())
             }
+            Known::RemoveFiles => {
+                if let Some((path, kind)) =
+                    args.iter().find_map(|a| s.others.get(a).map(|k| (a, k)))
+                {
+                    return fail(3, format!("{path} is a {kind}: not removing it"));
+                }
+                for path in args {
+                    s.files.remove(path);
+                }
+                ok(String::new())
+            }
             Known::EngineFacts => ok(format!(
                 "os={}\nos_like=\ncodename=trixie\ninstalled={}\nversion={}\ninit=other\nrunning={}\nsocket={}\n",
                 s.os,
@@ -293,6 +304,7 @@ fn describe(kind: Option<Known>, args: &[String], argv: &[String]) -> String {
     match kind {
         Some(Known::ReadFiles) => format!("read {}", args.join(" ")),
         Some(Known::PutFile) => format!("put {}", args.first().cloned().unwrap_or_default()),
+        Some(Known::RemoveFiles) => format!("remove {}", args.join(" ")),
         Some(Known::EngineFacts) => "facts".into(),
         Some(Known::InstallEngine) => "install engine".into(),
         Some(Known::StartEngine) => format!("start engine {}", args.join(" ")),

@@ -93,6 +93,16 @@ pub fn put_file(path: &str, mode: u32, owner: &str, size: usize, sum: &str) -> V
     )
 }
 
+const REMOVE: &str = r#"for f do
+  if [ -L "$f" ] || [ -d "$f" ]; then echo "$f is not a regular file: not removing it" >&2; exit 3; fi
+done
+rm -f -- "$@""#;
+
+/// Removes the files `paths` (absent ones are fine); a symlink or a directory there is refused.
+pub fn remove_files(paths: &[&str]) -> Vec<String> {
+    sh(REMOVE, paths)
+}
+
 const FACTS: &str = r#". /etc/os-release 2>/dev/null || true
 echo "os=${ID:-unknown}"
 echo "os_like=${ID_LIKE:-}"
@@ -213,6 +223,7 @@ pub fn display(argv: &[String]) -> String {
 pub enum Known {
     ReadFiles,
     PutFile,
+    RemoveFiles,
     EngineFacts,
     InstallEngine,
     StartEngine,
@@ -232,6 +243,7 @@ pub fn known(argv: &[String]) -> Option<(Known, &[String])> {
     let kind = [
         (READ, Known::ReadFiles),
         (PUT, Known::PutFile),
+        (REMOVE, Known::RemoveFiles),
         (FACTS, Known::EngineFacts),
         (INSTALL, Known::InstallEngine),
         (START, Known::StartEngine),

@@ -316,7 +316,7 @@ impl<'a, H: Host> HostRun<'a, H> {
             self.want,
             &opts.applier,
             changes,
-            None,
+            opts.restores.get(self.name()).copied(),
         )
         .await
     }

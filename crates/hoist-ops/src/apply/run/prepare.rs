@@ -177,6 +177,9 @@ impl<H: Host> HostRun<'_, H> {
     ) -> Result<()> {
         let name = self.name();
         let d = self.engine()?;
+        if let desired::ImageSource::Release { id } = &spec.source {
+            return d.tag_image(id, &spec.reference).await;
+        }
         if handles.local.ensure(spec).await? {
             let progress = image_progress(&handles.events, name, &spec.reference);
             let bytes = images::transfer(handles.local, d, name, &spec.reference, progress).await?;
