@@ -51,6 +51,9 @@ pub struct Release {
     /// The apply that made it (the same on every host it changed).
     #[serde(default)]
     pub run: String,
+    /// The sha256 of the plan that apply ran (as `plan --out` writes it).
+    #[serde(default)]
+    pub plan: String,
     /// The project's git revision (`git describe --always --dirty`), when it is a repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -96,6 +99,7 @@ pub struct Origin {
     pub time: u64,
     pub by: String,
     pub run: String,
+    pub plan: String,
     pub revision: Option<String>,
     pub restores: Option<u64>,
     pub changes: Vec<String>,
@@ -165,6 +169,7 @@ impl History {
             time: origin.time,
             by: origin.by,
             run: origin.run,
+            plan: origin.plan,
             revision: origin.revision,
             restores: origin.restores,
             changes: origin.changes,

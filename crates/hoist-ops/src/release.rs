@@ -38,6 +38,7 @@ pub async fn record<H: Host, E: Engine>(
     engine: Option<&E>,
     want: &HostDesired,
     applier: &Applier,
+    plan: &str,
     changes: Vec<String>,
     restores: Option<u64>,
 ) -> Result<u64> {
@@ -62,6 +63,7 @@ pub async fn record<H: Host, E: Engine>(
                 .map_or(0, |d| d.as_secs()),
             by: applier.by.clone(),
             run: applier.run.clone(),
+            plan: plan.to_owned(),
             revision: applier.revision.clone(),
             restores,
             changes,
@@ -96,6 +98,43 @@ fn private(path: String, content: hoist_core::desired::Content) -> FileSpec {
         origin: "hoist".into(),
         sensitive: true,
     }
+}
+
+/// Puts the files at `paths` back as the host's current release placed them (from the contents
+/// it keeps); a path the release did not place is left alone. Returns how many were put back.
+pub async fn put_back<H: Host>(host: &H, paths: &[String]) -> Result<usize> {
+    let h = history(host).await?;
+    let Some(current) = h.last() else {
+        return Ok(0);
+    };
+    let placed: Vec<(&String, &hoist_core::release::Placed)> = paths
+        .iter()
+        .filter_map(|p| current.files.get(p).map(|f| (p, f)))
+        .collect();
+    let kept: Vec<String> = placed.iter().map(|(_, f)| kept_file(&f.sha256)).collect();
+    let read = files::read(host, &kept.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    for ((path, f), k) in placed.iter().zip(&kept) {
+        let Some((_, bytes)) = read.get(k) else {
+            return Err(RemoteError::other(
+                host.name(),
+                format!("the previous content of {path} is no longer kept"),
+            ));
+        };
+        files::put(
+            host,
+            &FileSpec {
+                path: (*path).clone(),
+                content: hoist_core::desired::Content::from_bytes(bytes.clone()),
+                mode: f.mode,
+                owner: f.owner.clone(),
+                group: f.group.clone(),
+                origin: f.origin.clone(),
+                sensitive: f.sensitive,
+            },
+        )
+        .await?;
+    }
+    Ok(placed.len())
 }
 
 /// What a host should run to be one of its releases again.

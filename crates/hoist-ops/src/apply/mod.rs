@@ -36,7 +36,7 @@ use hoist_core::plan::Plan;
 use hoist_core::playbook::Topic;
 use hoist_core::secret::Redactor;
 use hoist_remote::images::LocalImages;
-use hoist_remote::{Host, RemoteError};
+use hoist_remote::{ErrorKind, Host, RemoteError};
 use tokio_util::sync::CancellationToken;
 
 pub use lock::Locks;
@@ -278,7 +278,12 @@ pub async fn apply<H: Host, L: LocalImages>(
             let before: Vec<bool> = runs.iter().map(|r| r.error.is_some()).collect();
             runs = for_each(runs, opts.forks, |mut run| async move {
                 if run.error.is_none() && batch.iter().any(|b| b == run.name()) {
-                    let r = run.converge_play(play, handles, opts).await;
+                    let r = match run.converge_play(play, handles, opts).await {
+                        Err(e) if e.kind == ErrorKind::RolledBack => {
+                            Err(run.put_back_files(e).await)
+                        }
+                        r => r,
+                    };
                     run.fail_on(r, handles);
                 }
                 run
@@ -348,10 +353,11 @@ pub async fn apply<H: Host, L: LocalImages>(
     .await;
 
     // Phase 4: what each changed host runs now is its next release.
+    let plan_hash = &desired::sha256_hex(&serde_json::to_vec(plan).unwrap_or_default());
     runs = for_each(runs, opts.forks, |run| async move {
         if run.error.is_none() && run.changes > 0 {
             let host = run.name().to_owned();
-            match run.record_release(opts).await {
+            match run.record_release(opts, plan_hash).await {
                 Ok(release) => events(Event::Released { host, release }),
                 Err(e) => events(Event::Note {
                     host,

@@ -1428,3 +1428,33 @@ async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_a
         "h: no release 42 on this host (`hoist releases` lists them)"
     );
 }
+
+#[tokio::test]
+async fn a_rolled_back_release_puts_back_the_files_it_changed() {
+    let h = FakeHost::new("h");
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StartFirst));
+    assert!(w.apply().await.ok());
+    let hash = new_api_release(&mut w, "broken");
+    w.desired
+        .hosts
+        .get_mut("h")
+        .and_then(|d| d.files.get_mut("/etc/apm/app.env"))
+        .expect("app.env")
+        .content = "MODE=broken\n".to_owned().into();
+    h.fake_engine()
+        .behave(&hash, Behaviour::Unhealthy("no".into()));
+    let r = w.apply().await;
+    let error = error_of(&r, "h");
+    assert!(
+        error.ends_with(
+            "; the 1 file(s) this apply changed for it are the previous release's again"
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        h.file("/etc/apm/app.env").map(|f| (f.content, f.mode)),
+        Some((b"MODE=test\n".to_vec(), "0640".to_owned()))
+    );
+    // Still asked for: the next plan shows the file and the container.
+    assert_eq!(w.plan().await.hosts[0].changes.len(), 2);
+}

@@ -27,6 +27,8 @@ pub(super) struct HostRun<'a, H: Host> {
     plan: HostPlan,
     engine: Option<H::Engine>,
     pub(super) changes: usize,
+    /// The containers this run created or replaced.
+    replaced: Vec<String>,
     pub(super) error: Option<String>,
     pub(super) started: Instant,
 }
@@ -72,6 +74,7 @@ impl<'a, H: Host> HostRun<'a, H> {
             plan,
             engine: None,
             changes: 0,
+            replaced: Vec::new(),
             error: None,
             started: Instant::now(),
         }
@@ -104,6 +107,9 @@ impl<'a, H: Host> HostRun<'a, H> {
 
     fn done(&mut self, c: &Change, t: Instant, events: &Events) {
         self.changes += 1;
+        if c.kind == ResourceKind::Container {
+            self.replaced.push(c.name.clone());
+        }
         events(Event::ChangeDone {
             host: self.name().to_owned(),
             kind: c.kind.as_str().into(),
@@ -296,8 +302,42 @@ impl<'a, H: Host> HostRun<'a, H> {
         out
     }
 
+    /// After a replacement was rolled back: the files this run changed go back to the host's
+    /// current release, but those a container it did replace mounts (that container runs the
+    /// new release, and the next apply converges the rest). The error says which.
+    pub(super) async fn put_back_files(&self, e: RemoteError) -> RemoteError {
+        let kept: Vec<&String> = self
+            .want
+            .containers
+            .iter()
+            .filter(|c| self.replaced.contains(&c.name))
+            .flat_map(|c| c.mounted_files.keys())
+            .collect();
+        let paths: Vec<String> = self
+            .changes_of(ResourceKind::File)
+            .into_iter()
+            .filter(|c| c.action != ChangeAction::Delete && !kept.contains(&&c.name))
+            .map(|c| c.name)
+            .collect();
+        if paths.is_empty() {
+            return e;
+        }
+        let detail = match crate::release::put_back(self.host, &paths).await {
+            Ok(0) => return e,
+            Ok(n) => format!(
+                "{}; the {n} file(s) this apply changed for it are the previous release's again",
+                e.detail
+            ),
+            Err(why) => format!(
+                "{}; the files this apply changed could not be put back: {}",
+                e.detail, why.detail
+            ),
+        };
+        RemoteError::new(&e.host, e.kind, detail)
+    }
+
     /// Records what the host runs now as its next release, with the changes this run made.
-    pub(super) async fn record_release(&self, opts: &ApplyOptions) -> Result<u64> {
+    pub(super) async fn record_release(&self, opts: &ApplyOptions, plan: &str) -> Result<u64> {
         let deletions = if opts.prune {
             &self.plan.deletions[..]
         } else {
@@ -315,6 +355,7 @@ impl<'a, H: Host> HostRun<'a, H> {
             self.engine.as_ref(),
             self.want,
             &opts.applier,
+            plan,
             changes,
             opts.restores.get(self.name()).copied(),
         )
