@@ -1046,7 +1046,7 @@ fn sandbox_end_to_end() {
     );
 
     step(
-        "Prometheus through the monitoring proxy: a login needed, its lifecycle endpoints off, health open",
+        "Prometheus through the monitoring proxy: a login needed, its lifecycle endpoints off, health open, a node-exporter on every host",
     );
     let prometheus = |args: &str, path: &str| -> String {
         on_host(
@@ -1065,6 +1065,39 @@ fn sandbox_end_to_end() {
     assert_eq!(prometheus("", "/-/healthy"), "200");
     assert_eq!(prometheus(&format!("{login} -X POST"), "/-/reload"), "403");
     assert_eq!(prometheus(&format!("{login} -X POST"), "/-/quit"), "403");
+    // A node-exporter per host, each named by its host and up (after its first scrape).
+    let node_targets = || -> BTreeSet<(String, String)> {
+        let body = on_host(
+            "172.30.0.12",
+            &format!(
+                "docker exec apm-control-monitoring-proxy-1 curl -s {login} --cacert /etc/nginx/tls/ca.crt https://localhost:9090/api/v1/targets"
+            ),
+        );
+        let doc: serde_json::Value = serde_json::from_str(&body).expect("targets JSON");
+        doc["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["labels"]["job"] == "node_exporter")
+            .map(|t| {
+                (
+                    t["labels"]["host"].as_str().unwrap_or_default().to_owned(),
+                    t["health"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let all_up: BTreeSet<(String, String)> = ["app-1", "control-1", "data-1"]
+        .iter()
+        .map(|h| ((*h).to_owned(), "up".to_owned()))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut seen = node_targets();
+    while seen != all_up && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        seen = node_targets();
+    }
+    assert_eq!(seen, all_up, "a node-exporter target per host, all up");
 
     step("applying the site again changes nothing: no restart, no new backup, the same stanza");
     let info = || -> serde_json::Value {

@@ -93,12 +93,7 @@ impl Replacement<'_> {
             scratch::new_name(&spec.name),
             scratch::old_name(&spec.name),
         );
-        d.remove(&new).await?;
-        d.remove(&old).await?;
-        if let Err(e) = d.create(spec, &new).await {
-            let _ = d.remove(&new).await;
-            return Err(self.left(spec, e, "was left as it was"));
-        }
+        self.create_beside(d, spec, &new, &old).await?;
         if let Err(e) = d.start(&new).await {
             let _ = d.remove(&new).await;
             return Err(self.left(spec, e, "was left as it was"));
@@ -132,14 +127,38 @@ impl Replacement<'_> {
                 &format!("is served by the new container, named {new}; the previous one is {old}"),
             ));
         }
-        d.remove(&old).await.map_err(|e| {
+        self.remove_old(d, spec, &old).await?;
+        Ok(notes)
+    }
+
+    /// The new container, created (not started) under its scratch name beside the old one,
+    /// after the leftovers of a run cut short are gone.
+    async fn create_beside<E: Engine>(
+        &self,
+        d: &E,
+        spec: &ContainerSpec,
+        new: &str,
+        old: &str,
+    ) -> Result<()> {
+        d.remove(new).await?;
+        d.remove(old).await?;
+        if let Err(e) = d.create(spec, new).await {
+            // Created but not connected to every network, say: no half-made replacement stays.
+            let _ = d.remove(new).await;
+            return Err(self.left(spec, e, "was left as it was"));
+        }
+        Ok(())
+    }
+
+    /// The replaced container, once the new one serves under its name.
+    async fn remove_old<E: Engine>(&self, d: &E, spec: &ContainerSpec, old: &str) -> Result<()> {
+        d.remove(old).await.map_err(|e| {
             self.left(
                 spec,
                 e,
                 &format!("runs the new container; the previous one is left as {old}"),
             )
-        })?;
-        Ok(notes)
+        })
     }
 
     async fn stop_first<E: Engine>(
@@ -153,13 +172,7 @@ impl Replacement<'_> {
             scratch::new_name(&spec.name),
             scratch::old_name(&spec.name),
         );
-        d.remove(&new).await?;
-        d.remove(&old).await?;
-        if let Err(e) = d.create(spec, &new).await {
-            // Created but not connected to every network, say: no half-made replacement stays.
-            let _ = d.remove(&new).await;
-            return Err(self.left(spec, e, "was left as it was"));
-        }
+        self.create_beside(d, spec, &new, &old).await?;
         if let Err(e) = d.stop(name, spec.stop_grace_period_s).await {
             let _ = d.remove(&new).await;
             // The stop may have taken effect all the same (an API timeout).
@@ -200,13 +213,7 @@ impl Replacement<'_> {
             return Err(self.rolled_back(spec, &why, kept));
         }
         let notes = self.reload(d).await;
-        d.remove(&old).await.map_err(|e| {
-            self.left(
-                spec,
-                e,
-                &format!("runs the new container; the previous one is left as {old}"),
-            )
-        })?;
+        self.remove_old(d, spec, &old).await?;
         Ok(notes)
     }
 
