@@ -15,7 +15,8 @@ use hoist_core::playbook::Topic;
 use hoist_core::project::Project;
 use hoist_core::vars::HostVars;
 use hoist_ops::validate::{
-    self, Address, ApiConfig, BackupConfig, Config, DbConfig, Login, ObjectStoreConfig, Thresholds,
+    self, Address, ApiConfig, BackupConfig, Config, DbConfig, Login, MonitoringConfig,
+    ObjectStoreConfig, Thresholds,
 };
 use serde_json::Value;
 
@@ -236,6 +237,19 @@ pub fn config(project: &Project, which: &[Topic]) -> anyhow::Result<Config> {
             name: v.get("app_public_host")?,
             port: v.port("app_https_port")?,
             ca: v.get("tls_ca_cert")?,
+            host: v.host.clone(),
+        });
+    }
+    if wants(Topic::Monitoring) {
+        let v = first_of(project, "control")?;
+        cfg.monitoring = Some(MonitoringConfig {
+            address: v.address("validate_monitoring")?,
+            name: v.get("validate_monitoring_name")?,
+            port: v.port("prometheus_host_port")?,
+            ca: v.get("tls_ca_cert")?,
+            user: v.get("prometheus_user")?,
+            password: v.get("prometheus_password")?,
+            hosts: project.inventory.hosts.keys().cloned().collect(),
             host: v.host.clone(),
         });
     }

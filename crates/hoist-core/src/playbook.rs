@@ -151,16 +151,18 @@ pub enum Topic {
     ObjectStore,
     Roles,
     Api,
+    Monitoring,
 }
 
 impl Topic {
     /// Every topic, in the order their checks run.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Replication,
         Topic::Backups,
         Topic::ObjectStore,
         Topic::Roles,
         Topic::Api,
+        Topic::Monitoring,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +172,7 @@ impl Topic {
             Topic::ObjectStore => "object_store",
             Topic::Roles => "roles",
             Topic::Api => "api",
+            Topic::Monitoring => "monitoring",
         }
     }
 

@@ -220,6 +220,7 @@ async fn run_reaches_the_cluster_through_the_data_hosts_forwards() {
         backups: None,
         object_store: None,
         api: None,
+        monitoring: None,
     };
     let data = FakeHost::new("data-1");
     data.forward("db", 5432, addr(&p));

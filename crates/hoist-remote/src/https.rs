@@ -65,6 +65,8 @@ pub struct Endpoint<'a> {
     pub name: &'a str,
     pub port: u16,
     pub ca: &'a str,
+    /// The `Authorization` header's value, when the server wants a login.
+    pub authorization: Option<&'a str>,
 }
 
 impl Endpoint<'_> {
@@ -103,10 +105,14 @@ impl Endpoint<'_> {
             .await
             .map_err(|e| format!("HTTP: {e}"))?;
         let driver = tokio::spawn(conn);
-        let req = http::Request::builder()
+        let mut req = http::Request::builder()
             .method(method)
             .uri(path)
-            .header(http::header::HOST, host)
+            .header(http::header::HOST, host);
+        if let Some(login) = self.authorization {
+            req = req.header(http::header::AUTHORIZATION, login);
+        }
+        let req = req
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("request {path}: {e}"))?;
         let result = async {

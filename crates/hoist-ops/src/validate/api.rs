@@ -16,6 +16,7 @@ pub async fn api(local: SocketAddr, c: &ApiConfig) -> Vec<Check> {
         name: &c.name,
         port: c.port,
         ca: &c.ca,
+        authorization: None,
     }
     .request(http::Method::GET, "/api/health/?db=1")
     .await;

@@ -9,10 +9,12 @@
 //! - [`backups`]: pgBackRest's check, backup ages and WAL continuity.
 //! - [`object_store`]: the S3 endpoint's TLS and buckets.
 //! - [`api`]: the API's health through its proxy.
+//! - [`monitoring`]: every Prometheus target up (a node-exporter per host), the alert rules loaded.
 
 pub mod api;
 pub mod backups;
 pub mod db;
+pub mod monitoring;
 pub mod object_store;
 pub mod replication;
 pub mod roles;
@@ -102,6 +104,20 @@ pub struct ApiConfig {
     pub ca: String,
 }
 
+/// Prometheus behind its TLS proxy on the control host, and the hosts it should watch.
+#[derive(Debug, Clone)]
+pub struct MonitoringConfig {
+    pub host: String,
+    pub address: Address,
+    pub name: String,
+    pub port: u16,
+    pub ca: String,
+    pub user: String,
+    pub password: String,
+    /// Every host of the inventory: each needs a node-exporter target, up.
+    pub hosts: Vec<String>,
+}
+
 /// Everything the checks need; a part is `None` when its checks were not asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -109,6 +125,7 @@ pub struct Config {
     pub backups: Option<BackupConfig>,
     pub object_store: Option<ObjectStoreConfig>,
     pub api: Option<ApiConfig>,
+    pub monitoring: Option<MonitoringConfig>,
 }
 
 impl Config {
@@ -119,6 +136,7 @@ impl Config {
             self.backups.as_ref().map(|c| &c.host),
             self.object_store.as_ref().map(|c| &c.host),
             self.api.as_ref().map(|c| &c.host),
+            self.monitoring.as_ref().map(|c| &c.host),
         ]
         .into_iter()
         .flatten()
@@ -194,6 +212,12 @@ pub async fn run<H: Host>(
         match forward(hosts, &a.host, &a.address).await {
             Ok(local) => out.extend(api::api(local, a).await),
             Err(e) => out.push(failed("api.health", &a.name, e, "200")),
+        }
+    }
+    if let Some(m) = cfg.monitoring.as_ref().filter(|_| wants(Topic::Monitoring)) {
+        match forward(hosts, &m.host, &m.address).await {
+            Ok(local) => out.extend(monitoring::monitoring(local, m).await),
+            Err(e) => out.push(failed("monitoring.prometheus", &m.name, e, "answers")),
         }
     }
     out

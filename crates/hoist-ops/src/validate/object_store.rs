@@ -17,6 +17,7 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
         name: &c.name,
         port: c.port,
         ca: &c.ca,
+        authorization: None,
     };
     let mut out = Vec::new();
     let started = Instant::now();

@@ -54,6 +54,46 @@ pub async fn connect(host: &SshHost) -> Result<DockerEngine> {
 }
 
 impl DockerEngine {
+    /// One exec of `argv` in `container`: its exit code and output.
+    async fn exec_once(
+        &self,
+        container: &str,
+        argv: &[String],
+        user: Option<&str>,
+    ) -> Result<(i64, String)> {
+        let cfg = ExecConfig {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            user: user.map(str::to_owned),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container, cfg)
+            .await
+            .map_err(self.err())?;
+        let mut out = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(self.err())?
+        {
+            while let Some(Ok(chunk)) = output.next().await {
+                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(self.err())?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, out))
+    }
+
     /// An engine already connected (the local one, say), named `host` in errors.
     pub fn new(host: &str, docker: Docker) -> DockerEngine {
         DockerEngine {
@@ -476,37 +516,17 @@ impl Engine for DockerEngine {
         argv: &[String],
         user: Option<&str>,
     ) -> Result<(i64, String)> {
-        let cfg = ExecConfig {
-            cmd: Some(argv.to_vec()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            user: user.map(str::to_owned),
-            ..Default::default()
-        };
-        let created = self
-            .docker
-            .create_exec(container, cfg)
-            .await
-            .map_err(self.err())?;
-        let mut out = String::new();
-        if let bollard::exec::StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(self.err())?
-        {
-            while let Some(Ok(chunk)) = output.next().await {
-                out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        // The runtime may fail to start the process at all (runc under load: "OCI runtime exec
+        // failed ... waiting for init preliminary setup"); then nothing ran, and it is tried again.
+        let mut tries = 1;
+        loop {
+            let (code, out) = self.exec_once(container, argv, user).await?;
+            if !never_started(code, &out) || tries == EXEC_TRIES {
+                return Ok((code, out));
             }
+            tries += 1;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let code = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(self.err())?
-            .exit_code
-            .unwrap_or(-1);
-        Ok((code, out))
     }
 
     async fn logs_tail(&self, name: &str, n: usize) -> String {
@@ -524,8 +544,26 @@ impl Engine for DockerEngine {
     }
 }
 
+/// How many times an exec whose process the runtime could not start is tried.
+const EXEC_TRIES: u32 = 3;
+
+/// Whether an exec failed before its process started: the runtime's own error, exit 126.
+fn never_started(code: i64, output: &str) -> bool {
+    code == 126 && output.contains("OCI runtime exec failed")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_an_exec_the_runtime_could_not_start_is_tried_again() {
+        let oci = "OCI runtime exec failed: exec failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown";
+        assert!(super::never_started(126, oci));
+        // The command itself failed, or could not be found: it ran, or cannot.
+        assert!(!super::never_started(1, oci));
+        assert!(!super::never_started(126, "permission denied"));
+        assert!(!super::never_started(0, ""));
+    }
+
     use super::transient_runtime_failure;
 
     fn server_error(status_code: u16, message: &str) -> bollard::errors::Error {
