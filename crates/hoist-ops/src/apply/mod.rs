@@ -269,7 +269,7 @@ pub async fn apply<H: Host, L: LocalImages>(
             if let Some(why) = &stopped {
                 for run in runs
                     .iter_mut()
-                    .filter(|r| batch.iter().any(|b| b == r.name()))
+                    .filter(|r| r.error.is_none() && batch.iter().any(|b| b == r.name()))
                 {
                     run.fail_on(Err(RemoteError::other(run.name(), why.clone())), handles);
                 }
@@ -353,7 +353,9 @@ pub async fn apply<H: Host, L: LocalImages>(
     .await;
 
     // Phase 4: what each changed host runs now is its next release.
-    let plan_hash = &desired::sha256_hex(&serde_json::to_vec(plan).unwrap_or_default());
+    // The plan as `plan --out` writes it: `sha256sum plan.json` names the same plan.
+    let plan_hash =
+        &desired::sha256_hex(hoist_core::render::plan_json(plan, handles.redactor).as_bytes());
     runs = for_each(runs, opts.forks, |run| async move {
         if run.error.is_none() && run.changes > 0 {
             let host = run.name().to_owned();

@@ -1458,3 +1458,49 @@ async fn a_rolled_back_release_puts_back_the_files_it_changed() {
     // Still asked for: the next plan shows the file and the container.
     assert_eq!(w.plan().await.hosts[0].changes.len(), 2);
 }
+
+#[tokio::test]
+async fn stop_first_puts_the_files_back_before_the_previous_container_starts_again() {
+    let h = FakeHost::new("h");
+    let mount = |w: &mut World, content: &str| {
+        let d = w.desired.hosts.get_mut("h").expect("h");
+        let f = d.files.get_mut("/etc/apm/app.env").expect("app.env");
+        f.content = content.to_owned().into();
+        let sum = f.sha256();
+        let api = d
+            .containers
+            .iter_mut()
+            .find(|c| c.name == "api")
+            .expect("api");
+        api.mounted_files.insert("/etc/apm/app.env".into(), sum);
+        api.seal();
+        api.config_hash.clone()
+    };
+    let mut w = World::one(h.clone(), api_behind_proxy(UpdateOrder::StopFirst));
+    mount(&mut w, "MODE=test\n");
+    assert!(w.apply().await.ok());
+    let hash = mount(&mut w, "MODE=broken\n");
+    h.fake_engine()
+        .behave(&hash, Behaviour::Unhealthy("no".into()));
+    let mark = h.calls().len();
+    let r = w.apply().await;
+    let error = error_of(&r, "h");
+    assert!(
+        error.contains("; the 1 file(s) it mounts were put back first"),
+        "{error}"
+    );
+    let calls = &h.calls()[mark..];
+    let back = [
+        "put /etc/apm/app.env",
+        "engine rename api.hoist-old api",
+        "engine start api",
+    ];
+    assert!(
+        calls.windows(3).any(|w| w == back),
+        "the file, then the previous container: {calls:#?}"
+    );
+    assert_eq!(
+        h.file("/etc/apm/app.env").map(|f| f.content),
+        Some(b"MODE=test\n".to_vec())
+    );
+}

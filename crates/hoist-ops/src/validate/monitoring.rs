@@ -25,26 +25,27 @@ pub async fn monitoring(local: SocketAddr, c: &MonitoringConfig) -> Vec<Check> {
         ca: &c.ca,
         authorization: Some(&login),
     };
-    // A target not scraped yet (just deployed) is `unknown`: asked again until each has been,
-    // within a few scrape intervals.
-    let deadline = tokio::time::Instant::now() + UNKNOWN_WAIT;
+    // A target not scraped yet (just deployed) is `unknown`, and one whose last scrape fell while
+    // it was being replaced is `down`: asked again for a few scrape intervals until each is up.
+    let deadline = tokio::time::Instant::now() + SETTLE;
     loop {
         let answers = match ask(&endpoint, &c.name).await {
             Ok(a) => a,
             Err(check) => return vec![check],
         };
-        let unknown = answers[0]["data"]["activeTargets"]
+        let settled = answers[0]["data"]["activeTargets"]
             .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["health"] == "unknown"));
-        if !unknown || tokio::time::Instant::now() >= deadline {
+            .is_none_or(|t| t.iter().all(|t| t["health"] == "up"));
+        if settled || tokio::time::Instant::now() >= deadline {
             return judge(&answers[0], &answers[1], &c.hosts);
         }
         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     }
 }
 
-/// How long targets that were not scraped yet are waited for.
-const UNKNOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long targets that are not up yet are asked about again: three scrapes at the platform's
+/// 15 s interval.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Prometheus' active targets and its rules, or the check that says why not.
 async fn ask(endpoint: &https::Endpoint<'_>, name: &str) -> Result<Vec<Value>, Check> {

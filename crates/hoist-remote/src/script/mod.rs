@@ -158,7 +158,7 @@ pub fn start_engine(restart: bool) -> Vec<String> {
 // Taking, reading and breaking the lock happen under one mutex (flock, util-linux, on every
 // Debian), so a lock is never seen without its owner and a compare-and-delete cannot remove a
 // lock taken meanwhile.
-const LOCK: &str = r#"mkdir -p /var/lib/hoist
+const LOCK: &str = r#"mkdir -p /var/lib/hoist && chmod 0700 /var/lib/hoist
 exec 9>/var/lib/hoist/.lock-mutex
 if command -v flock >/dev/null 2>&1; then flock 9; fi
 if mkdir /var/lib/hoist/apply.lock 2>/dev/null; then

@@ -34,7 +34,7 @@ pub enum FailureAction {
 }
 
 /// A service's `deploy.update_config`, as apply runs it on each host.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpdateConfig {
     pub order: UpdateOrder,
     /// Replicas replaced at once; 0 is all of them.
@@ -48,12 +48,23 @@ pub struct UpdateConfig {
 }
 
 impl UpdateConfig {
-    /// Compose's defaults: one at a time, stop-first, no delay or monitor window.
+    /// Compose's defaults (one at a time, stop-first, no delay or monitor window), but a failed
+    /// update is rolled back (compose pauses it; hoist stops the apply either way, and leaves the
+    /// previous container serving).
     pub fn compose_default() -> UpdateConfig {
         UpdateConfig {
+            order: UpdateOrder::StopFirst,
             parallelism: 1,
-            ..UpdateConfig::default()
+            delay_s: 0,
+            monitor_s: 0,
+            failure_action: FailureAction::Rollback,
         }
+    }
+}
+
+impl Default for UpdateConfig {
+    fn default() -> UpdateConfig {
+        UpdateConfig::compose_default()
     }
 }
 
@@ -132,7 +143,7 @@ pub(super) fn update_config(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Upda
 /// (`SIGHUP`, `HUP`, or a number).
 pub(super) fn reload_signal(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<String> {
     let s = ctx.string(v, p)?;
-    let name = s.trim_start_matches("SIG");
+    let name = s.strip_prefix("SIG").unwrap_or(&s);
     let known = [
         "HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "WINCH", "ALRM", "CONT",
     ];

@@ -1,6 +1,6 @@
 //! One host's part of an apply: its reviewed plan, its engine once connected, what it did so far
 //! and the error that stopped it. `prepare` is phase 1, `actions` a play's waits and execs,
-//! `replace` a container replaced new-first.
+//! `replace` a container replaced as its `deploy.update_config` says.
 
 mod actions;
 mod prepare;
@@ -265,11 +265,24 @@ impl<'a, H: Host> HostRun<'a, H> {
                     return Err(RemoteError::cancelled(name, &format!("before {what}")));
                 }
                 let reload = self.reloads_after(d, spec).await;
+                let files = self.files_to_put_back(Some(spec));
+                let files_back = (!files.is_empty()).then(|| {
+                    Box::pin(async move {
+                        match crate::release::put_back(self.host, &files).await {
+                            Ok(0) => String::new(),
+                            Ok(n) => format!("; the {n} file(s) it mounts were put back first"),
+                            Err(e) => {
+                                format!("; the files it mounts could not be put back: {}", e.detail)
+                            }
+                        }
+                    }) as futures_util::future::BoxFuture<'_, String>
+                });
                 let notes = Replacement {
                     host: name,
                     gate_timeout: opts.gate_timeout,
                     cancel,
                     reload: &reload,
+                    files_back,
                 }
                 .run(d, spec)
                 .await?;
@@ -302,10 +315,9 @@ impl<'a, H: Host> HostRun<'a, H> {
         out
     }
 
-    /// After a replacement was rolled back: the files this run changed go back to the host's
-    /// current release, but those a container it did replace mounts (that container runs the
-    /// new release, and the next apply converges the rest). The error says which.
-    pub(super) async fn put_back_files(&self, e: RemoteError) -> RemoteError {
+    /// The files this run changed (and did not delete) that no container it replaced mounts;
+    /// with `mounted_by`, only those that container mounts.
+    fn files_to_put_back(&self, mounted_by: Option<&ContainerSpec>) -> Vec<String> {
         let kept: Vec<&String> = self
             .want
             .containers
@@ -313,12 +325,19 @@ impl<'a, H: Host> HostRun<'a, H> {
             .filter(|c| self.replaced.contains(&c.name))
             .flat_map(|c| c.mounted_files.keys())
             .collect();
-        let paths: Vec<String> = self
-            .changes_of(ResourceKind::File)
+        self.changes_of(ResourceKind::File)
             .into_iter()
             .filter(|c| c.action != ChangeAction::Delete && !kept.contains(&&c.name))
+            .filter(|c| mounted_by.is_none_or(|s| s.mounted_files.contains_key(&c.name)))
             .map(|c| c.name)
-            .collect();
+            .collect()
+    }
+
+    /// After a replacement was rolled back: the files this run changed go back to the host's
+    /// current release, but those a container it did replace mounts (that container runs the
+    /// new release, and the next apply converges the rest). The error says which.
+    pub(super) async fn put_back_files(&self, e: RemoteError) -> RemoteError {
+        let paths = self.files_to_put_back(None);
         if paths.is_empty() {
             return e;
         }

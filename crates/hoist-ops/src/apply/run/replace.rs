@@ -5,13 +5,14 @@
 //! one stops and hands over its name, the new one starts. Start-first: the new one starts beside
 //! the old one under a scratch name and the old one keeps serving until the new one has passed its
 //! gate; then the services that reach it through the network are told to reload, the old one
-//! drains for its stop grace period, and the new one takes its name. In both orders the new
-//! container must pass its gate (healthy, or running when it has no healthcheck) and stay so for
-//! the monitor window; if it does not, the old container runs again under its name and the error
-//! says so.
+//! drains for its stop grace period, and the new one takes its name. When the old container was
+//! running, the new one must pass its gate (healthy with a healthcheck; running for start-first or
+//! a monitor window without one) and stay so for the monitor window; if it does not, the files it
+//! mounts are put back and the old container runs again under its name, and the error says so.
 
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use hoist_core::desired::{ContainerSpec, scratch};
 use hoist_core::stack::{FailureAction, UpdateOrder};
 use hoist_remote::Engine;
@@ -28,12 +29,19 @@ pub(super) struct Replacement<'a> {
     /// Running containers that reach this one through the network, with the signal each reloads
     /// its configuration on (`x-hoist.reload`).
     pub reload: &'a [(String, String)],
+    /// Puts back the files the new container mounts as the previous release had them, before
+    /// the previous container starts again; says what it did, as the end of the error.
+    pub files_back: Option<BoxFuture<'a, String>>,
 }
 
 impl Replacement<'_> {
     /// Replaces the container `spec.name` with one made from `spec`. Returns notes for what went
     /// wrong without stopping the service (a reload that failed).
-    pub(super) async fn run<E: Engine>(&self, d: &E, spec: &ContainerSpec) -> Result<Vec<String>> {
+    pub(super) async fn run<E: Engine>(
+        mut self,
+        d: &E,
+        spec: &ContainerSpec,
+    ) -> Result<Vec<String>> {
         let was_running = d.state(&spec.name).await?.status == "running";
         match spec.update.order {
             UpdateOrder::StartFirst if was_running => self.start_first(d, spec).await,
@@ -54,7 +62,13 @@ impl Replacement<'_> {
 
     /// The new container failed its gate and the previous one runs again: an error that names
     /// the service, the configuration that failed, and why.
-    fn rolled_back(&self, spec: &ContainerSpec, why: &RemoteError, kept: bool) -> RemoteError {
+    fn rolled_back(
+        &self,
+        spec: &ContainerSpec,
+        why: &RemoteError,
+        kept: bool,
+        files: &str,
+    ) -> RemoteError {
         let kept = if kept {
             format!(
                 "; the new container is kept, stopped, as {}",
@@ -67,7 +81,7 @@ impl Replacement<'_> {
             self.host,
             ErrorKind::RolledBack,
             format!(
-                "service {} of {}: the new container (configuration {}) failed its gate: {}; rolled back: the previous container runs as {}{kept}",
+                "service {} of {}: the new container (configuration {}) failed its gate: {}; rolled back: the previous container runs as {}{kept}{files}",
                 spec.service,
                 spec.project,
                 short(&spec.config_hash),
@@ -87,7 +101,15 @@ impl Replacement<'_> {
         gate::monitor(self.host, d, name, window, self.cancel).await
     }
 
-    async fn start_first<E: Engine>(&self, d: &E, spec: &ContainerSpec) -> Result<Vec<String>> {
+    /// The files back, once (empty when there is nothing to put back).
+    async fn files_back(&mut self) -> String {
+        match self.files_back.take() {
+            Some(f) => f.await,
+            None => String::new(),
+        }
+    }
+
+    async fn start_first<E: Engine>(&mut self, d: &E, spec: &ContainerSpec) -> Result<Vec<String>> {
         let (name, new, old) = (
             &spec.name,
             scratch::new_name(&spec.name),
@@ -100,12 +122,21 @@ impl Replacement<'_> {
         }
         if let Err(why) = self.settle(d, spec, &new).await {
             let kept = spec.update.failure_action == FailureAction::Pause;
-            if kept {
-                let _ = d.stop(&new, spec.stop_grace_period_s).await;
+            // Out of the service's way first: stopped, it no longer answers under its aliases.
+            let gone = if kept {
+                d.stop(&new, spec.stop_grace_period_s).await
             } else {
-                let _ = d.remove(&new).await;
+                d.remove(&new).await
+            };
+            if let Err(e) = gone {
+                return Err(self.left(
+                    spec,
+                    e,
+                    &format!("runs, and the failed container {new} may still answer beside it"),
+                ));
             }
-            return Err(self.rolled_back(spec, &why, kept));
+            let files = self.files_back().await;
+            return Err(self.rolled_back(spec, &why, kept, &files));
         }
         // Both answer now: who reaches the service resolves both before the old one goes.
         let mut notes = self.reload(d).await;
@@ -121,11 +152,10 @@ impl Replacement<'_> {
             return Err(self.left(spec, e, "was started again as it was"));
         }
         if let Err(e) = d.rename(&new, name).await {
-            return Err(self.left(
-                spec,
-                e,
-                &format!("is served by the new container, named {new}; the previous one is {old}"),
-            ));
+            // Not left serving under a scratch name (the next run would remove it as a
+            // leftover): the previous container, under its name again.
+            let _ = d.remove(&new).await;
+            return Err(self.left(spec, e, restored(put_back(d, &old, name, true).await, true)));
         }
         self.remove_old(d, spec, &old).await?;
         Ok(notes)
@@ -162,7 +192,7 @@ impl Replacement<'_> {
     }
 
     async fn stop_first<E: Engine>(
-        &self,
+        &mut self,
         d: &E,
         spec: &ContainerSpec,
         was_running: bool,
@@ -207,10 +237,12 @@ impl Replacement<'_> {
             if !kept {
                 let _ = d.remove(name).await;
             }
+            // Its files as they were before it starts again: a start mounts them anew.
+            let files = self.files_back().await;
             if !put_back(d, &old, name, true).await {
                 return Err(self.left(spec, why, restored(false, true)));
             }
-            return Err(self.rolled_back(spec, &why, kept));
+            return Err(self.rolled_back(spec, &why, kept, &files));
         }
         let notes = self.reload(d).await;
         self.remove_old(d, spec, &old).await?;
