@@ -1,9 +1,7 @@
 //! `hoist releases`: each host's release history, newest first, with what each release changed.
 
-use futures_util::StreamExt as _;
 use hoist_core::release::{Difference, History, differences};
 use hoist_core::vars::SecretsMode;
-use hoist_remote::RemoteError;
 use serde_json::json;
 
 use crate::cli::Global;
@@ -20,16 +18,10 @@ pub fn run(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Result
         .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
-        let mut read: Vec<(String, Result<History, RemoteError>)> = futures_util::stream::iter(
-            hosts.iter(),
-        )
-        .map(|(name, ssh)| async move { (name.clone(), hoist_ops::release::history(ssh).await) })
-        .buffer_unordered(global.forks.max(1))
-        .collect()
+        let (read, failed) = remote::ask_each(&project.inventory, &names, global, async |ssh| {
+            hoist_ops::release::history(ssh).await
+        })
         .await;
-        read.sort_by(|a, b| a.0.cmp(&b.0));
-        remote::close(hosts).await;
         let mut code = 0;
         let mut doc = Vec::new();
         for (host, r) in read {

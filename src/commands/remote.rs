@@ -46,6 +46,30 @@ pub async fn connect(
     (ok, failed)
 }
 
+/// Connects to `names` and runs `ask` on each, `--forks` at once: the answers by host name, in
+/// name order, and the hosts that could not be reached. The connections are closed after.
+pub async fn ask_each<T>(
+    inv: &Inventory,
+    names: &[String],
+    global: &Global,
+    ask: impl AsyncFn(&SshHost) -> Result<T, RemoteError>,
+) -> (
+    Vec<(String, Result<T, RemoteError>)>,
+    BTreeMap<String, RemoteError>,
+) {
+    let (hosts, failed) = connect(inv, names, global).await;
+    let ask = &ask;
+    let mut answers: Vec<(String, Result<T, RemoteError>)> =
+        futures_util::stream::iter(hosts.iter())
+            .map(|(name, ssh)| async move { (name.clone(), ask(ssh).await) })
+            .buffer_unordered(global.forks.max(1))
+            .collect()
+            .await;
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    close(hosts).await;
+    (answers, failed)
+}
+
 /// Connects to every one of `names`; the first host that fails is the error (the others are
 /// closed again).
 pub async fn connect_every(

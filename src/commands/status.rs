@@ -1,9 +1,7 @@
 //! `hoist status` and `hoist logs`: what runs on the hosts, straight from their engines.
 
-use futures_util::StreamExt as _;
 use hoist_core::vars::SecretsMode;
 use hoist_ops::status::{self, Row};
-use hoist_remote::RemoteError;
 
 use crate::cli::Global;
 use crate::commands::remote;
@@ -19,15 +17,10 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
         .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let (hosts, failed) = remote::connect(&project.inventory, &names, global).await;
-        let rows: Vec<(String, Result<Vec<Row>, RemoteError>)> =
-            futures_util::stream::iter(hosts.iter())
-                .map(|(name, ssh)| async move { (name.clone(), status::status(ssh).await) })
-                .buffer_unordered(global.forks.max(1))
-                .collect()
-                .await;
-        let mut rows = rows;
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let (rows, failed) = remote::ask_each(&project.inventory, &names, global, async |ssh| {
+            status::status(ssh).await
+        })
+        .await;
         let mut code = 0;
         for (host, r) in rows {
             match r {
@@ -53,7 +46,6 @@ pub fn status(global: &Global, limit: Option<&str>, out: &Output) -> anyhow::Res
             code = 1;
             out.error(&e.to_string());
         }
-        remote::close(hosts).await;
         Ok(code)
     })
 }
