@@ -91,6 +91,7 @@ pub enum Command {
     },
     /// Take hosts back to a release: the one before their current one, or `--to` (its
     /// containers, their images and its files), as a plan to review like an apply's
+    #[command(mut_arg("target", |a| a.help("The playbook that deploys the hosts (a path, or a name under playbooks/)")))]
     Rollback {
         /// The release to go to (default: the one before each host's current release)
         #[arg(long, value_name = "RELEASE")]

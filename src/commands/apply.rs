@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use hoist_core::desired;
 use hoist_core::plan::Plan;
+use hoist_core::release::Choice;
 use hoist_core::render;
 use hoist_ops::apply::session::{self, Review, Session};
 use hoist_ops::apply::{self, ApplyOptions, Event};
@@ -80,61 +81,49 @@ pub fn rollback(
     execute(global, args, None, loaded, Some(to), out)
 }
 
-/// Reads each host's history and makes its desired state the release it goes back to; a host
-/// with no release to go to is left out, and said so.
+/// Reads each host's history, chooses where it goes (`hoist_core::release::choose`) and makes its
+/// desired state that release; a host left as it is is left out of the plan, and said so. A
+/// history that cannot be read, or a release that cannot be rebuilt, stops the rollback before
+/// anything changes, naming every host it happened on.
 async fn restore(
     hosts: &BTreeMap<String, hoist_remote::SshHost>,
     loaded: &mut planning::Loaded,
     to: Option<u64>,
     out: &Output,
 ) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut restores = BTreeMap::new();
-    let names: Vec<String> = loaded.desired.hosts.keys().cloned().collect();
-    // Without --to, the hosts the latest apply changed go back, each to the release before.
-    let mut latest: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    for name in &names {
-        if let Some(host) = hosts.get(name)
-            && let Some(r) = hoist_ops::release::history(host).await?.last()
-        {
-            latest.insert(name.clone(), (r.time, r.run.clone()));
+    let mut histories = BTreeMap::new();
+    let mut failed = Vec::new();
+    for name in loaded.desired.hosts.keys() {
+        if let Some(host) = hosts.get(name) {
+            match hoist_ops::release::history(host).await {
+                Ok(h) => {
+                    histories.insert(name.clone(), Ok(h));
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
         }
     }
-    let last_run = latest
-        .values()
-        .max_by_key(|(time, _)| *time)
-        .map(|(_, run)| run.clone());
-    for name in names {
-        let Some(host) = hosts.get(&name) else {
+    let mut restores = BTreeMap::new();
+    for (name, choice) in hoist_core::release::choose(&histories, to) {
+        let (Choice::GoTo { from, to }, Ok(h)) = (choice.clone(), &histories[&name]) else {
+            if let Choice::Leave(why) = choice {
+                out.eprint(&format!("{name}: {why}: left as it is\n"));
+            }
+            loaded.desired.hosts.remove(&name);
             continue;
         };
-        if to.is_none() && latest.get(&name).map(|(_, run)| run) != last_run.as_ref() {
-            out.eprint(&format!(
-                "{name}: the latest apply did not change it: left as it is\n"
-            ));
-            loaded.desired.hosts.remove(&name);
-            continue;
-        }
-        if let Some(id) = to
-            && hoist_ops::release::history(host).await?.get(id).is_none()
-        {
-            out.eprint(&format!("{name}: has no release {id}: left as it is\n"));
-            loaded.desired.hosts.remove(&name);
-            continue;
-        }
         let now = &loaded.desired.hosts[&name];
-        match hoist_ops::release::restore(host, now, to).await? {
-            Some(r) => {
-                out.eprint(&format!("{name}: release {} -> release {}\n", r.from, r.to));
-                restores.insert(name.clone(), r.to);
-                loaded.desired.hosts.insert(name, r.want);
+        match hoist_ops::release::restore(&hosts[&name], h, now, to).await {
+            Ok(want) => {
+                out.eprint(&format!("{name}: release {from} -> release {to}\n"));
+                restores.insert(name.clone(), to);
+                loaded.desired.hosts.insert(name, want);
             }
-            None => {
-                out.eprint(&format!(
-                    "{name}: no earlier release recorded: left as it is\n"
-                ));
-                loaded.desired.hosts.remove(&name);
-            }
+            Err(e) => failed.push(e.to_string()),
         }
+    }
+    if !failed.is_empty() {
+        bail!("nothing was changed:\n  {}", failed.join("\n  "));
     }
     Ok(restores)
 }

@@ -135,3 +135,80 @@ fn time(secs: u64) -> String {
             |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use hoist_core::release::History;
+
+    /// Two releases of one host: the API's configuration and a file changed, then a rollback.
+    fn history() -> History {
+        let ran = |hash: &str| {
+            serde_json::json!({"project": "app", "service": "api", "config_hash": hash,
+                "image": "apm-api:local", "image_id": "sha256:1"})
+        };
+        let placed = |sum: &str| {
+            serde_json::json!({"sha256": sum, "mode": 0o600, "origin": "templates/app.env.j2",
+                "sensitive": true})
+        };
+        let doc = serde_json::json!({
+            "version": 1,
+            "specs": {},
+            "releases": [
+                {"id": 1, "time": 1_790_000_000, "by": "ops@ci", "run": "r1", "plan": "p1",
+                 "changes": ["container api: create"],
+                 "containers": {"apm-api": ran("a")}, "files": {"/etc/apm/app.env": placed("x")}},
+                {"id": 2, "time": 1_790_000_600, "by": "ops@ci", "run": "r2", "plan": "p2",
+                 "revision": "v1.2-3-gabc", "changes": ["container api: recreate"],
+                 "containers": {"apm-api": ran("b")}, "files": {"/etc/apm/app.env": placed("y")}},
+                {"id": 3, "time": 1_790_001_200, "by": "ops@laptop", "run": "r3", "plan": "p3",
+                 "restores": 1, "changes": ["container api: recreate"],
+                 "containers": {"apm-api": ran("a")}, "files": {"/etc/apm/app.env": placed("x")}},
+            ],
+        });
+        History::parse(doc.to_string().as_bytes()).expect("a history")
+    }
+
+    #[test]
+    fn releases_are_listed_newest_first_with_what_each_changed() {
+        assert_eq!(
+            super::host_text("app-1", &history()),
+            "\
+app-1
+* release 3    2026-09-21T14:33:20Z  by ops@laptop  (back to release 1)
+      container apm-api: configuration
+      file /etc/apm/app.env: content
+  release 2    2026-09-21T14:23:20Z  by ops@ci  revision v1.2-3-gabc
+      container apm-api: configuration
+      file /etc/apm/app.env: content
+  release 1    2026-09-21T14:13:20Z  by ops@ci
+      container apm-api: added
+      file /etc/apm/app.env: added
+"
+        );
+        assert_eq!(
+            super::host_text("data-1", &History::default()),
+            "data-1: no release recorded\n"
+        );
+    }
+
+    #[test]
+    fn the_json_marks_the_current_release_and_never_holds_file_contents() {
+        let doc = super::host_json("app-1", &history());
+        let ids: Vec<_> = doc["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .map(|r| (r["id"].as_u64(), r["current"].as_bool()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (Some(3), Some(true)),
+                (Some(2), Some(false)),
+                (Some(1), Some(false))
+            ]
+        );
+        assert_eq!(doc["releases"][0]["restores"], 1);
+        assert!(!doc.to_string().contains("sha256\":\"x"));
+    }
+}

@@ -13,6 +13,7 @@ use anyhow::{Context as _, anyhow, bail};
 use hoist_core::check::Check;
 use hoist_core::playbook::Topic;
 use hoist_core::project::Project;
+use hoist_core::secret::Secret;
 use hoist_core::vars::HostVars;
 use hoist_ops::validate::{
     self, Address, ApiConfig, BackupConfig, Config, DbConfig, Login, MonitoringConfig,
@@ -88,7 +89,7 @@ impl Vars<'_> {
     fn login(&self, user: &str, password: &str) -> anyhow::Result<Login> {
         Ok(Login {
             user: self.get(user)?,
-            password: self.get(password)?,
+            password: Secret::new(self.get(password)?),
         })
     }
 }
@@ -221,7 +222,7 @@ pub fn config(project: &Project, which: &[Topic]) -> anyhow::Result<Config> {
             ca: v.get("validate_object_store_ca")?,
             region: v.get("objectstore_region")?,
             access_key: v.get("objectstore_access_key_id")?,
-            secret_key: v.get("objectstore_secret_key")?,
+            secret_key: Secret::new(v.get("objectstore_secret_key")?),
             buckets: vec![
                 v.get("objectstore_bucket")?,
                 v.get("objectstore_bucket_cold")?,
@@ -248,7 +249,7 @@ pub fn config(project: &Project, which: &[Topic]) -> anyhow::Result<Config> {
             port: v.port("prometheus_host_port")?,
             ca: v.get("tls_ca_cert")?,
             user: v.get("prometheus_user")?,
-            password: v.get("prometheus_password")?,
+            password: Secret::new(v.get("prometheus_password")?),
             hosts: project.inventory.hosts.keys().cloned().collect(),
             host: v.host.clone(),
         });

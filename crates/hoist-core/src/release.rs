@@ -122,7 +122,9 @@ impl History {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+        // Only maps with keys other than strings fail to serialise, and a history has none: an
+        // empty text here would write over every release the host keeps.
+        serde_json::to_string_pretty(self).expect("a release history serialises") + "\n"
     }
 
     pub fn last(&self) -> Option<&Release> {
@@ -202,6 +204,58 @@ impl History {
         self.specs.retain(|hash, _| used.contains(hash));
         id
     }
+}
+
+/// Where `hoist rollback` takes a host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// From the release it runs to another one it keeps.
+    GoTo { from: u64, to: u64 },
+    /// Left as it is, and why.
+    Leave(String),
+}
+
+/// Where each host goes, from each host's history (or why it could not be read): with `to`,
+/// every host that keeps release `to` goes to it; without, the hosts the latest apply changed
+/// (the run of the newest release of all) go to the release before their current one.
+pub fn choose(
+    histories: &BTreeMap<String, Result<History, String>>,
+    to: Option<u64>,
+) -> BTreeMap<String, Choice> {
+    let last_run = histories
+        .values()
+        .filter_map(|h| h.as_ref().ok()?.last())
+        .max_by_key(|r| r.time)
+        .map(|r| r.run.as_str());
+    histories
+        .iter()
+        .map(|(host, h)| {
+            let choice = match h {
+                Err(e) => Choice::Leave(format!("its releases could not be read: {e}")),
+                Ok(h) => match (h.last(), to) {
+                    (None, _) => Choice::Leave("no release recorded".into()),
+                    (Some(current), Some(id)) if h.get(id).is_some() => Choice::GoTo {
+                        from: current.id,
+                        to: id,
+                    },
+                    (Some(_), Some(id)) => {
+                        Choice::Leave(format!("has no release {id} (it keeps {})", h.ids()))
+                    }
+                    (Some(current), None) if Some(current.run.as_str()) != last_run => {
+                        Choice::Leave("the latest apply did not change it".into())
+                    }
+                    (Some(current), None) => match h.releases.iter().rev().nth(1) {
+                        Some(before) => Choice::GoTo {
+                            from: current.id,
+                            to: before.id,
+                        },
+                        None => Choice::Leave("no earlier release recorded".into()),
+                    },
+                },
+            };
+            (host.clone(), choice)
+        })
+        .collect()
 }
 
 impl History {
@@ -361,4 +415,76 @@ pub fn differences(from: Option<&Release>, to: &Release) -> Vec<Difference> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history whose releases were made by `runs`, one per run, at times 1, 2, ...
+    fn history(runs: &[(&str, u64)]) -> History {
+        let mut h = History::default();
+        for (run, time) in runs {
+            let origin = Origin {
+                time: *time,
+                run: (*run).into(),
+                ..Origin::default()
+            };
+            h.record(&HostDesired::default(), &BTreeMap::new(), origin);
+        }
+        h
+    }
+
+    fn goto(from: u64, to: u64) -> Choice {
+        Choice::GoTo { from, to }
+    }
+
+    #[test]
+    fn rollback_takes_back_only_the_hosts_the_latest_apply_changed() {
+        let histories = BTreeMap::from([
+            (
+                "app-1".to_owned(),
+                Ok(history(&[("a", 1), ("b", 2), ("c", 3)])),
+            ),
+            ("data-1".to_owned(), Ok(history(&[("a", 1), ("b", 2)]))),
+            ("fresh".to_owned(), Ok(history(&[("c", 3)]))),
+            ("new".to_owned(), Ok(History::default())),
+            ("lost".to_owned(), Err("Permission denied".to_owned())),
+        ]);
+        let chosen = choose(&histories, None);
+        assert_eq!(chosen["app-1"], goto(3, 2));
+        assert_eq!(
+            chosen["data-1"],
+            Choice::Leave("the latest apply did not change it".into())
+        );
+        assert_eq!(
+            chosen["fresh"],
+            Choice::Leave("no earlier release recorded".into())
+        );
+        assert_eq!(chosen["new"], Choice::Leave("no release recorded".into()));
+        // One host whose history cannot be read does not stop the others.
+        assert_eq!(
+            chosen["lost"],
+            Choice::Leave("its releases could not be read: Permission denied".into())
+        );
+    }
+
+    #[test]
+    fn rollback_to_a_release_takes_every_host_that_keeps_it() {
+        let histories = BTreeMap::from([
+            (
+                "app-1".to_owned(),
+                Ok(history(&[("a", 1), ("b", 2), ("c", 3)])),
+            ),
+            ("data-1".to_owned(), Ok(history(&[("a", 1)]))),
+        ]);
+        let chosen = choose(&histories, Some(2));
+        assert_eq!(chosen["app-1"], goto(3, 2));
+        assert_eq!(
+            chosen["data-1"],
+            Choice::Leave("has no release 2 (it keeps release 1)".into())
+        );
+        // Going to the release a host runs is a plan with nothing in it, not an error.
+        assert_eq!(choose(&histories, Some(1))["data-1"], goto(1, 1));
+    }
 }

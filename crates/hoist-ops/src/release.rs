@@ -137,39 +137,19 @@ pub async fn put_back<H: Host>(host: &H, paths: &[String]) -> Result<usize> {
     Ok(placed.len())
 }
 
-/// What a host should run to be one of its releases again.
-#[derive(Debug, Clone)]
-pub struct Restore {
-    pub want: HostDesired,
-    /// The release it runs now.
-    pub from: u64,
-    /// The release it goes back (or forward) to.
-    pub to: u64,
-}
-
-/// What `host` should run to be release `to` again (the one before its current release when
-/// `None`), `now` being what the project wants there today; `None` when it has no such
-/// release to go to.
+/// What `host` should run to be release `to` of its history `h` again, `now` being what the
+/// project wants there today: the release's specs and images, and its files from the contents
+/// the host keeps.
 pub async fn restore<H: Host>(
     host: &H,
+    h: &History,
     now: &HostDesired,
-    to: Option<u64>,
-) -> Result<Option<Restore>> {
-    let h = history(host).await?;
-    let Some(current) = h.last().map(|r| r.id) else {
-        return Ok(None);
-    };
-    let target = match to {
-        Some(id) => id,
-        None => match h.releases.iter().rev().nth(1) {
-            Some(r) => r.id,
-            None => return Ok(None),
-        },
-    };
-    let Some(release) = h.get(target) else {
+    to: u64,
+) -> Result<HostDesired> {
+    let Some(release) = h.get(to) else {
         return Err(RemoteError::other(
             host.name(),
-            format!("no release {target} on this host (`hoist releases` lists them)"),
+            format!("no release {to} on this host (`hoist releases` lists them)"),
         ));
     };
     let paths: Vec<String> = release
@@ -186,12 +166,6 @@ pub async fn restore<H: Host>(
                 .map(|(_, bytes)| (f.sha256.clone(), bytes.clone()))
         })
         .collect();
-    let want = h
-        .restore(target, now, &kept)
-        .map_err(|e| RemoteError::other(host.name(), e))?;
-    Ok(Some(Restore {
-        want,
-        from: current,
-        to: target,
-    }))
+    h.restore(to, now, &kept)
+        .map_err(|e| RemoteError::other(host.name(), e))
 }

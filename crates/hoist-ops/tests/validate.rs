@@ -198,7 +198,7 @@ async fn run_reaches_the_cluster_through_the_data_hosts_forwards() {
             .expect("the replica streams from the primary");
     let login = validate::Login {
         user: p.username().to_owned(),
-        password: p.password().unwrap_or_default().to_owned(),
+        password: hoist_core::secret::Secret::new(p.password().unwrap_or_default().to_owned()),
     };
     let cfg = validate::Config {
         db: Some(validate::DbConfig {

@@ -1374,12 +1374,9 @@ async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_a
     );
 
     // Back: release 1's container and file, as a plan like any other, recorded as release 3.
-    let back = crate::release::restore(&h, &today, None)
-        .await
-        .expect("reads")
-        .expect("a release to go to");
-    assert_eq!((back.from, back.to), (2, 1));
-    w.desired.hosts.insert("h".into(), back.want);
+    let (from, to, want) = rollback(&h, &today).await;
+    assert_eq!((from, to), (2, 1));
+    w.desired.hosts.insert("h".into(), want);
     w.opts.restores.insert("h".into(), 1);
     let plan = w.plan().await;
     let changes: Vec<_> = plan.hosts[0]
@@ -1406,12 +1403,9 @@ async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_a
     );
 
     // A second rollback moves forward again: to release 2, the one before release 3.
-    let forward = crate::release::restore(&h, &today, None)
-        .await
-        .expect("reads")
-        .expect("a release to go to");
-    assert_eq!((forward.from, forward.to), (3, 2));
-    w.desired.hosts.insert("h".into(), forward.want);
+    let (from, to, want) = rollback(&h, &today).await;
+    assert_eq!((from, to), (3, 2));
+    w.desired.hosts.insert("h".into(), want);
     w.opts.restores.insert("h".into(), 2);
     assert!(w.apply().await.ok());
     assert_eq!(
@@ -1420,13 +1414,31 @@ async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_a
     );
 
     // A release the host does not keep is named.
-    let e = crate::release::restore(&h, &today, Some(42))
+    let history = crate::release::history(&h).await.expect("reads");
+    let e = crate::release::restore(&h, &history, &today, 42)
         .await
         .expect_err("no release 42");
     assert_eq!(
         e.to_string(),
         "h: no release 42 on this host (`hoist releases` lists them)"
     );
+}
+
+/// What `hoist rollback` chooses for `h` alone, and what it then wants there.
+async fn rollback(h: &FakeHost, today: &HostDesired) -> (u64, u64, HostDesired) {
+    let history = crate::release::history(h).await.expect("reads");
+    let histories = BTreeMap::from([("h".to_owned(), Ok(history.clone()))]);
+    let hoist_core::release::Choice::GoTo { from, to } =
+        hoist_core::release::choose(&histories, None)
+            .remove("h")
+            .expect("chosen")
+    else {
+        panic!("a release to go to");
+    };
+    let want = crate::release::restore(h, &history, today, to)
+        .await
+        .expect("restores");
+    (from, to, want)
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ pub async fn pool<H: Host>(ssh: &H, at: &Address, c: &DbConfig, login: &Login) -
         .port(local.port())
         .database(&c.database)
         .username(&login.user)
-        .password(&login.password)
+        .password(login.password.expose())
         .application_name("hoist-validate");
     if let Some(ca) = &c.ca {
         options = options

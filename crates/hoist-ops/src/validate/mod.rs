@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use hoist_core::check::{Check, failed};
 use hoist_core::playbook::Topic;
+use hoist_core::secret::Secret;
 use hoist_core::sql::TableName;
 use hoist_remote::Host;
 
@@ -43,7 +44,7 @@ pub type Address = (String, u16);
 #[derive(Debug, Clone)]
 pub struct Login {
     pub user: String,
-    pub password: String,
+    pub password: Secret<String>,
 }
 
 /// Where and how to check the databases (replication, roles), from `host`'s SSH master.
@@ -88,7 +89,7 @@ pub struct ObjectStoreConfig {
     pub ca: String,
     pub region: String,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: Secret<String>,
     pub buckets: Vec<String>,
     /// Path-style bucket URLs (Garage, MinIO); otherwise virtual-hosted (`bucket.name`).
     pub path_style: bool,
@@ -113,7 +114,7 @@ pub struct MonitoringConfig {
     pub port: u16,
     pub ca: String,
     pub user: String,
-    pub password: String,
+    pub password: Secret<String>,
     /// Every host of the inventory: each needs a node-exporter target, up.
     pub hosts: Vec<String>,
 }

@@ -15,7 +15,7 @@ pub async fn monitoring(local: SocketAddr, c: &MonitoringConfig) -> Vec<Check> {
         "Basic {}",
         base64::Engine::encode(
             &base64::engine::general_purpose::STANDARD,
-            format!("{}:{}", c.user, c.password)
+            format!("{}:{}", c.user, c.password.expose())
         )
     );
     let endpoint = https::Endpoint {

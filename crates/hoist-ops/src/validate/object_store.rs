@@ -57,7 +57,8 @@ pub async fn object_store(local: SocketAddr, c: &ObjectStoreConfig) -> Vec<Check
             return out;
         }
     };
-    let credentials = rusty_s3::Credentials::new(c.access_key.clone(), c.secret_key.clone());
+    let credentials =
+        rusty_s3::Credentials::new(c.access_key.clone(), c.secret_key.expose().clone());
     for name in &c.buckets {
         let style = if c.path_style {
             rusty_s3::UrlStyle::Path

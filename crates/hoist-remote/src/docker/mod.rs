@@ -456,11 +456,14 @@ impl Engine for DockerEngine {
     }
 
     async fn tag_image(&self, id: &str, reference: &str) -> Result<()> {
-        // `repo:tag`, where a `:` before the last `/` is a registry's port.
-        let (repo, tag) = match reference.rsplit_once(':') {
-            Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-            _ => (reference, "latest"),
-        };
+        let (repo, tag) = repo_and_tag(reference).ok_or_else(|| {
+            RemoteError::docker(
+                &self.host,
+                format!(
+                    "tagging {id} as {reference}: a reference by digest names its content, it cannot be pointed at another image"
+                ),
+            )
+        })?;
         let opts = bollard::query_parameters::TagImageOptionsBuilder::default()
             .repo(repo)
             .tag(tag)
@@ -552,8 +555,37 @@ fn never_started(code: i64, output: &str) -> bool {
     code == 126 && output.contains("OCI runtime exec failed")
 }
 
+/// A tag reference's repository and tag (`latest` when it names none; a `:` before the last `/`
+/// is a registry's port); `None` for a reference by digest, which no image can be tagged as.
+fn repo_and_tag(reference: &str) -> Option<(&str, &str)> {
+    if reference.contains('@') {
+        return None;
+    }
+    Some(match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reference_splits_into_repository_and_tag() {
+        use super::repo_and_tag;
+        assert_eq!(repo_and_tag("apm-api:1.2"), Some(("apm-api", "1.2")));
+        assert_eq!(repo_and_tag("apm-api"), Some(("apm-api", "latest")));
+        assert_eq!(
+            repo_and_tag("registry.local:5000/apm/api"),
+            Some(("registry.local:5000/apm/api", "latest"))
+        );
+        assert_eq!(
+            repo_and_tag("registry.local:5000/apm/api:v2"),
+            Some(("registry.local:5000/apm/api", "v2"))
+        );
+        assert_eq!(repo_and_tag("postgres@sha256:0123abcd"), None);
+        assert_eq!(repo_and_tag("postgres:17@sha256:0123abcd"), None);
+    }
+
     #[test]
     fn only_an_exec_the_runtime_could_not_start_is_tried_again() {
         let oci = "OCI runtime exec failed: exec failed: unable to start container process: waiting for init preliminary setup: read init-p: connection reset by peer: unknown";
