@@ -3,7 +3,8 @@
 //! Connection variables (`ansible_host`, `ansible_user`, `ansible_port`,
 //! `ansible_ssh_private_key_file`, `ansible_become`) become connection settings; other variables are
 //! kept as variables; `[group:children]` is flattened into membership, since hoist groups are flat.
-//! Variables that only make sense to Ansible are dropped and listed in the returned notes.
+//! Variables that only make sense to Ansible, or to the original platform's playbook, are dropped and
+//! listed in the returned notes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +33,33 @@ const DROPPED: &[&str] = &[
     "ansible_python_interpreter",
     "ansible_connection",
     "ansible_shell_type",
+];
+
+/// Variables of the original platform's playbook that drive how Ansible deploys it, each with what
+/// hoist does instead: they mean nothing to hoist, so they are dropped and said so.
+const PLAYBOOK_ONLY: &[(&str, &str)] = &[
+    (
+        "repo_path",
+        "hosts hold no checkout: images are built on the controller and sent",
+    ),
+    ("docker_bin", "the engine is driven through its API"),
+    (
+        "cluster_env_overwrite",
+        "every file is rendered on every run, its changes shown in the plan",
+    ),
+    (
+        "install_docker",
+        "the `engine` step installs the engine where it is absent",
+    ),
+    (
+        "docker_users",
+        "nobody needs the docker group: hoist reaches the engine over SSH",
+    ),
+    ("compose_build", "images are built on the controller"),
+    (
+        "run_validation",
+        "`hoist validate`, or the playbook's validate step",
+    ),
 ];
 
 /// Converts the INI text of `file`; problems are reported with their line.
@@ -150,6 +178,10 @@ pub fn import(file: &SourceName, text: &str, diags: &mut Diagnostics) -> Option<
         let mut conn = Vec::new();
         let mut rest = Vec::new();
         for (k, v) in vars {
+            if let Some((_, instead)) = PLAYBOOK_ONLY.iter().find(|(name, _)| name == k) {
+                notes.push(format!("{scope}: dropped `{k}` ({instead})"));
+                continue;
+            }
             match k.as_str() {
                 "ansible_host" => conn.push(("address", v.clone())),
                 "ansible_user" | "ansible_ssh_user" => conn.push(("user", v.clone())),
