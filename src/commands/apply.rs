@@ -97,7 +97,7 @@ async fn restore(
         if let Some(host) = hosts.get(name) {
             match hoist_ops::release::history(host).await {
                 Ok(h) => {
-                    histories.insert(name.clone(), Ok(h));
+                    histories.insert(name.clone(), h);
                 }
                 Err(e) => failed.push(e.to_string()),
             }
@@ -105,15 +105,16 @@ async fn restore(
     }
     let mut restores = BTreeMap::new();
     for (name, choice) in hoist_core::release::choose(&histories, to) {
-        let (Choice::GoTo { from, to }, Ok(h)) = (choice.clone(), &histories[&name]) else {
-            if let Choice::Leave(why) = choice {
+        let (from, to) = match choice {
+            Choice::GoTo { from, to } => (from, to),
+            Choice::Leave(why) => {
                 out.eprint(&format!("{name}: {why}: left as it is\n"));
+                loaded.desired.hosts.remove(&name);
+                continue;
             }
-            loaded.desired.hosts.remove(&name);
-            continue;
         };
         let now = &loaded.desired.hosts[&name];
-        match hoist_ops::release::restore(&hosts[&name], h, now, to).await {
+        match hoist_ops::release::restore(&hosts[&name], &histories[&name], now, to).await {
             Ok(want) => {
                 out.eprint(&format!("{name}: release {from} -> release {to}\n"));
                 restores.insert(name.clone(), to);

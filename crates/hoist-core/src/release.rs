@@ -215,42 +215,36 @@ pub enum Choice {
     Leave(String),
 }
 
-/// Where each host goes, from each host's history (or why it could not be read): with `to`,
-/// every host that keeps release `to` goes to it; without, the hosts the latest apply changed
-/// (the run of the newest release of all) go to the release before their current one.
-pub fn choose(
-    histories: &BTreeMap<String, Result<History, String>>,
-    to: Option<u64>,
-) -> BTreeMap<String, Choice> {
+/// Where each host goes, from each host's history: with `to`, every host that keeps release `to`
+/// goes to it; without, the hosts the latest apply changed (the run of the newest release of
+/// all) go to the release before their current one.
+pub fn choose(histories: &BTreeMap<String, History>, to: Option<u64>) -> BTreeMap<String, Choice> {
     let last_run = histories
         .values()
-        .filter_map(|h| h.as_ref().ok()?.last())
+        .filter_map(History::last)
         .max_by_key(|r| r.time)
         .map(|r| r.run.as_str());
     histories
         .iter()
         .map(|(host, h)| {
-            let choice = match h {
-                Err(e) => Choice::Leave(format!("its releases could not be read: {e}")),
-                Ok(h) => match (h.last(), to) {
-                    (None, _) => Choice::Leave("no release recorded".into()),
-                    (Some(current), Some(id)) if h.get(id).is_some() => Choice::GoTo {
+            let choice = match (h.last(), to) {
+                (None, _) => Choice::Leave("no release recorded".into()),
+                (Some(current), Some(id)) if h.get(id).is_some() => Choice::GoTo {
+                    from: current.id,
+                    to: id,
+                },
+                (Some(_), Some(id)) => {
+                    Choice::Leave(format!("has no release {id} (it keeps {})", h.ids()))
+                }
+                (Some(current), None) if Some(current.run.as_str()) != last_run => {
+                    Choice::Leave("the latest apply did not change it".into())
+                }
+                (Some(current), None) => match h.releases.iter().rev().nth(1) {
+                    Some(before) => Choice::GoTo {
                         from: current.id,
-                        to: id,
+                        to: before.id,
                     },
-                    (Some(_), Some(id)) => {
-                        Choice::Leave(format!("has no release {id} (it keeps {})", h.ids()))
-                    }
-                    (Some(current), None) if Some(current.run.as_str()) != last_run => {
-                        Choice::Leave("the latest apply did not change it".into())
-                    }
-                    (Some(current), None) => match h.releases.iter().rev().nth(1) {
-                        Some(before) => Choice::GoTo {
-                            from: current.id,
-                            to: before.id,
-                        },
-                        None => Choice::Leave("no earlier release recorded".into()),
-                    },
+                    None => Choice::Leave("no earlier release recorded".into()),
                 },
             };
             (host.clone(), choice)
@@ -442,14 +436,10 @@ mod tests {
     #[test]
     fn rollback_takes_back_only_the_hosts_the_latest_apply_changed() {
         let histories = BTreeMap::from([
-            (
-                "app-1".to_owned(),
-                Ok(history(&[("a", 1), ("b", 2), ("c", 3)])),
-            ),
-            ("data-1".to_owned(), Ok(history(&[("a", 1), ("b", 2)]))),
-            ("fresh".to_owned(), Ok(history(&[("c", 3)]))),
-            ("new".to_owned(), Ok(History::default())),
-            ("lost".to_owned(), Err("Permission denied".to_owned())),
+            ("app-1".to_owned(), history(&[("a", 1), ("b", 2), ("c", 3)])),
+            ("data-1".to_owned(), history(&[("a", 1), ("b", 2)])),
+            ("fresh".to_owned(), history(&[("c", 3)])),
+            ("new".to_owned(), History::default()),
         ]);
         let chosen = choose(&histories, None);
         assert_eq!(chosen["app-1"], goto(3, 2));
@@ -462,21 +452,13 @@ mod tests {
             Choice::Leave("no earlier release recorded".into())
         );
         assert_eq!(chosen["new"], Choice::Leave("no release recorded".into()));
-        // One host whose history cannot be read does not stop the others.
-        assert_eq!(
-            chosen["lost"],
-            Choice::Leave("its releases could not be read: Permission denied".into())
-        );
     }
 
     #[test]
     fn rollback_to_a_release_takes_every_host_that_keeps_it() {
         let histories = BTreeMap::from([
-            (
-                "app-1".to_owned(),
-                Ok(history(&[("a", 1), ("b", 2), ("c", 3)])),
-            ),
-            ("data-1".to_owned(), Ok(history(&[("a", 1)]))),
+            ("app-1".to_owned(), history(&[("a", 1), ("b", 2), ("c", 3)])),
+            ("data-1".to_owned(), history(&[("a", 1)])),
         ]);
         let chosen = choose(&histories, Some(2));
         assert_eq!(chosen["app-1"], goto(3, 2));

@@ -1427,7 +1427,7 @@ async fn rollback_goes_back_to_the_previous_release_files_included_and_forward_a
 /// What `hoist rollback` chooses for `h` alone, and what it then wants there.
 async fn rollback(h: &FakeHost, today: &HostDesired) -> (u64, u64, HostDesired) {
     let history = crate::release::history(h).await.expect("reads");
-    let histories = BTreeMap::from([("h".to_owned(), Ok(history.clone()))]);
+    let histories = BTreeMap::from([("h".to_owned(), history.clone())]);
     let hoist_core::release::Choice::GoTo { from, to } =
         hoist_core::release::choose(&histories, None)
             .remove("h")
