@@ -130,6 +130,7 @@ async fn run(admin_url: &str, rows: usize, ingest_rows: usize) {
         bind: "127.0.0.1:0".into(),
         auth: true,
         tokens_file: None,
+        prometheus: None,
         allowed_hosts: Vec::new(),
     };
     let router = apm_api::app(settings).await.expect("app");

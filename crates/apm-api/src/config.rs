@@ -58,6 +58,9 @@ pub struct Settings {
     pub auth: bool,
     /// The deployment's tokens, made to exist as listed by the migration step (`APM_TOKENS_FILE`).
     pub tokens_file: Option<String>,
+    /// Prometheus, for the console's platform page (`PROMETHEUS_URL` and its login); none: the
+    /// page says it is not configured.
+    pub prometheus: Option<crate::platform::Settings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub enum ConfigError {
     InvalidPort(String),
     #[error("APM_AUTH must be `on` or `off`, got {0:?}")]
     BadAuth(String),
+    #[error(transparent)]
+    Prometheus(#[from] crate::platform::Error),
     #[error("{name} must be an integer, got {value:?}")]
     NotAnInteger { name: &'static str, value: String },
 }
@@ -255,6 +260,7 @@ impl Settings {
                 Some(other) => return Err(ConfigError::BadAuth(other.to_owned())),
             },
             tokens_file: first(&["APM_TOKENS_FILE"]),
+            prometheus: crate::platform::Settings::from_env()?,
             allowed_hosts: first(&["ALLOWED_HOSTS"])
                 .map(|list| {
                     list.split(',')

@@ -6,16 +6,20 @@
 //! - [`event`]: the ApiRequest resource and its validation.
 //! - [`routes`]: the HTTP routes; [`json`] the response formats; [`metrics`] `/metrics`.
 //! - [`check_cluster`]: `apm-api check-cluster`.
+//! - [`console`]: the web console at `/console/`; [`platform`] its platform page's data, from
+//!   Prometheus.
 
 pub mod auth;
 pub mod backfill;
 pub mod check_cluster;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod embed;
 pub mod event;
 pub mod json;
 pub mod metrics;
+pub mod platform;
 pub mod rollup;
 pub mod routes;
 pub mod seed;
@@ -34,6 +38,8 @@ pub struct AppState {
     pub embedder: embed::Provider,
     /// The API tokens found lately.
     pub tokens: auth::Cache,
+    /// Prometheus, for the console's platform page, when configured.
+    pub prometheus: Option<platform::Prometheus>,
 }
 
 /// Connects (waiting for the database and migrating) and builds the router.
@@ -41,6 +47,11 @@ pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
     let embedder = embed::Provider::from_env()?;
     // The recorder first: connecting publishes the pools' gauges.
     let metrics = metrics::handle();
+    let prometheus = settings
+        .prometheus
+        .as_ref()
+        .map(platform::Prometheus::new)
+        .transpose()?;
     let db = db::Db::connect(&settings).await?;
     if !settings.auth {
         tracing::warn!(
@@ -53,6 +64,7 @@ pub async fn app(settings: config::Settings) -> anyhow::Result<axum::Router> {
         metrics,
         embedder,
         tokens: auth::Cache::default(),
+        prometheus,
     });
     Ok(routes::router(state))
 }

@@ -8,6 +8,7 @@
 mod analytics;
 mod health;
 pub mod ingest;
+mod platform;
 mod requests;
 mod search;
 
@@ -70,6 +71,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             .patch(requests::partial_update)
             .delete(requests::destroy),
     );
+    r = both(r, "/api/platform/", get(platform::platform));
     r = r.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         crate::auth::require,
@@ -80,6 +82,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/health", get(health::health_redirect))
         .route("/api/", get(health::root))
         .route("/metrics", get(health::metrics));
+    // The console's page and assets: open, as a login page must be; every number on it comes
+    // from the routes above, with the token its user gives.
+    r = r.merge(crate::console::router());
     r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -81,6 +81,7 @@ pub async fn server_with(adjust: impl FnOnce(&mut Settings)) -> Server {
         bind: "127.0.0.1:0".into(),
         auth: true,
         tokens_file: None,
+        prometheus: None,
         allowed_hosts: Vec::new(),
     };
     adjust(&mut settings);
