@@ -1103,6 +1103,61 @@ fn sandbox_end_to_end() {
     }
     assert_eq!(seen, all_up, "a node-exporter target per host, all up");
 
+    step(
+        "a week of events through the proxy, then the console in Chromium: the API's numbers, a filter, every target",
+    );
+    // The shipped binary's seed generator, as a client: through the proxy, verified by the CA.
+    let seeded = on_host(
+        "172.30.0.13",
+        &format!(
+            "docker exec apm-app-apm-api-1 apm-api seed --via-api --base-url https://172.30.0.13 \
+             --cacert /etc/apm/tls/ca.crt --count 20000 --days 7 --seed 7 --batch-size 5000 --token {ingest}"
+        ),
+    );
+    assert!(seeded.contains("inserted=20000"), "{seeded}");
+    // The console's login alone may read Prometheus through the proxy, and only read.
+    let console_login = "-u console:sandbox-only-console-prometheus-pass";
+    assert_eq!(prometheus(console_login, "/api/v1/targets"), "200");
+    assert_eq!(prometheus(console_login, "/api/v1/query?query=up"), "200");
+    assert_eq!(prometheus(console_login, "/api/v1/status/config"), "403");
+    assert_eq!(prometheus(console_login, "/graph"), "403");
+    assert_eq!(
+        prometheus(
+            &format!("{console_login} -X POST"),
+            "/api/v1/query?query=up"
+        ),
+        "403"
+    );
+    assert_eq!(prometheus("-u console:wrong", "/api/v1/targets"), "401");
+    let shots = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo().join("target"), std::path::PathBuf::from)
+        .join("console-screenshots");
+    let browser = Command::new("node")
+        .arg(repo().join("tests/browser/console.mjs"))
+        .env("CONSOLE_URL", "https://172.30.0.13/console/")
+        .env("APM_TOKEN", read)
+        .env("SERVER_CERT", repo().join(".hoist/sandbox/server.crt"))
+        .env("SCREENSHOTS", &shots)
+        .output()
+        .expect("node tests/browser/console.mjs (scripts/browser-setup installs what it needs)");
+    let said = String::from_utf8_lossy(&browser.stdout);
+    eprintln!("console in Chromium: {said}");
+    eprintln!("console screenshots: {}", shots.display());
+    assert!(
+        browser.status.success(),
+        "the console's browser test: {said}\n{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    for page in ["login", "apm", "apm-filtered", "platform"] {
+        let png = shots.join(format!("{page}.png"));
+        let size = std::fs::metadata(&png).map_or(0, |m| m.len());
+        assert!(
+            size > 10_000,
+            "{} is a screenshot ({size} bytes)",
+            png.display()
+        );
+    }
+
     step("applying the site again changes nothing: no restart, no new backup, the same stanza");
     let info = || -> serde_json::Value {
         let text = on_host(

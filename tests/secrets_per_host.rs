@@ -125,7 +125,8 @@ fn each_host_holds_only_the_secrets_its_services_use() {
                 "pgbackrest_repo1_cipher_pass",
                 "pgbackrest_repo2_cipher_pass",
                 "postgres_reader_password",
-                // (Prometheus' login only as a crypt hash: prometheus_password is not here.)
+                // (Prometheus' logins only as crypt hashes: prometheus_password and
+                // prometheus_console_password are not here.)
                 "tls_ca_cert",
                 "tls_client_cert",
                 "tls_client_key",
@@ -138,8 +139,10 @@ fn each_host_holds_only_the_secrets_its_services_use() {
             set(&[
                 // The API's database roles (the owner migrates), its tokens, the proxy's TLS. No
                 // backup passphrase, no object-store key: the internet-facing host holds neither.
+                // The console's Prometheus login, which may only read (monitoring.conf.j2).
                 "apm_token_ingest",
                 "apm_token_read",
+                "prometheus_console_password",
                 "postgres_password",
                 "postgres_reader_password",
                 "postgres_writer_password",

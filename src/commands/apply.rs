@@ -352,6 +352,9 @@ fn line(e: &Event) -> String {
         Event::Validated { checks, .. } => {
             format!("validate:\n{}", hoist_core::check::table(checks).trim_end())
         }
+        Event::PhaseDone { phase, ms } => {
+            format!("took {:.1} s: {phase}", *ms as f64 / 1000.0)
+        }
     }
 }
 
@@ -392,7 +395,7 @@ impl Bars {
             | Event::HostFailed { host, .. }
             | Event::HostDone { host, .. }
             | Event::Released { host, .. } => host,
-            Event::Validated { .. } => {
+            Event::Validated { .. } | Event::PhaseDone { .. } => {
                 let _ = self.multi.println(out.redacted(&line(e)));
                 return;
             }

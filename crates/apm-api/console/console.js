@@ -146,7 +146,9 @@ function chart(id, x, series, opts = {}) {
           stroke: PALETTE[i % PALETTE.length],
           width: 2,
           scale: s.scale || "y",
-          spanGaps: false,
+          // Sparse series (a platform younger than its window): joined across gaps, each point shown.
+          spanGaps: !!opts.sparse,
+          ...(opts.sparse ? { points: { show: true, size: 4 } } : {}),
           value: (u, v) => (v === null ? "–" : s.format ? s.format(v) : fmtInt(v)),
         })),
       ],
@@ -382,7 +384,7 @@ async function loadPlatform() {
     label: s.host,
     values: s.values,
     format: fmtPct,
-  })), { yValues: (u, vals) => vals.map((v) => `${Math.round(v * 100)} %`) });
+  })), { sparse: true, yValues: (u, vals) => vals.map((v) => `${decimal.format(v * 100)} %`) });
 
   fill("targets", p.targets, [
     (t) => t.job,
@@ -396,7 +398,7 @@ async function loadPlatform() {
     (a) => a.severity || "",
     (a) => [a.state, a.state === "firing" ? "bad" : a.state === "pending" ? "warn" : "good"],
     (a) => [String(a.active), "num"],
-    (a) => a.summary || "",
+    (a) => readable(a.summary),
   ], "No alert rules loaded.");
   fill("replication", p.replication, [
     (r) => r.host,
@@ -408,6 +410,10 @@ async function loadPlatform() {
     (b) => `repo${b.repo}`,
     (b) => [fmtAge(b.value), "num"],
   ], "No backup has completed yet.");
+  fill("backup-jobs", p.backup_jobs, [
+    (j) => j.task || "–",
+    (j) => [j.value === null ? "–" : String(j.value), j.value ? "num bad" : "num good"],
+  ], "No scheduled job has run yet.");
   const wal = new Map();
   for (const [key, rows] of [["archived", p.wal_archived], ["failed", p.wal_failed], ["age", p.wal_last_archive_age]]) {
     for (const r of rows) {
@@ -424,6 +430,14 @@ async function loadPlatform() {
   ], "No WAL archiving metrics.");
 }
 
+/// An alert's summary as its rule writes it, its template fields shown by name: Prometheus fills
+/// them in only for the alerts that fire.
+function readable(summary) {
+  return (summary || "")
+    .replace(/\{\{\s*\$labels\.(\w+)\s*\}\}/g, "<$1>")
+    .replace(/\{\{\s*\$value[^}]*\}\}/g, "<value>");
+}
+
 // ---- navigation
 
 function page() {
@@ -433,6 +447,7 @@ function page() {
 function show(which) {
   for (const id of ["login", "page-apm", "page-platform"]) $(id).hidden = id !== which;
   $("controls").hidden = which === "login";
+  $("service-picker").hidden = which !== "page-apm";
   for (const p of ["apm", "platform"]) {
     $(`nav-${p}`).classList.toggle("current", which === `page-${p}`);
   }

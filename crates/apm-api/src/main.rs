@@ -96,11 +96,7 @@ fn main() -> ExitCode {
                     .await
                     .map(|_| 0)
             }
-            Command::Seed(opts) => {
-                apm_api::seed::run(&apm_api::config::Settings::from_env()?, &opts)
-                    .await
-                    .map(|()| 0)
-            }
+            Command::Seed(opts) => apm_api::seed::run(&opts).await.map(|()| 0),
             Command::Token(t) => token(&apm_api::config::Settings::from_env()?, t).await,
             Command::Refresh(r) => {
                 let settings = apm_api::config::Settings::from_env()?;

@@ -167,7 +167,7 @@ const INSTANT: &[Query] = &[
     },
     Query {
         name: "backup_jobs",
-        promql: "max by (job_name, repo, type) (pgbackrest_job_last_exit_code)",
+        promql: "max by (task) (pgbackrest_job_last_exit_code)",
     },
     // WAL archiving on each database node (pg_stat_archiver).
     Query {
@@ -186,9 +186,10 @@ const INSTANT: &[Query] = &[
         name: "memory",
         promql: MEMORY,
     },
+    // The fullest filesystem of each host (node-exporter leaves out pseudo and overlay mounts).
     Query {
         name: "disk",
-        promql: "max by (host) (1 - node_filesystem_avail_bytes{mountpoint=\"/\"} / node_filesystem_size_bytes{mountpoint=\"/\"})",
+        promql: "max by (host) (1 - node_filesystem_avail_bytes{fstype!~\"tmpfs|ramfs\"} / node_filesystem_size_bytes{fstype!~\"tmpfs|ramfs\"})",
     },
 ];
 

@@ -61,6 +61,10 @@ pub struct Options {
     /// Accept any TLS certificate with --via-api (also when SSL_VERIFY is 0, false or no)
     #[arg(long)]
     pub insecure: bool,
+    /// Verify the API's certificate against this CA (PEM) with --via-api, instead of the
+    /// system's roots: the cluster CA of a hoist deployment
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<std::path::PathBuf>,
     /// HTTP timeout in seconds with --via-api
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
@@ -220,26 +224,35 @@ impl Generator {
     }
 }
 
-pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Result<()> {
+/// Seeds as `o` says. The database's settings come from the environment, and only when the
+/// database is written to directly (or truncated): `--via-api` alone needs the API's address.
+pub async fn run(o: &Options) -> anyhow::Result<()> {
     let mut generator = Generator::new(o)?;
     if o.truncate && o.confirm_truncate != "yes" {
         anyhow::bail!("--truncate deletes every event: add --confirm-truncate yes");
     }
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_lazy_with(crate::db::options(
-            settings,
-            &settings.primary,
-            &settings.writer,
-        ));
-    if o.truncate {
+    let pool = if o.via_api && !o.truncate {
+        None
+    } else {
+        let settings = crate::config::Settings::from_env()?;
+        Some(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .connect_lazy_with(crate::db::options(
+                    &settings,
+                    &settings.primary,
+                    &settings.writer,
+                )),
+        )
+    };
+    if let (true, Some(pool)) = (o.truncate, &pool) {
         sqlx::query(
             "DO $$ BEGIN \
                TRUNCATE observability_apirequest, apirequest_hourly, apirequest_daily; \
                IF to_regclass('observability_apirequestembedding') IS NOT NULL THEN \
                  TRUNCATE observability_apirequestembedding; END IF; END $$",
         )
-        .execute(&pool)
+        .execute(pool)
         .await?;
     }
     let batch = if o.via_api {
@@ -251,12 +264,17 @@ pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Res
         let verify_off = std::env::var("SSL_VERIFY")
             .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"))
             .unwrap_or(false);
-        Some(
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs_f64(o.timeout.max(0.1)))
-                .danger_accept_invalid_certs(o.insecure || verify_off)
-                .build()?,
-        )
+        let mut builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs_f64(o.timeout.max(0.1)))
+            .danger_accept_invalid_certs(o.insecure || verify_off);
+        if let Some(path) = &o.cacert {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("reading --cacert {}: {e}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("--cacert {}: {e}", path.display()))?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        Some(builder.build()?)
     } else {
         None
     };
@@ -312,7 +330,10 @@ pub async fn run(settings: &crate::config::Settings, o: &Options) -> anyhow::Res
         } else {
             events
         };
-        crate::routes::ingest::insert_batches(&pool, &events, events.len().max(1)).await?;
+        let pool = pool
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no database pool without --via-api"))?;
+        crate::routes::ingest::insert_batches(pool, &events, events.len().max(1)).await?;
         inserted += events.len() as u64;
     }
     if o.via_api {

@@ -573,7 +573,7 @@ async fn seed_through_the_api() {
         "--token",
         &s.token,
     ]);
-    apm_api::seed::run(&s.settings, &cli.o).await.expect("seed");
+    apm_api::seed::run(&cli.o).await.expect("seed");
     let (code, list) = s.get("/api/requests/").await;
     assert_eq!(code, 200);
     assert_eq!(list["count"], 2500);

@@ -51,6 +51,9 @@ pub struct Desired {
     /// The plays with a `serial`, by index: their hosts converge batch by batch.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub serial: BTreeMap<usize, PlaySerial>,
+    /// The playbook's play names, by index (what apply's timings name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plays: Vec<String>,
 }
 
 /// A play whose hosts converge a batch at a time.

@@ -55,7 +55,10 @@ impl Project {
         limit: Option<&[String]>,
         diags: &mut Diagnostics,
     ) -> Desired {
-        let mut out = Desired::default();
+        let mut out = Desired {
+            plays: book.plays.iter().map(|p| p.name.clone()).collect(),
+            ..Desired::default()
+        };
         let mut lowered: BTreeMap<(String, String, Vec<String>), Option<Stack>> = BTreeMap::new();
         for (play_index, play) in book.plays.iter().enumerate() {
             let hosts = match self.inventory.select(&play.hosts) {

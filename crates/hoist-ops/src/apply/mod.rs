@@ -119,6 +119,12 @@ pub enum Event {
         host: String,
         release: u64,
     },
+    /// A phase of the run ended: the first (engines, files, images, networks and volumes on
+    /// every host at once), then each play.
+    PhaseDone {
+        phase: String,
+        ms: u128,
+    },
     /// A play's `validate` step ran its checks (once for the play, not per host).
     Validated {
         play: usize,
@@ -248,6 +254,7 @@ pub async fn apply<H: Host, L: LocalImages>(
     let mut checks = Vec::new();
 
     // Phase 1: every host at once.
+    let started = std::time::Instant::now();
     runs = for_each(runs, opts.forks, |mut run| async move {
         events(Event::HostStarted {
             host: run.name().to_owned(),
@@ -257,9 +264,14 @@ pub async fn apply<H: Host, L: LocalImages>(
         run
     })
     .await;
+    events(Event::PhaseDone {
+        phase: "engines, files, images, networks and volumes".to_owned(),
+        ms: started.elapsed().as_millis(),
+    });
 
     // Phase 2: play by play; a play with `serial`, batch by batch.
     for play in order::plays(runs.iter().map(|r| r.want)) {
+        let started = std::time::Instant::now();
         let batches = match desired.serial.get(&play) {
             Some(s) => s.batches(&runs.iter().map(HostRun::name).collect::<Vec<_>>()),
             None => vec![runs.iter().map(|r| r.name().to_owned()).collect()],
@@ -340,6 +352,13 @@ pub async fn apply<H: Host, L: LocalImages>(
                 }
             }
         }
+        events(Event::PhaseDone {
+            phase: match desired.plays.get(play) {
+                Some(name) => format!("play {name:?}"),
+                None => format!("play {}", play + 1),
+            },
+            ms: started.elapsed().as_millis(),
+        });
     }
 
     // Phase 3: deletions.

@@ -23,6 +23,10 @@ pub struct Paths {
     pub state: PathBuf,
     pub key: PathBuf,
     pub tls_secrets: PathBuf,
+    /// The CA's and the server's certificates as PEM files (public): for clients on the
+    /// controller, such as `curl --cacert` and the console's browser test.
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
 }
 
 impl Paths {
@@ -30,6 +34,8 @@ impl Paths {
         let state = project.join(STATE_DIR);
         Paths {
             key: state.join("id_ed25519"),
+            ca_cert: state.join("ca.crt"),
+            server_cert: state.join("server.crt"),
             tls_secrets: project
                 .join(INVENTORY)
                 .join("group_vars/sandbox/secrets.yml"),
@@ -63,7 +69,28 @@ pub fn init(project: &Path, addresses: &[String]) -> anyhow::Result<Vec<PathBuf>
         f.write_all(yaml.as_bytes())?;
         wrote.push(paths.tls_secrets.clone());
     }
+    for (var, path) in [
+        (pki::var::CA_CERT, &paths.ca_cert),
+        (pki::var::SERVER_CERT, &paths.server_cert),
+    ] {
+        let pem = certificate(&paths.tls_secrets, var)?;
+        if std::fs::read_to_string(path).ok().as_deref() != Some(pem.as_str()) {
+            std::fs::write(path, &pem).with_context(|| format!("writing {}", path.display()))?;
+            wrote.push(path.clone());
+        }
+    }
     Ok(wrote)
+}
+
+/// A certificate of the sandbox's TLS secrets file, by its variable's name.
+fn certificate(secrets: &Path, var: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(secrets)
+        .with_context(|| format!("reading {}", secrets.display()))?;
+    let vars: std::collections::BTreeMap<String, String> = serde_saphyr::from_str(&text)
+        .with_context(|| format!("{}: not a file of string variables", secrets.display()))?;
+    vars.get(var)
+        .cloned()
+        .with_context(|| format!("{}: no {var}", secrets.display()))
 }
 
 /// A CA, a server certificate for the platform's TLS endpoints (by service name and by every host
@@ -87,4 +114,30 @@ fn tls_secrets(addresses: &[String]) -> anyhow::Result<String> {
         block(pki::var::CLIENT_KEY, &client.key),
     ]
     .concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificates_are_written_beside_the_key_and_kept_as_they_are() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = init(dir.path(), &["172.30.0.13".to_owned()]).expect("init");
+        let paths = Paths::new(dir.path());
+        for p in [
+            &paths.key,
+            &paths.tls_secrets,
+            &paths.ca_cert,
+            &paths.server_cert,
+        ] {
+            assert!(first.contains(p), "{} written", p.display());
+        }
+        let ca = std::fs::read_to_string(&paths.ca_cert).expect("ca");
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        let secrets = std::fs::read_to_string(&paths.tls_secrets).expect("secrets");
+        assert!(secrets.contains(ca.lines().nth(1).expect("a line")));
+        let again = init(dir.path(), &["172.30.0.13".to_owned()]).expect("init again");
+        assert!(again.is_empty(), "nothing rewritten: {again:?}");
+    }
 }

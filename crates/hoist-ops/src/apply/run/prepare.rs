@@ -49,7 +49,7 @@ impl<H: Host> HostRun<'_, H> {
             let fresh = plan::diff(
                 &Desired {
                     hosts: BTreeMap::from([(name.clone(), self.want.clone())]),
-                    serial: BTreeMap::new(),
+                    ..Desired::default()
                 },
                 &Observed {
                     hosts: BTreeMap::from([(name.clone(), observed)]),
