@@ -4,7 +4,7 @@
 //! socket), [`crate::fake::FakeEngine`] the in-memory one. Observed values are hoist-core's own
 //! types, so the planner reads a fake engine exactly as it reads a real one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -105,6 +105,10 @@ pub trait Engine: Send + Sync {
     fn images(&self) -> impl Future<Output = Result<Vec<ObservedImage>>> + Send;
     /// The id of the image `reference` names, if the engine has it.
     fn image_id(&self, reference: &str) -> impl Future<Output = Result<Option<String>>> + Send;
+    /// The layers (diff ids) of every image the engine has; none when it cannot say.
+    fn layers(&self) -> impl Future<Output = Result<BTreeSet<String>>> + Send {
+        async { Ok(BTreeSet::new()) }
+    }
     /// Loads an image from a tar stream.
     fn load_image(
         &self,

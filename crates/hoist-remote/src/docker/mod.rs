@@ -427,6 +427,22 @@ impl Engine for DockerEngine {
         }
     }
 
+    async fn layers(&self) -> Result<std::collections::BTreeSet<String>> {
+        let images = self
+            .docker
+            .list_images(None::<ListImagesOptions>)
+            .await
+            .map_err(self.err())?;
+        let mut layers = std::collections::BTreeSet::new();
+        for image in images {
+            // An image removed in between has no layers to offer.
+            if let Ok(i) = self.docker.inspect_image(&image.id).await {
+                layers.extend(i.root_fs.and_then(|r| r.layers).unwrap_or_default());
+            }
+        }
+        Ok(layers)
+    }
+
     async fn load_image(&self, reference: &str, tar: TarStream) -> Result<()> {
         // The engine reads the body until it ends: a failed export ends it early, and the
         // caller reports the export's own words.

@@ -1,7 +1,12 @@
 //! Images without a registry: build from the repository on the local engine, then stream
-//! `docker save` output from the local engine into `docker load` on the host, over the SSH master.
+//! `docker save` output from the local engine into `docker load` on the host, over the SSH master,
+//! without the layers the host already has ([`thin`]).
 
-use std::collections::BTreeMap;
+mod thin;
+
+pub use thin::thin;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
@@ -127,6 +132,11 @@ pub trait LocalImages: Send + Sync {
     fn image_id(&self, reference: &str) -> impl Future<Output = Option<String>> + Send;
     /// `reference` as a tar stream.
     fn export(&self, reference: &str) -> TarStream;
+    /// The layers of `reference` (diff ids, bottom first); none when unknown.
+    fn layers(&self, reference: &str) -> impl Future<Output = Vec<String>> + Send {
+        let _ = reference;
+        async { Vec::new() }
+    }
 }
 
 /// The outcome of building one image, shared by every host that needs it.
@@ -198,6 +208,19 @@ impl LocalImages for LocalEngine {
         local.inspect_image(reference).await.ok().and_then(|i| i.id)
     }
 
+    async fn layers(&self, reference: &str) -> Vec<String> {
+        let Some(local) = self.docker.as_ref() else {
+            return Vec::new();
+        };
+        local
+            .inspect_image(reference)
+            .await
+            .ok()
+            .and_then(|i| i.root_fs)
+            .and_then(|r| r.layers)
+            .unwrap_or_default()
+    }
+
     fn export(&self, reference: &str) -> TarStream {
         match &self.docker {
             Some(d) => Box::pin(
@@ -212,7 +235,8 @@ impl LocalImages for LocalEngine {
 }
 
 /// Streams `reference` from the local engine to a host's; returns the bytes sent. Skips the
-/// transfer when the host already has that image id.
+/// transfer when the host already has that image id, and sends the layers the host has as empty
+/// entries (a host that lacks a layer it was said to have fails the load, naming it).
 pub async fn transfer<L: LocalImages, E: Engine>(
     local: &L,
     remote: &E,
@@ -235,7 +259,20 @@ pub async fn transfer<L: LocalImages, E: Engine>(
     // request cut short: keep the local engine's own words for the error.
     let export_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let export_failed = export_error.clone();
-    let export = local.export(reference).map(move |chunk| {
+    let have = remote.layers().await.unwrap_or_default();
+    let skip: BTreeSet<String> = local
+        .layers(reference)
+        .await
+        .into_iter()
+        .filter(|l| have.contains(l))
+        .collect();
+    let full = local.export(reference);
+    let tar = if skip.is_empty() {
+        full
+    } else {
+        thin(full, skip)
+    };
+    let export = tar.map(move |chunk| {
         match &chunk {
             Ok(bytes) => {
                 let n = bytes.len() as u64;
