@@ -428,6 +428,16 @@ impl Engine for DockerEngine {
     }
 
     async fn layers(&self) -> Result<std::collections::BTreeSet<String>> {
+        // The containerd image store checks every blob of a loaded archive: a layer left out
+        // would fail the load there. Only the classic store skips the layers it has.
+        let info = self.docker.info().await.map_err(self.err())?;
+        let containerd = info.driver_status.unwrap_or_default().iter().any(|kv| {
+            kv.first().is_some_and(|k| k == "driver-type")
+                && kv.get(1).is_some_and(|v| v.contains("containerd"))
+        });
+        if containerd {
+            return Ok(std::collections::BTreeSet::new());
+        }
         let images = self
             .docker
             .list_images(None::<ListImagesOptions>)
