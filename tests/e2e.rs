@@ -1129,6 +1129,23 @@ fn sandbox_end_to_end() {
         "403"
     );
     assert_eq!(prometheus("-u console:wrong", "/api/v1/targets"), "401");
+    // Not by another method, nor a path that decodes or resolves into another.
+    assert_eq!(
+        prometheus(&format!("{console_login} -I"), "/api/v1/targets"),
+        "403"
+    );
+    for sly in [
+        "/api/v1/rules%0A",
+        "/api/v1/admin/tsdb/snapshot%2F..%2F..%2F..%2Fquery",
+        "/api/v1/query/../status/config",
+        "/api/v1/%71uery?query=up",
+    ] {
+        assert_eq!(
+            prometheus(&format!("{console_login} --path-as-is"), sly),
+            "403",
+            "{sly}"
+        );
+    }
     let shots = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| repo().join("target"), std::path::PathBuf::from)
         .join("console-screenshots");

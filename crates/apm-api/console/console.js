@@ -10,6 +10,8 @@ const state = {
   charts: {},
   // Bumped by every load: an answer to an older one is dropped.
   generation: 0,
+  // Aborts the requests of the load before (a slow 7-day answer must not land on a 1-hour page).
+  inflight: new AbortController(),
 };
 
 class HttpError extends Error {
@@ -28,11 +30,13 @@ async function api(path, params = {}) {
   const resp = await fetch(url, {
     headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
     cache: "no-store",
+    signal: state.inflight.signal,
   });
   let body = null;
   try {
     body = await resp.json();
-  } catch (_) {
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
     body = null;
   }
   if (!resp.ok) {
@@ -351,8 +355,8 @@ async function loadApm() {
 // ---- the platform page
 
 async function loadPlatform() {
-  const window = Number($("window").value);
-  const p = await api("/api/platform/", { window });
+  const seconds = Number($("window").value);
+  const p = await api("/api/platform/", { window: seconds });
   const up = p.targets.filter((t) => t.health === "up").length;
   const firing = p.alerts.filter((a) => a.state === "firing");
   $("platform-summary").textContent =
@@ -369,11 +373,13 @@ async function loadPlatform() {
   }));
 
   const hosts = new Map();
-  for (const r of p.memory) hosts.set(r.host, { host: r.host, memory: r.value, disk: null });
+  // A series without a host label is still shown, as "?".
+  const host = (r) => String(r.host ?? "?");
+  for (const r of p.memory) hosts.set(host(r), { host: host(r), memory: r.value, disk: null });
   for (const r of p.disk) {
-    const h = hosts.get(r.host) || { host: r.host, memory: null, disk: null };
+    const h = hosts.get(host(r)) || { host: host(r), memory: null, disk: null };
     h.disk = r.value;
-    hosts.set(r.host, h);
+    hosts.set(host(r), h);
   }
   fill("hosts", [...hosts.values()].sort((a, b) => a.host.localeCompare(b.host)), [
     (h) => h.host,
@@ -417,9 +423,9 @@ async function loadPlatform() {
   const wal = new Map();
   for (const [key, rows] of [["archived", p.wal_archived], ["failed", p.wal_failed], ["age", p.wal_last_archive_age]]) {
     for (const r of rows) {
-      const w = wal.get(r.host) || { host: r.host };
+      const w = wal.get(host(r)) || { host: host(r) };
       w[key] = r.value;
-      wal.set(r.host, w);
+      wal.set(host(r), w);
     }
   }
   fill("wal", [...wal.values()], [
@@ -459,6 +465,8 @@ async function load() {
     return;
   }
   const generation = ++state.generation;
+  state.inflight.abort();
+  state.inflight = new AbortController();
   const which = page();
   show(`page-${which}`);
   const main = $("main");
@@ -476,16 +484,22 @@ async function load() {
     main.dataset.loaded = which;
   } catch (e) {
     if (generation !== state.generation) return;
-    if (e instanceof HttpError && e.status === 401) {
-      signOut("The API refused the token: sign in again.");
-      return;
-    }
-    const why = e instanceof HttpError && e.status === 403
-      ? "This token has no read scope: sign in with a read token."
-      : e.message;
-    status(why, "bad");
+    failed(e);
     main.dataset.loaded = "error";
   }
+}
+
+/// What a failed request says: signed out on a refused token, else the API's words.
+function failed(e) {
+  if (e.name === "AbortError") return;
+  if (e instanceof HttpError && e.status === 401) {
+    signOut("The API refused the token: sign in again.");
+    return;
+  }
+  const why = e instanceof HttpError && e.status === 403
+    ? "This token has no read scope: sign in with a read token."
+    : e.message;
+  status(why, "bad");
 }
 
 function signOut(message = "") {
@@ -508,8 +522,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("refresh").addEventListener("click", load);
   $("window").addEventListener("change", load);
   $("service").addEventListener("change", load);
-  $("top-sort").addEventListener("change", () => loadTop(apmWindow()).catch((e) => status(e.message, "bad")));
-  const errors = () => loadErrors(apmWindow()).catch((e) => status(e.message, "bad"));
+  $("top-sort").addEventListener("change", () => loadTop(apmWindow()).catch(failed));
+  const errors = () => loadErrors(apmWindow()).catch(failed);
   $("errors-class").addEventListener("change", errors);
   $("errors-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -517,7 +531,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("search-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    loadSearch().catch((e) => status(e.message, "bad"));
+    loadSearch().catch(failed);
   });
   window.addEventListener("hashchange", load);
   load();

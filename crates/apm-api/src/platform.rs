@@ -27,24 +27,43 @@ pub struct Settings {
 pub enum Error {
     #[error("PROMETHEUS_URL {0:?} is not an http(s) URL")]
     BadUrl(String),
-    #[error("reading {path}: {source}")]
+    #[error(
+        "PROMETHEUS_URL holds a login: give it as PROMETHEUS_USER and PROMETHEUS_PASSWORD_FILE"
+    )]
+    LoginInUrl,
+    #[error("reading {path}")]
     Read {
         path: String,
+        #[source]
         source: std::io::Error,
     },
-    #[error("the CA in {path}: {source}")]
+    #[error("the CA in {path}")]
     Ca {
         path: String,
+        #[source]
         source: reqwest::Error,
     },
-    #[error("building the Prometheus client: {0}")]
-    Client(reqwest::Error),
-    #[error("Prometheus did not answer: {0}")]
+    #[error("building the Prometheus client")]
+    Client(#[source] reqwest::Error),
+    #[error("Prometheus did not answer: {}", chain(.0))]
     Request(reqwest::Error),
     #[error("Prometheus answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("Prometheus' answer is not what its API documents: {0}")]
     Shape(String),
+}
+
+/// An error with its causes, `: `-separated (reqwest's own message leaves out why a request failed:
+/// refused, a certificate, a timeout).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 impl Settings {
@@ -67,6 +86,10 @@ impl Settings {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or(Error::BadUrl(raw))?;
+        // Every holder of a read token sees the URL on the platform page.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::LoginInUrl);
+        }
         Ok(Some(Settings {
             url,
             user: var("PROMETHEUS_USER"),
@@ -77,11 +100,20 @@ impl Settings {
 }
 
 /// A Prometheus HTTP API client with its login.
-#[derive(Debug)]
 pub struct Prometheus {
     base: url::Url,
     login: Option<(String, String)>,
     client: reqwest::Client,
+}
+
+/// Without the password: the state that holds this is printed in logs.
+impl std::fmt::Debug for Prometheus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prometheus")
+            .field("base", &self.base.as_str())
+            .field("user", &self.login.as_ref().map(|(u, _)| u))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prometheus {
@@ -124,7 +156,7 @@ impl Prometheus {
         let mut url = self
             .base
             .join(&format!("api/v1/{path}"))
-            .map_err(|e| Error::Shape(e.to_string()))?;
+            .map_err(|e| Error::BadUrl(format!("{}api/v1/{path}: {e}", self.base)))?;
         url.query_pairs_mut().extend_pairs(query);
         let mut req = self.client.get(url);
         if let Some((user, password)) = &self.login {
@@ -197,6 +229,12 @@ const INSTANT: &[Query] = &[
 const MEMORY: &str =
     "max by (host) (1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)";
 
+/// [`MEMORY`] over a chart's step: the highest of each step (a subquery), so that a peak between
+/// two points still shows.
+fn memory_over(step: i64) -> String {
+    format!("max by (host) (max_over_time(({MEMORY})[{step}s:]))")
+}
+
 /// The shortest and longest window the page shows (seconds).
 pub const WINDOW: std::ops::RangeInclusive<i64> = 300..=7 * 86_400;
 
@@ -206,9 +244,10 @@ const POINTS: i64 = 120;
 /// The platform page's data for the `window` seconds up to `now`. A query that fails is named in
 /// `errors` with its reason, and its section is empty: one exporter down must not blank the page.
 pub async fn report(p: &Prometheus, now: DateTime<Utc>, window: i64) -> Value {
-    let end = now.timestamp();
-    let start = end - window;
     let step = (window / POINTS).max(15);
+    // On a multiple of the step: the same points on every reload within a step.
+    let end = now.timestamp() / step * step;
+    let start = end - window;
     let instant = INSTANT.iter().map(|q| async move {
         let r = p.get("query", vec![("query", q.promql.to_owned())]).await;
         (q.name, r.and_then(|d| vector(&d)))
@@ -216,7 +255,7 @@ pub async fn report(p: &Prometheus, now: DateTime<Utc>, window: i64) -> Value {
     let range = p.get(
         "query_range",
         vec![
-            ("query", MEMORY.to_owned()),
+            ("query", memory_over(step)),
             ("start", start.to_string()),
             ("end", end.to_string()),
             ("step", step.to_string()),
@@ -396,6 +435,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_password_is_never_printed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("password");
+        std::fs::write(&file, "p0ison-prometheus\n").expect("write");
+        let p = Prometheus::new(&Settings {
+            url: "https://172.30.0.12:9090".parse().expect("url"),
+            user: Some("console".into()),
+            password_file: Some(file.display().to_string()),
+            ca_file: None,
+        })
+        .expect("client");
+        assert_eq!(
+            p.login.as_ref().map(|(_, pw)| pw.as_str()),
+            Some("p0ison-prometheus")
+        );
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("console") && !shown.contains("p0ison"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn a_vector_becomes_rows_with_their_labels_and_a_number() {
         let data = json!({"resultType": "vector", "result": [
             {"metric": {"repo": "2"}, "value": [1.7e9, "86400.5"]},
@@ -467,6 +529,10 @@ mod tests {
             Settings::from_vars(move |n| (n == "PROMETHEUS_URL").then(|| url.to_owned()))
         };
         assert!(matches!(with("file:///etc/passwd"), Err(Error::BadUrl(_))));
+        assert!(matches!(
+            with("https://ops:hunter2@172.30.0.12:9090/"),
+            Err(Error::LoginInUrl)
+        ));
         assert_eq!(with(" ").expect("blank"), None);
         let s = with("https://172.30.0.12:9090/")
             .expect("set")

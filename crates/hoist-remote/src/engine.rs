@@ -105,7 +105,8 @@ pub trait Engine: Send + Sync {
     fn images(&self) -> impl Future<Output = Result<Vec<ObservedImage>>> + Send;
     /// The id of the image `reference` names, if the engine has it.
     fn image_id(&self, reference: &str) -> impl Future<Output = Result<Option<String>>> + Send;
-    /// The layers (diff ids) of every image the engine has; none when it cannot say.
+    /// The chain ids of the layers of every image the engine has (`images::chain_ids`): the
+    /// stacks of layers an image it loads may leave out; none when it cannot say.
     fn layers(&self) -> impl Future<Output = Result<BTreeSet<String>>> + Send {
         async { Ok(BTreeSet::new()) }
     }

@@ -447,7 +447,8 @@ impl Engine for DockerEngine {
         for image in images {
             // An image removed in between has no layers to offer.
             if let Ok(i) = self.docker.inspect_image(&image.id).await {
-                layers.extend(i.root_fs.and_then(|r| r.layers).unwrap_or_default());
+                let diff_ids = i.root_fs.and_then(|r| r.layers).unwrap_or_default();
+                layers.extend(crate::images::chain_ids(&diff_ids));
             }
         }
         Ok(layers)

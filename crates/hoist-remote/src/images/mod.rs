@@ -235,8 +235,9 @@ impl LocalImages for LocalEngine {
 }
 
 /// Streams `reference` from the local engine to a host's; returns the bytes sent. Skips the
-/// transfer when the host already has that image id, and sends the layers the host has as empty
-/// entries (a host that lacks a layer it was said to have fails the load, naming it).
+/// transfer when the host already has that image id, and sends the layers the host has (with the
+/// same layers below them) as empty entries; should the host refuse that archive (a layer pruned
+/// in between, say), the whole image is sent once more.
 pub async fn transfer<L: LocalImages, E: Engine>(
     local: &L,
     remote: &E,
@@ -254,24 +255,42 @@ pub async fn transfer<L: LocalImages, E: Engine>(
         return Ok(0);
     }
     let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let counter = sent.clone();
+    let have = remote.layers().await.unwrap_or_default();
+    let skip = skippable(&local.layers(reference).await, &have);
+    if !skip.is_empty() {
+        let thinned = thin(local.export(reference), skip);
+        match send(remote, host, reference, thinned, &sent, &progress).await {
+            Ok(()) => return Ok(sent.load(std::sync::atomic::Ordering::Relaxed)),
+            Err(e) if e.host == "localhost" => return Err(e),
+            Err(e) => tracing::warn!("{host}: {e}; sending {reference} whole"),
+        }
+    }
+    send(
+        remote,
+        host,
+        reference,
+        local.export(reference),
+        &sent,
+        &progress,
+    )
+    .await?;
+    Ok(sent.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Loads `tar` into the host's engine, counting the bytes it takes.
+async fn send<E: Engine>(
+    remote: &E,
+    host: &str,
+    reference: &str,
+    tar: TarStream,
+    sent: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+    progress: &Progress,
+) -> Result<()> {
+    let (counter, progress) = (sent.clone(), progress.clone());
     // A failed export (a full disk on this machine, say) only shows on the host's side as a
     // request cut short: keep the local engine's own words for the error.
     let export_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let export_failed = export_error.clone();
-    let have = remote.layers().await.unwrap_or_default();
-    let skip: BTreeSet<String> = local
-        .layers(reference)
-        .await
-        .into_iter()
-        .filter(|l| have.contains(l))
-        .collect();
-    let full = local.export(reference);
-    let tar = if skip.is_empty() {
-        full
-    } else {
-        thin(full, skip)
-    };
     let export = tar.map(move |chunk| {
         match &chunk {
             Ok(bytes) => {
@@ -294,14 +313,80 @@ pub async fn transfer<L: LocalImages, E: Engine>(
             "localhost",
             format!("exporting {reference} for {host}: {le}"),
         )),
-        (Err(e), None) => Err(e),
-        (Ok(()), None) => Ok(sent.load(std::sync::atomic::Ordering::Relaxed)),
+        (r, None) => r,
     }
+}
+
+/// The chain id of each layer of an image (its diff ids, bottom first): the first layer's diff
+/// id, then `sha256(<chain id below> + " " + <diff id>)`, as the engine names a stack of layers.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    use sha2::Digest as _;
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let chain = match out.last() {
+            None => diff.clone(),
+            Some(below) => format!(
+                "sha256:{}",
+                hex::encode(sha2::Sha256::digest(format!("{below} {diff}")))
+            ),
+        };
+        out.push(chain);
+    }
+    out
+}
+
+/// The layers of an image (diff ids) the host's engine will not read: those whose chain id it
+/// has, wherever the layer comes in the image (a diff id found twice, once on a stack the host
+/// lacks, is sent).
+pub fn skippable(diff_ids: &[String], host_chains: &BTreeSet<String>) -> BTreeSet<String> {
+    let chains = chain_ids(diff_ids);
+    let mut skip: BTreeSet<String> = BTreeSet::new();
+    let mut keep: BTreeSet<&String> = BTreeSet::new();
+    for (diff, chain) in diff_ids.iter().zip(&chains) {
+        if host_chains.contains(chain) {
+            skip.insert(diff.clone());
+        } else {
+            keep.insert(diff);
+        }
+    }
+    skip.retain(|d| !keep.contains(d));
+    skip
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| format!("sha256:{n}")).collect()
+    }
+
+    #[test]
+    fn a_layer_is_left_out_only_on_the_stack_the_host_has() {
+        let base_app = ids(&["base", "app"]);
+        let host: BTreeSet<String> = chain_ids(&base_app).into_iter().collect();
+        assert_eq!(
+            chain_ids(&base_app)[0],
+            "sha256:base",
+            "the first chain id is the diff id"
+        );
+        // Another image on the same base: the base only.
+        assert_eq!(
+            skippable(&ids(&["base", "db"]), &host),
+            BTreeSet::from(["sha256:base".to_owned()])
+        );
+        // The same top layer on another base: its chain differs, so it goes whole.
+        assert!(skippable(&ids(&["other", "app"]), &host).is_empty());
+        // Everything the host has.
+        assert_eq!(skippable(&base_app, &host).len(), 2);
+        // A diff id twice, once on a stack the host lacks: sent.
+        let twice = ids(&["base", "empty", "x", "empty"]);
+        let host: BTreeSet<String> = chain_ids(&twice[..2]).into_iter().collect();
+        assert_eq!(
+            skippable(&twice, &host),
+            BTreeSet::from(["sha256:base".to_owned()])
+        );
+    }
 
     /// A binary with holes (as a linker writes large ones) goes in as a regular entry: the
     /// engine's tar reader refuses GNU sparse ones ("unhandled tar header type 83").

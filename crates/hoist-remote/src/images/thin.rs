@@ -25,13 +25,24 @@ pub fn thin(input: TarStream, skip: BTreeSet<String>) -> TarStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(8);
     let reader = tokio_util::io::StreamReader::new(input.map(|c| c.map_err(std::io::Error::other)));
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
-    tokio::task::spawn_blocking(move || {
+    let failed = tx.clone();
+    let rewriting = tokio::task::spawn_blocking(move || {
         let out = Chunks {
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
         if let Err(e) = rewrite(bridge, out, &skip) {
             let _ = tx.blocking_send(Err(format!("leaving out the layers the host has: {e}")));
+        }
+    });
+    // A panic must not look like the end of the archive.
+    tokio::spawn(async move {
+        if rewriting.await.is_err() {
+            let _ = failed
+                .send(Err(
+                    "rewriting the image archive stopped unexpectedly".to_owned()
+                ))
+                .await;
         }
     });
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -52,6 +63,8 @@ pub fn rewrite(
         let mut entry = entry?;
         let path = entry.path()?.into_owned();
         let mut header = entry.header().clone();
+        // The size an extended (PAX) header gives wins over the header's own field.
+        header.set_size(entry.size());
         let name = path.to_string_lossy();
         let file = header.entry_type().is_file();
         if let (true, Some(hex)) = (file, name.strip_prefix("blobs/sha256/")) {
@@ -81,6 +94,8 @@ pub fn rewrite(
                 kept.rewind()?;
                 builder.append_data(&mut header, &path, kept)?;
             }
+        } else if let Some(target) = entry.link_name()?.map(|t| t.into_owned()) {
+            builder.append_link(&mut header, &path, target)?;
         } else {
             builder.append_data(&mut header, &path, &mut entry)?;
         }
