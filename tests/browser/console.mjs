@@ -172,6 +172,12 @@ try {
   const hosts = await page.locator("#hosts tbody tr td:first-child").allInnerTexts();
   check(hosts.length >= 1 && hosts.length === platform.memory.length, "memory per host", hosts.join(","));
   check(await page.locator("#chart-memory canvas").count() === 1, "the memory chart is drawn");
+  const drawn = platform.memory_series.series.filter((s) => s.values.some((v) => v !== null));
+  check(
+    drawn.length === platform.memory.length,
+    "the memory chart has a line per host, with data",
+    JSON.stringify(platform.memory_series.series.map((s) => [s.host, s.values.filter((v) => v !== null).length])),
+  );
   check(await page.locator("#alerts tbody tr").count() === platform.alerts.length, "a row per alert rule");
   check(await page.locator("#replication tbody tr").count() === platform.replication.length, "a row per standby");
 

@@ -218,6 +218,20 @@ async function loadKpis(w) {
   $("kpi-hits").dataset.source = k.source;
 }
 
+/// Draws an aggregate's rows (hourly or daily) per bucket: requests, errors and average latency,
+/// the chart's container carrying how many points and requests it holds.
+function drawBuckets(id, rows) {
+  const b = perBucket(rows);
+  const el = $(id);
+  el.dataset.points = String(b.x.length);
+  el.dataset.totalHits = String(b.hits.reduce((a, v) => a + v, 0));
+  chart(id, b.x, [
+    { label: "requests", values: b.hits },
+    { label: "errors (5xx)", values: b.errors },
+    { label: "avg latency", values: b.latency, scale: "right", format: fmtMs },
+  ], { right: (u, vals) => vals.map((v) => `${integer.format(v)} ms`) });
+}
+
 async function loadHourly(w) {
   const rows = await api("/api/requests/hourly/", {
     start: w.start,
@@ -225,15 +239,7 @@ async function loadHourly(w) {
     service: w.service,
     limit: 5000,
   });
-  const b = perBucket(rows);
-  const el = $("chart-hourly");
-  el.dataset.points = String(b.x.length);
-  el.dataset.totalHits = String(b.hits.reduce((a, v) => a + v, 0));
-  chart("chart-hourly", b.x, [
-    { label: "requests", values: b.hits },
-    { label: "errors (5xx)", values: b.errors },
-    { label: "avg latency", values: b.latency, scale: "right", format: fmtMs },
-  ], { right: (u, vals) => vals.map((v) => `${integer.format(v)} ms`) });
+  drawBuckets("chart-hourly", rows);
 }
 
 async function loadDaily(w) {
@@ -245,18 +251,10 @@ async function loadDaily(w) {
   const rows = await api("/api/requests/daily/", {
     start: isoSeconds(start),
     end: w.end,
-    service: w.service || undefined,
+    service: w.service,
     limit: 5000,
   });
-  const b = perBucket(rows);
-  const el = $("chart-daily");
-  el.dataset.points = String(b.x.length);
-  el.dataset.totalHits = String(b.hits.reduce((a, v) => a + v, 0));
-  chart("chart-daily", b.x, [
-    { label: "requests", values: b.hits },
-    { label: "errors (5xx)", values: b.errors },
-    { label: "avg latency", values: b.latency, scale: "right", format: fmtMs },
-  ], { right: (u, vals) => vals.map((v) => `${integer.format(v)} ms`) });
+  drawBuckets("chart-daily", rows);
 }
 
 async function loadTop(w) {

@@ -245,8 +245,9 @@ const POINTS: i64 = 120;
 /// `errors` with its reason, and its section is empty: one exporter down must not blank the page.
 pub async fn report(p: &Prometheus, now: DateTime<Utc>, window: i64) -> Value {
     let step = (window / POINTS).max(15);
-    // On a multiple of the step: the same points on every reload within a step.
-    let end = now.timestamp() / step * step;
+    // Up to now, not to a multiple of the step: a platform younger than one step still has its
+    // last point (each point is the highest of the step before it).
+    let end = now.timestamp();
     let start = end - window;
     let instant = INSTANT.iter().map(|q| async move {
         let r = p.get("query", vec![("query", q.promql.to_owned())]).await;
@@ -267,45 +268,38 @@ pub async fn report(p: &Prometheus, now: DateTime<Utc>, window: i64) -> Value {
         p.get("targets", vec![("state", "active".to_owned())]),
         p.get("rules", vec![("type", "alert".to_owned())]),
     );
-    let mut errors = Vec::new();
-    let mut fail =
-        |what: &str, e: Error| errors.push(json!({"query": what, "error": e.to_string()}));
     let mut out = Map::new();
     out.insert("prometheus".into(), json!(p.base.as_str()));
     out.insert(
         "window".into(),
         json!({"start": start, "end": end, "step": step}),
     );
-    for (name, r) in instant {
-        let rows = r.unwrap_or_else(|e| {
-            fail(name, e);
-            Vec::new()
+    let mut errors = Vec::new();
+    // A section's value, or its empty one and the reason in `errors`.
+    let mut section = |name: &str, r: Result<Value, Error>, empty: Value| {
+        let value = r.unwrap_or_else(|e| {
+            errors.push(json!({"query": name, "error": e.to_string()}));
+            empty
         });
-        out.insert(name.into(), Value::Array(rows));
+        out.insert(name.into(), value);
+    };
+    for (name, r) in instant {
+        section(name, r.map(Value::Array), json!([]));
     }
-    let series = range.and_then(|d| matrix(&d, start, end, step));
-    out.insert(
-        "memory_series".into(),
-        series.unwrap_or_else(|e| {
-            fail("memory_series", e);
-            json!({"timestamps": [], "series": []})
-        }),
+    section(
+        "memory_series",
+        range.and_then(|d| matrix(&d, start, end, step)),
+        json!({"timestamps": [], "series": []}),
     );
-    let targets = targets.and_then(|d| target_rows(&d));
-    out.insert(
-        "targets".into(),
-        Value::Array(targets.unwrap_or_else(|e| {
-            fail("targets", e);
-            Vec::new()
-        })),
+    section(
+        "targets",
+        targets.and_then(|d| target_rows(&d)).map(Value::Array),
+        json!([]),
     );
-    let rules = rules.and_then(|d| alert_rows(&d));
-    out.insert(
-        "alerts".into(),
-        Value::Array(rules.unwrap_or_else(|e| {
-            fail("alerts", e);
-            Vec::new()
-        })),
+    section(
+        "alerts",
+        rules.and_then(|d| alert_rows(&d)).map(Value::Array),
+        json!([]),
     );
     out.insert("errors".into(), Value::Array(errors));
     Value::Object(out)
