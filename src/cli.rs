@@ -332,3 +332,39 @@ pub enum SecretsCommand {
         out: PathBuf,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::Cli;
+
+    /// Every command the guides give (their indented `hoist ...` lines, comments left out) is one
+    /// the command line takes: a renamed option or command fails here, not in a reader's shell.
+    #[test]
+    fn the_guides_commands_parse() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        for guide in [
+            "docs/operator-guide.md",
+            "docs/migrating-from-ansible.md",
+            "docs/console.md",
+            "docs/releases.md",
+        ] {
+            let text = std::fs::read_to_string(root.join(guide)).expect("a guide");
+            for (n, line) in text.lines().enumerate() {
+                let Some(command) = line.strip_prefix("    hoist ") else {
+                    continue;
+                };
+                let command = command.split(" #").next().unwrap_or_default();
+                let mut argv = vec!["hoist".to_owned()];
+                argv.extend(shlex::split(command).expect("shell words"));
+                if let Err(e) = Cli::try_parse_from(&argv) {
+                    panic!("{guide}:{}: `{}`: {e}", n + 1, argv.join(" "));
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 20, "the guides' commands were found: {seen}");
+    }
+}

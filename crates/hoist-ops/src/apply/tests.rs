@@ -673,6 +673,39 @@ async fn independent_containers_are_created_concurrently() {
 }
 
 #[tokio::test]
+async fn every_phase_is_timed_and_each_play_named() {
+    let data = FakeHost::new("data");
+    let app = FakeHost::new("app");
+    let mut w = World::new(vec![
+        (
+            data.clone(),
+            host_wants(vec![container("db", &[], 0)], Vec::new()),
+        ),
+        (app, host_wants(vec![container("api", &[], 1)], Vec::new())),
+    ]);
+    w.desired.plays = vec!["data".into(), "app".into()];
+    assert!(w.apply().await.ok());
+    let phases: Vec<String> = w
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .filter_map(|e| match e {
+            Event::PhaseDone { phase, .. } => Some(phase.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "engines, files, images, networks and volumes",
+            "play \"data\"",
+            "play \"app\"",
+        ]
+    );
+}
+
+#[tokio::test]
 async fn plays_run_in_order_across_hosts() {
     let data = FakeHost::new("data");
     let app = FakeHost::new("app");
