@@ -339,28 +339,26 @@ mod tests {
 
     use super::Cli;
 
+    use crate::guide;
+
     /// Every command the guides give (their indented `hoist ...` lines, comments left out) is one
     /// the command line takes: a renamed option or command fails here, not in a reader's shell.
     #[test]
     fn the_guides_commands_parse() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut seen = 0;
-        for guide in [
+        for file in [
             "docs/operator-guide.md",
             "docs/migrating-from-ansible.md",
             "docs/console.md",
             "docs/releases.md",
         ] {
-            let text = std::fs::read_to_string(root.join(guide)).expect("a guide");
-            for (n, line) in text.lines().enumerate() {
-                let Some(command) = line.strip_prefix("    hoist ") else {
-                    continue;
-                };
-                let command = command.split(" #").next().unwrap_or_default();
+            let text = std::fs::read_to_string(root.join(file)).expect("a guide");
+            for (line, words) in guide::commands(&text) {
                 let mut argv = vec!["hoist".to_owned()];
-                argv.extend(shlex::split(command).expect("shell words"));
+                argv.extend(words);
                 if let Err(e) = Cli::try_parse_from(&argv) {
-                    panic!("{guide}:{}: `{}`: {e}", n + 1, argv.join(" "));
+                    panic!("{file}:{line}: `{}`: {e}", argv.join(" "));
                 }
                 seen += 1;
             }

@@ -6,6 +6,10 @@
 
 mod cli;
 mod commands;
+/// The guides' `hoist` commands, shared with the e2e suite.
+#[cfg(test)]
+#[path = "../tests/common/guide.rs"]
+mod guide;
 mod output;
 
 use std::process::ExitCode;

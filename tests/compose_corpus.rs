@@ -172,3 +172,59 @@ fn real_world_compose_files_check_and_plan() {
     );
     expect_test::expect_file!["snapshots/compose_corpus.txt"].assert_eq(&report);
 }
+
+/// `hoist inventory show` gives each value of a stack's `.env` as the host interpolates it, and
+/// where it came from: the `.env`, or the inventory's variable of that name, which wins.
+#[test]
+fn inventory_show_says_where_each_dotenv_value_comes_from() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let name = wrap(
+        &repo().join("tests/fixtures/compose/20-postgresql-pgadmin"),
+        tmp.path(),
+    );
+    let vars = tmp.path().join("inventory/test/group_vars/all/vars.yml");
+    std::fs::create_dir_all(vars.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&vars, "POSTGRES_DB: apm\n").expect("write");
+    let run = hoist_in(
+        tmp.path(),
+        &["-i", "inventory/test", "inventory", "show"],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    let section: String = run
+        .stdout
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("stack "))
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    expect_test::expect![[r#"
+          stack postgresql-pgadmin, from its .env:
+            PGADMIN_MAIL  = "ops@example.org"  # stacks/.env
+            PGADMIN_PW    = (sensitive)  # stacks/.env
+            POSTGRES_DB   = "apm"  # inventory/test/group_vars/all/vars.yml (over stacks/.env)
+            POSTGRES_PW   = (sensitive)  # stacks/.env
+            POSTGRES_USER = "app"  # stacks/.env
+    "#]]
+    .assert_eq(&section);
+    assert!(
+        !run.stdout.contains("corpus-postgres-password"),
+        "{}",
+        run.stdout
+    );
+
+    let json = hoist_in(
+        tmp.path(),
+        &["-i", "inventory/test", "inventory", "show", "--json"],
+        &[],
+    );
+    assert_eq!(json.code, 0, "{}", json.all());
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let pw = &doc["hosts"]["node-1"]["stacks"][&name]["POSTGRES_PW"];
+    assert_eq!(pw["secret"], true, "{pw}");
+    assert!(
+        !json.stdout.contains("corpus-postgres-password"),
+        "{}",
+        json.stdout
+    );
+}

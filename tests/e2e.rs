@@ -83,10 +83,10 @@ fn with_inventory(inv: &str, args: &[&str]) -> Run {
     clean(hoist_in(&repo(), &full, &[]))
 }
 
-/// The secret values of the sandbox inventory, line by line for multi-line ones (the private keys),
-/// as the outputs of hoist on the platform must never show them.
-fn platform_secrets() -> Vec<String> {
-    let (project, diags) = common::load(&repo(), "inventory/sandbox");
+/// The secret values of an inventory (`inventory/sandbox`, say), line by line for multi-line ones
+/// (the private keys), as the outputs of hoist on the platform must never show them.
+fn inventory_secrets(inventory: &str) -> Vec<String> {
+    let (project, diags) = common::load(&repo(), inventory);
     assert!(!diags.has_errors(), "{:#?}", diags.sorted());
     let mut out = BTreeSet::new();
     for vars in project.vars.values() {
@@ -103,7 +103,7 @@ fn platform_secrets() -> Vec<String> {
             }
         }
     }
-    assert!(out.len() > 10, "the sandbox inventory has its secrets");
+    assert!(out.len() > 10, "{inventory} has its secrets");
     out.into_iter().collect()
 }
 
@@ -820,17 +820,8 @@ fn sandbox_end_to_end() {
     let play = data_play.display().to_string();
     // Every output of hoist on the platform (apply, validate, the drills, status, logs) is checked
     // for every secret of the sandbox inventory, and for the certificates' private keys.
-    let secrets = platform_secrets();
-    let platform = |args: &[&str]| {
-        let mut full = vec!["-i", "inventory/sandbox"];
-        full.extend(args);
-        let run = hoist_in(&repo(), &full, &[]);
-        if let Some(leak) = secrets.iter().find(|s| run.all().contains(s.as_str())) {
-            let at = leak.get(..4).unwrap_or_default();
-            panic!("hoist {full:?} shows a secret of the inventory (starting {at:?})");
-        }
-        run
-    };
+    let secrets = inventory_secrets("inventory/sandbox");
+    let platform = |args: &[&str]| checked("inventory/sandbox", args, &secrets);
     ok(
         &platform(&["apply", &play, "--yes"]),
         "apply the data stack",
@@ -1180,12 +1171,7 @@ fn sandbox_end_to_end() {
     // without Grafana. The commands that change hosts are the steps around this one.
     let guide = std::fs::read_to_string(repo().join("docs/operator-guide.md")).expect("the guide");
     let mut ran = Vec::new();
-    for line in guide.lines() {
-        let Some(command) = line.strip_prefix("    hoist ") else {
-            continue;
-        };
-        let command = command.split(" #").next().unwrap_or_default();
-        let words = shlex::split(command).expect("shell words");
+    for (line, words) in common::guide::commands(&guide) {
         let mut args: Vec<String> = Vec::new();
         let mut it = words.iter().peekable();
         while let Some(w) = it.next() {
@@ -1228,7 +1214,8 @@ fn sandbox_end_to_end() {
         };
         assert!(
             fine,
-            "docs/operator-guide.md: `hoist {command}` as `hoist {}`: exit {}\n{}",
+            "docs/operator-guide.md:{line}: `hoist {}` as `hoist {}`: exit {}\n{}",
+            words.join(" "),
             args.join(" "),
             run.code,
             run.all()
@@ -1680,9 +1667,141 @@ fn sandbox_end_to_end() {
         );
     }
 
+    single_host(&site, &secrets);
+
     // Passed: the hosts' engines and their images (gigabytes) go. A failed run keeps them for a look.
     ok(
         &hoist_in(&repo(), &["sandbox", "down"], &[]),
         "sandbox down",
     );
+}
+
+/// hoist with `-i inventory` in the repository, its outputs checked for every one of `secrets`.
+fn checked(inventory: &str, args: &[&str], secrets: &[String]) -> Run {
+    let mut full = vec!["-i", inventory];
+    full.extend(args);
+    let run = hoist_in(&repo(), &full, &[]);
+    if let Some(leak) = secrets.iter().find(|s| run.all().contains(s.as_str())) {
+        let at = leak.get(..4).unwrap_or_default();
+        panic!("hoist {full:?} shows a secret of the inventory (starting {at:?})");
+    }
+    run
+}
+
+/// The single-host layout (`inventory/single`: every role on one machine) set up as the operator
+/// guide's "One machine" says, on a sandbox host of its own (the other three stopped meanwhile),
+/// then applied with the site and validated: every check green.
+fn single_host(site: &str, secrets: &[String]) {
+    step("inventory/single on one sandbox host: every role on one machine, applied and validated");
+    const ADDRESS: &str = "172.30.0.14";
+    for (name, _) in HOSTS {
+        host_power(&format!("hoist-sandbox-{name}"), false);
+    }
+    // Under .hoist (out of git), kept when the step fails, with the host, to look at.
+    let dir = repo().join(".hoist/single");
+    let _ = std::fs::remove_dir_all(&dir);
+    // The host: `hoist sandbox up` in a project of its own, whose sandbox inventory is that one
+    // host (its own key and known_hosts, on the same network).
+    let hostdir = dir.join("host");
+    std::fs::create_dir_all(hostdir.join("inventory/sandbox")).expect("mkdir");
+    std::fs::write(
+        hostdir.join("inventory/sandbox/hosts.yml"),
+        format!("hosts:\n  apm-node:\n    address: {ADDRESS}\n"),
+    )
+    .expect("write");
+    let host = hostdir.display().to_string();
+    ok(
+        &hoist_in(&repo(), &["--project", &host, "sandbox", "up"], &[]),
+        "sandbox up: the single host",
+    );
+    let state = hostdir.join(".hoist/sandbox");
+
+    // The guide's steps on a copy of inventory/single: the address, the user and the network
+    // edited, the secrets written in clear then encrypted, the PKI issued.
+    let inv = dir.join("prod");
+    common::copy_dir(&repo().join("inventory/single"), &inv);
+    let edit = |file: &str, edits: &[(&str, &str)]| {
+        let path = inv.join(file);
+        let mut text = std::fs::read_to_string(&path).expect("read");
+        for (from, to) in edits {
+            assert!(
+                text.contains(from),
+                "inventory/single/{file} holds {from:?}"
+            );
+            text = text.replace(from, to);
+        }
+        std::fs::write(&path, text).expect("write");
+    };
+    let identity = format!(
+        "  port: 22\n  identity_file: {}\n  known_hosts_file: {}\n",
+        state.join("id_ed25519").display(),
+        state.join("known_hosts").display()
+    );
+    edit(
+        "hosts.yml",
+        &[
+            ("address: 192.0.2.10", &format!("address: {ADDRESS}")),
+            ("user: deploy", "user: root"),
+            ("become: true", "become: false"),
+            ("  port: 22\n", &identity),
+        ],
+    );
+    edit(
+        "group_vars/all/vars.yml",
+        &[(
+            "cluster_subnet_cidr: 192.0.2.0/24",
+            "cluster_subnet_cidr: 172.30.0.0/24",
+        )],
+    );
+    let clear =
+        std::fs::read_to_string(repo().join("inventory/sandbox/group_vars/all/secrets.yml"))
+            .expect("the sandbox's secrets");
+    let secrets_file = inv.join("group_vars/all/secrets.yml");
+    std::fs::write(&secrets_file, clear).expect("write");
+    let inv = inv.display().to_string();
+    let encrypt = checked(
+        &inv,
+        &["secrets", "encrypt", &secrets_file.display().to_string()],
+        secrets,
+    );
+    ok(&encrypt, "secrets encrypt");
+    let encrypted = std::fs::read_to_string(&secrets_file).expect("read");
+    assert!(
+        secrets.iter().all(|s| !encrypted.contains(s.as_str())),
+        "secrets.yml is encrypted"
+    );
+    ok(&checked(&inv, &["pki", "issue"], secrets), "pki issue");
+    // From here on, its own secrets too: the keys `pki issue` made.
+    let secrets = inventory_secrets(&inv);
+    let single = |args: &[&str]| checked(&inv, args, &secrets);
+
+    let t = Instant::now();
+    let applied = single(&["--json", "apply", site, "--yes"]);
+    ok(&applied, "apply the site on one machine");
+    eprintln!(
+        "single host: site applied in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let validated = single(&["--json", "validate"]);
+    let doc = all_green(&validated);
+    for (check, target) in [
+        ("replication.streaming", "replica_1"),
+        ("replication.streaming", "replica_2"),
+        ("backups.recent", "repo1"),
+        ("backups.recent", "repo2"),
+        ("object_store.bucket", "pgbackrest"),
+        ("roles.reader_cannot_write", "apm_reader"),
+        ("monitoring.node_exporters", "every host"),
+        ("monitoring.rules", "alerts"),
+        ("tls.api", "apm-api"),
+    ] {
+        assert!(
+            passed(&doc, check, Some(target)),
+            "{check} {target}: {}",
+            validated.stdout
+        );
+    }
+    let again = single(&["plan", site]);
+    assert_eq!(again.code, 0, "nothing left to change:\n{}", again.all());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use anyhow::Context as _;
 use hoist_core::diag::{Diagnostics, SourceName};
 use hoist_core::inventory::ini;
+use hoist_core::project::Project;
 use hoist_core::render;
 use hoist_core::secret::{REDACTED, Redactor};
-use hoist_core::vars::SecretsMode;
+use hoist_core::stack;
+use hoist_core::vars::{HostVars, SecretsMode};
 use serde::Serialize;
 
 use crate::cli::{Global, InventoryCommand};
@@ -24,6 +26,10 @@ struct ShownHost {
     port: u16,
     groups: Vec<String>,
     vars: BTreeMap<String, ShownVar>,
+    /// Per stack with a `.env` beside it: each of its values as this host's interpolation sees
+    /// it (the inventory's variable of that name wins over the `.env`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    stacks: BTreeMap<String, BTreeMap<String, ShownVar>>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +92,7 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
                 port: host.connection.port,
                 groups: host.groups.clone(),
                 vars: shown,
+                stacks: dotenv_values(&project, vars),
             },
         );
     }
@@ -96,6 +103,44 @@ fn show(global: &Global, only: Option<&str>, out: &Output) -> anyhow::Result<u8>
     }
     out.print(&text(&hosts, &redactor));
     Ok(0)
+}
+
+/// The values of each stack's `.env` as `vars`' host interpolates them ([`stack::lookup`]: the
+/// inventory's variable of the same name wins). A value whose name says it is a secret is shown
+/// redacted, as the inventory's secrets are.
+fn dotenv_values(
+    project: &Project,
+    vars: &HostVars,
+) -> BTreeMap<String, BTreeMap<String, ShownVar>> {
+    let mut stacks = BTreeMap::new();
+    for file in project.stacks.values() {
+        let Some(env_file) = &file.dotenv_file else {
+            continue;
+        };
+        let values = file
+            .dotenv
+            .keys()
+            .filter_map(|k| {
+                let (value, from) = stack::lookup(vars, &file.dotenv, k)?;
+                let origin = match from {
+                    stack::ValueOrigin::Inventory => {
+                        format!("{} (over {env_file})", vars.origins[k].0)
+                    }
+                    stack::ValueOrigin::DotEnv => env_file.clone(),
+                };
+                let secret = vars.secrets.contains_key(k) || stack::names_a_secret(k);
+                let value = if secret { REDACTED.to_owned() } else { value };
+                let shown = ShownVar {
+                    value: value.into(),
+                    origin,
+                    secret,
+                };
+                Some((k.clone(), shown))
+            })
+            .collect();
+        stacks.insert(file.name.clone(), values);
+    }
+    stacks
 }
 
 fn text(hosts: &BTreeMap<String, ShownHost>, redactor: &Redactor) -> String {
@@ -113,18 +158,26 @@ fn text(hosts: &BTreeMap<String, ShownHost>, redactor: &Redactor) -> String {
                 h.groups.join(", ")
             }
         );
-        let width = h.vars.keys().map(String::len).max().unwrap_or(0);
-        for (k, v) in &h.vars {
-            let value = if v.secret {
-                REDACTED.to_owned()
-            } else {
-                serde_json::to_string(&v.value).unwrap_or_default()
-            };
-            let _ = writeln!(s, "  {k:<width$} = {value}  # {}", v.origin);
+        vars_text(&mut s, "  ", &h.vars);
+        for (stack, values) in &h.stacks {
+            let _ = writeln!(s, "  stack {stack}, from its .env:");
+            vars_text(&mut s, "    ", values);
         }
         let _ = writeln!(s);
     }
     redactor.redact(&s)
+}
+
+fn vars_text(s: &mut String, indent: &str, vars: &BTreeMap<String, ShownVar>) {
+    let width = vars.keys().map(String::len).max().unwrap_or(0);
+    for (k, v) in vars {
+        let value = if v.secret {
+            REDACTED.to_owned()
+        } else {
+            serde_json::to_string(&v.value).unwrap_or_default()
+        };
+        let _ = writeln!(s, "{indent}{k:<width$} = {value}  # {}", v.origin);
+    }
 }
 
 fn import(

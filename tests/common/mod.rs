@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods)]
 #![allow(dead_code)]
 
+pub mod guide;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -8,6 +8,7 @@
 //! - [`check_cluster`]: `apm-api check-cluster`.
 //! - [`console`]: the web console at `/console/`; [`platform`] its platform page's data, from
 //!   Prometheus.
+//! - [`trust`]: HTTPS clients that trust the cluster's CA alone.
 
 pub mod auth;
 pub mod backfill;
@@ -24,6 +25,7 @@ pub mod rollup;
 pub mod routes;
 pub mod seed;
 pub mod telemetry;
+pub mod trust;
 
 use std::sync::Arc;
 

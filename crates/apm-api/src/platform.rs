@@ -37,12 +37,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("the CA in {path}")]
-    Ca {
-        path: String,
-        #[source]
-        source: reqwest::Error,
-    },
+    #[error(transparent)]
+    Ca(#[from] crate::trust::CaError),
     #[error("building the Prometheus client")]
     Client(#[source] reqwest::Error),
     #[error("Prometheus did not answer: {}", chain(.0))]
@@ -129,11 +125,7 @@ impl Prometheus {
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(3));
         if let Some(path) = &s.ca_file {
-            let ca = reqwest::Certificate::from_pem(&read(path)?).map_err(|source| Error::Ca {
-                path: path.clone(),
-                source,
-            })?;
-            builder = builder.tls_certs_only([ca]);
+            builder = crate::trust::only(builder, path.as_ref())?;
         }
         let password = match &s.password_file {
             Some(path) => String::from_utf8_lossy(&read(path)?).trim_end().to_owned(),

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom as _;
@@ -268,11 +269,7 @@ pub async fn run(o: &Options) -> anyhow::Result<()> {
             .timeout(Duration::from_secs_f64(o.timeout.max(0.1)))
             .danger_accept_invalid_certs(o.insecure || verify_off);
         if let Some(path) = &o.cacert {
-            let pem = std::fs::read(path)
-                .map_err(|e| anyhow::anyhow!("reading --cacert {}: {e}", path.display()))?;
-            let ca = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| anyhow::anyhow!("--cacert {}: {e}", path.display()))?;
-            builder = builder.tls_certs_only([ca]);
+            builder = crate::trust::only(builder, path).context("--cacert")?;
         }
         Some(builder.build()?)
     } else {

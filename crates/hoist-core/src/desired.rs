@@ -19,6 +19,9 @@ pub mod labels {
     pub const SERVICE: &str = "io.hoist.service";
     pub const CONFIG_HASH: &str = "io.hoist.config-hash";
     pub const CONTEXT_HASH: &str = "io.hoist.context-hash";
+    /// On a built image: the local ids of the images its Dockerfile starts `FROM`, so that a
+    /// base made again (updated, slimmed) makes the image again.
+    pub const FROM_IDS: &str = "io.hoist.from-ids";
     pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
     pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
     pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";

@@ -53,9 +53,11 @@ fn cargo_command(program: &str) -> tokio::process::Command {
 async fn cargo(args: &[String], cwd: &Path) -> Result<()> {
     let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     tracing::info!("running {program} {}", args.join(" "));
+    // An apply that ends while a build is under way (its host failed) stops the build too.
     let out = cargo_command(&program)
         .args(args)
         .current_dir(cwd)
+        .kill_on_drop(true)
         .output()
         .await
         .map_err(|e| {

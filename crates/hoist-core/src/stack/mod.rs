@@ -50,6 +50,28 @@ pub struct StackFile {
     /// The `.env` beside the file, which compose reads for interpolation: values below the
     /// inventory's variables.
     pub dotenv: BTreeMap<String, String>,
+    /// That `.env`'s path in the project, when there is one.
+    pub dotenv_file: Option<String>,
+}
+
+/// Where a value a stack interpolates comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueOrigin {
+    /// The host's variable of that name (the inventory stands in for compose's environment).
+    Inventory,
+    /// The `.env` beside the stack file.
+    DotEnv,
+}
+
+/// `name` as a host's interpolation sees it: the host's variable first, then the `.env`.
+pub fn lookup(
+    vars: &HostVars,
+    dotenv: &BTreeMap<String, String>,
+    name: &str,
+) -> Option<(String, ValueOrigin)> {
+    vars.scalar(name)
+        .map(|v| (v, ValueOrigin::Inventory))
+        .or_else(|| dotenv.get(name).map(|v| (v.clone(), ValueOrigin::DotEnv)))
 }
 
 /// A stack lowered for one host.
@@ -202,7 +224,7 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
         );
     }
     top.finish(&mut ctx, true);
-    let dotenv = dotenv(src, root, path, &mut ctx);
+    let (dotenv, dotenv_file) = dotenv(src, root, path, &mut ctx);
     Some(StackFile {
         name: stem,
         path: path.to_path_buf(),
@@ -212,6 +234,7 @@ pub fn load(src: &Source, root: &Path, path: &Path, diags: &mut Diagnostics) -> 
         hosts,
         hosts_loc,
         dotenv,
+        dotenv_file,
     })
 }
 
@@ -237,20 +260,26 @@ pub fn names_a_secret(key: &str) -> bool {
         .any(|w| WORDS.contains(&w) || w.ends_with("PASSWORD") || w.ends_with("SECRET"))
 }
 
-/// The `.env` file in the stack's folder, as compose reads it (no file, no values).
-fn dotenv(src: &Source, root: &Path, stack: &Path, ctx: &mut Ctx<'_>) -> BTreeMap<String, String> {
+/// The `.env` file in the stack's folder, as compose reads it (no file, no values), and its path
+/// in the project.
+fn dotenv(
+    src: &Source,
+    root: &Path,
+    stack: &Path,
+    ctx: &mut Ctx<'_>,
+) -> (BTreeMap<String, String>, Option<String>) {
     let Some(path) = stack.parent().map(|d| d.join(".env")) else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), None);
     };
     if !src.is_file(&path) || !src.within(root, &path) {
-        return BTreeMap::new();
+        return (BTreeMap::new(), None);
     }
     let rel = path
         .strip_prefix(root)
         .unwrap_or(&path)
         .display()
         .to_string();
-    match src.read_to_string(&path) {
+    let values = match src.read_to_string(&path) {
         Ok(text) => service::env_lines(ctx, &text, &rel, Loc::UNKNOWN, ""),
         Err(e) => {
             ctx.error(
@@ -261,7 +290,8 @@ fn dotenv(src: &Source, root: &Path, stack: &Path, ctx: &mut Ctx<'_>) -> BTreeMa
             );
             BTreeMap::new()
         }
-    }
+    };
+    (values, Some(rel))
 }
 
 /// What lowering needs besides the file: the host's variables and the template machinery.
@@ -635,11 +665,7 @@ fn interpolate_tree(
 ) -> Node {
     let value = match &node.value {
         Value::Str(s) if s.contains('$') => {
-            let lookup = |name: &str| {
-                lc.vars
-                    .scalar(name)
-                    .or_else(|| file.dotenv.get(name).cloned())
-            };
+            let lookup = |name: &str| lookup(lc.vars, &file.dotenv, name).map(|(v, _)| v);
             match interpolate::interpolate(s, &lookup) {
                 Ok(v) => Value::Str(v),
                 Err(e) => {

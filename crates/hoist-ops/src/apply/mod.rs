@@ -4,7 +4,8 @@
 //! The caller takes every host's lock first ([`lock::acquire_all`]) and keeps it through observing,
 //! planning and the confirmation prompt, so the plan it shows is the plan that runs. Then phases:
 //! (1) on every locked host at once: set up the engine (and plan the reviewed unknowns again,
-//! [`replan`]), put files, deliver images, create networks and volumes; (2) play by play, the hosts
+//! [`replan`]), put files, deliver images (the images built on the controller all start building
+//! at the phase's start), create networks and volumes; (2) play by play, the hosts
 //! of that play at once: containers in waves of independent ones ([`order`]), each behind the
 //! health gates of its dependencies ([`gate`]), then the play's actions (wait, exec), then, once
 //! for the whole play, its `validate` checks (a play with `serial` converges its hosts a batch at a
@@ -31,8 +32,8 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::future::BoxFuture;
 use hoist_core::check::Check;
-use hoist_core::desired::{self, Desired};
-use hoist_core::plan::Plan;
+use hoist_core::desired::{self, Desired, ImageSource};
+use hoist_core::plan::{Plan, ResourceKind};
 use hoist_core::playbook::Topic;
 use hoist_core::secret::Redactor;
 use hoist_remote::images::LocalImages;
@@ -253,17 +254,27 @@ pub async fn apply<H: Host, L: LocalImages>(
     }
     let mut checks = Vec::new();
 
-    // Phase 1: every host at once.
+    // Phase 1: every host at once. The images built on the controller all start building now,
+    // beside the hosts' engine setups and transfers; a host's delivery waits for its image's one
+    // build (LocalImages::ensure). Builds no host waits for any more stop with the phase.
     let started = std::time::Instant::now();
-    runs = for_each(runs, opts.forks, |mut run| async move {
+    let ahead = built_here(&runs);
+    let ahead = async {
+        futures_util::future::join_all(ahead.iter().map(|spec| handles.local.ensure(spec))).await;
+    };
+    let prepare = for_each(runs, opts.forks, |mut run| async move {
         events(Event::HostStarted {
             host: run.name().to_owned(),
         });
         let r = run.prepare(handles, opts).await;
         run.fail_on(r, handles);
         run
-    })
-    .await;
+    });
+    runs = match futures_util::future::select(std::pin::pin!(ahead), std::pin::pin!(prepare)).await
+    {
+        futures_util::future::Either::Left(((), prepare)) => prepare.await,
+        futures_util::future::Either::Right((runs, _)) => runs,
+    };
     events(Event::PhaseDone {
         phase: "engines, files, images, networks and volumes".to_owned(),
         ms: started.elapsed().as_millis(),
@@ -413,6 +424,25 @@ pub async fn apply<H: Host, L: LocalImages>(
         hosts: reports,
         checks,
     }
+}
+
+/// The images the hosts' plans deliver that are built on the controller, each once: an error is
+/// left to the delivery that waits for it, which gets the same build's outcome.
+fn built_here<H: Host>(runs: &[HostRun<'_, H>]) -> Vec<desired::ImageSpec> {
+    let mut specs = BTreeMap::new();
+    for run in runs {
+        for c in &run.plan.changes {
+            let spec = run.want.images.get(&c.name).filter(|s| {
+                c.kind == ResourceKind::Image && matches!(s.source, ImageSource::Build { .. })
+            });
+            if let Some(spec) = spec {
+                specs
+                    .entry(spec.reference.clone())
+                    .or_insert_with(|| spec.clone());
+            }
+        }
+    }
+    specs.into_values().collect()
 }
 
 /// Runs `f` on every host run, `forks` at once, and returns them in their original order.

@@ -27,13 +27,21 @@ use super::*;
 /// A local engine that has every image, as its id.
 #[derive(Debug, Default)]
 struct FakeLocal {
-    built: Mutex<Vec<String>>,
+    /// Each `ensure`: the image, and the calls the watched host had seen by then.
+    ensured: Mutex<Vec<(String, Vec<String>)>>,
+    watch: Option<FakeHost>,
+    /// A build never ends.
+    stall_builds: bool,
 }
 
 impl LocalImages for FakeLocal {
     async fn ensure(&self, spec: &ImageSpec) -> Result<bool> {
-        if let Ok(mut b) = self.built.lock() {
-            b.push(spec.reference.clone());
+        let seen = self.watch.as_ref().map(FakeHost::calls).unwrap_or_default();
+        if let Ok(mut e) = self.ensured.lock() {
+            e.push((spec.reference.clone(), seen));
+        }
+        if self.stall_builds && matches!(spec.source, ImageSource::Build { .. }) {
+            std::future::pending::<()>().await;
         }
         Ok(true)
     }
@@ -138,6 +146,7 @@ struct World {
     opts: ApplyOptions,
     cancel: CancellationToken,
     events: Arc<Mutex<Vec<Event>>>,
+    local: FakeLocal,
 }
 
 impl World {
@@ -152,6 +161,7 @@ impl World {
             },
             cancel: CancellationToken::new(),
             events: Arc::default(),
+            local: FakeLocal::default(),
         };
         for (h, want) in hosts {
             w.desired.hosts.insert(h.name().to_owned(), want);
@@ -211,11 +221,10 @@ impl World {
             Some(p) => p.clone(),
             None => self.plan().await,
         };
-        let local = FakeLocal::default();
         let handles = Handles {
             hosts: &self.hosts,
             locks: &locks,
-            local: &local,
+            local: &self.local,
             validator: None,
             redactor: &Redactor::new(),
             events,
@@ -296,6 +305,70 @@ async fn a_bare_host_is_installed_converged_and_then_left_alone() {
         mutations.is_empty(),
         "a converged host is not touched: {mutations:?}"
     );
+}
+
+/// `db_api`, its image built on the controller.
+fn built_db_api() -> HostDesired {
+    let mut want = db_api();
+    want.images.insert(
+        IMAGE.into(),
+        ImageSpec {
+            reference: IMAGE.into(),
+            source: ImageSource::Build {
+                context: "images/app".into(),
+                dockerfile: "Dockerfile".into(),
+                args: BTreeMap::new(),
+                context_hash: "c1".into(),
+                binaries: BTreeMap::new(),
+                target: None,
+            },
+        },
+    );
+    want
+}
+
+#[tokio::test]
+async fn images_built_here_start_building_before_any_engine_is_set_up() {
+    let h = FakeHost::bare("h");
+    let mut w = World::one(h.clone(), built_db_api());
+    w.local.watch = Some(h);
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    let ensured = w
+        .local
+        .ensured
+        .lock()
+        .map(|e| e.clone())
+        .unwrap_or_default();
+    // Ahead of the hosts, then by the host's delivery (the real local engine builds once).
+    let images: Vec<&str> = ensured.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(images, [IMAGE, IMAGE]);
+    assert!(
+        !ensured[0].1.iter().any(|c| c == "install engine"),
+        "the build started before the engine install: {:?}",
+        ensured[0].1
+    );
+    assert!(
+        ensured[1].1.iter().any(|c| c == "install engine"),
+        "the delivery came after it: {:?}",
+        ensured[1].1
+    );
+}
+
+#[tokio::test]
+async fn a_host_that_fails_before_its_image_does_not_wait_for_the_build() {
+    let h = FakeHost::bare("h");
+    h.fault(
+        "install engine",
+        Fault::Fail(ErrorKind::Command, "apt-get: no network".into()),
+    );
+    let mut w = World::one(h, built_db_api());
+    w.local.stall_builds = true;
+    let r = tokio::time::timeout(Duration::from_secs(10), w.apply())
+        .await
+        .expect("the apply ends without the build");
+    assert!(!r.ok());
+    assert!(error_of(&r, "h").contains("apt-get: no network"), "{r:?}");
 }
 
 #[tokio::test]
@@ -788,7 +861,7 @@ fn the_engine_is_needed_for_deletions_only_when_they_run() {
     };
     assert!(!run::needs_engine(&hp, &want, true));
     hp.deletions.push(plan::Change {
-        kind: plan::ResourceKind::Container,
+        kind: ResourceKind::Container,
         name: "old".into(),
         action: ChangeAction::Delete,
         reasons: Vec::new(),

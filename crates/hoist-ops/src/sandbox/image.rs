@@ -39,10 +39,18 @@ install -m 600 -o deploy -g deploy /sandbox/authorized_keys /home/deploy/.ssh/au
 exec /usr/sbin/sshd -D -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
 "#;
 
-/// `debian:trixie-slim`: taken from the local engine, else pulled, else made with debootstrap.
+/// `debian:trixie-slim`: taken from the local engine (unless an earlier hoist made it by an older
+/// recipe), else pulled, else made with debootstrap.
 pub async fn base_image(d: &Docker, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
-    if d.inspect_image(BASE_IMAGE).await.is_ok() {
-        return Ok(());
+    if let Ok(img) = d.inspect_image(BASE_IMAGE).await {
+        let config = img.config.unwrap_or_default();
+        let cmd = config.cmd.is_some_and(|c| !c.is_empty());
+        if local::base_is_current(&config.labels.unwrap_or_default(), cmd) {
+            return Ok(());
+        }
+        progress(&format!(
+            "{BASE_IMAGE} was made by an earlier hoist: making it again, slimmed"
+        ));
     }
     let pull = CreateImageOptionsBuilder::default()
         .from_image(BASE_IMAGE)
@@ -61,10 +69,19 @@ pub async fn base_image(d: &Docker, progress: &dyn Fn(&str)) -> anyhow::Result<(
     local::debootstrap_image(d, "debian", "trixie-slim", "trixie", progress).await
 }
 
-/// The host image: a fresh Debian server with sshd (no Docker engine: installing it is hoist's job).
+/// The host image: a fresh Debian server with sshd (no Docker engine: installing it is hoist's job),
+/// made again when its recipe or its base changes.
 pub async fn host_image(d: &Docker, progress: &dyn Fn(&str)) -> anyhow::Result<()> {
-    let hash =
-        hoist_core::desired::sha256_hex(format!("{HOST_DOCKERFILE}{HOST_ENTRYPOINT}").as_bytes());
+    // The base's id too: a base made again (slimmed, updated) makes the host image again.
+    let base = d
+        .inspect_image(BASE_IMAGE)
+        .await
+        .ok()
+        .and_then(|i| i.id)
+        .unwrap_or_default();
+    let hash = hoist_core::desired::sha256_hex(
+        format!("{HOST_DOCKERFILE}{HOST_ENTRYPOINT}{base}").as_bytes(),
+    );
     if let Ok(img) = d.inspect_image(HOST_IMAGE).await {
         let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
         if labels.get(IMAGE_LABEL).map(String::as_str) == Some(hash.as_str()) {

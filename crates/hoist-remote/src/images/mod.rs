@@ -42,8 +42,13 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         .map_err(|e| RemoteError::other("localhost", format!("packing {}: {e}", dir.display())))?;
     let build_args: std::collections::HashMap<String, String> =
         args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let label_map =
-        std::collections::HashMap::from([(labels::CONTEXT_HASH.to_owned(), context_hash.clone())]);
+    let label_map = std::collections::HashMap::from([
+        (labels::CONTEXT_HASH.to_owned(), context_hash.clone()),
+        (
+            labels::FROM_IDS.to_owned(),
+            from_ids(local, &dir, dockerfile).await,
+        ),
+    ]);
     let mut opts = BuildImageOptionsBuilder::default();
     if let Some(t) = target {
         opts = opts.target(t);
@@ -89,6 +94,44 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         remove_if_untagged(local, &old).await;
     }
     Ok(())
+}
+
+/// The images a Dockerfile starts `FROM`, in order: not its own stages, `scratch`, or a name made
+/// of build arguments (unknown until the build).
+pub fn from_images(dockerfile: &str) -> Vec<String> {
+    let mut stages = BTreeSet::new();
+    let mut images = Vec::new();
+    for line in dockerfile.lines() {
+        let mut words = line.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            continue;
+        }
+        let words: Vec<&str> = words.filter(|w| !w.starts_with("--")).collect();
+        if let Some(image) = words.first() {
+            let known = stages.contains(&image.to_ascii_lowercase());
+            if !known && *image != "scratch" && !image.contains('$') {
+                images.push((*image).to_owned());
+            }
+        }
+        if let [_, as_, stage, ..] = words.as_slice()
+            && as_.eq_ignore_ascii_case("AS")
+        {
+            stages.insert(stage.to_ascii_lowercase());
+        }
+    }
+    images
+}
+
+/// The local ids of the images `context/dockerfile` starts from, as [`labels::FROM_IDS`] holds
+/// them (an image the local engine lacks counts as none).
+async fn from_ids(local: &Docker, context: &Path, dockerfile: &str) -> String {
+    let text = std::fs::read_to_string(context.join(dockerfile)).unwrap_or_default();
+    let mut ids = Vec::new();
+    for image in from_images(&text) {
+        let id = local.inspect_image(&image).await.ok().and_then(|i| i.id);
+        ids.push(id.unwrap_or_else(|| "none".to_owned()));
+    }
+    ids.join(",")
 }
 
 /// Removes an image a rebuild left without a tag, so that rebuilding does not pile up untagged
@@ -189,7 +232,17 @@ impl LocalImages for LocalEngine {
         cell.get_or_init(|| async {
             if let Ok(img) = local.inspect_image(&spec.reference).await {
                 let labels = img.config.and_then(|c| c.labels).unwrap_or_default();
-                if labels.get(labels::CONTEXT_HASH) == Some(context_hash) {
+                let from = match &spec.source {
+                    ImageSource::Build {
+                        context,
+                        dockerfile,
+                        ..
+                    } => from_ids(local, &self.root.join(context), dockerfile).await,
+                    _ => String::new(),
+                };
+                if labels.get(labels::CONTEXT_HASH) == Some(context_hash)
+                    && labels.get(labels::FROM_IDS) == Some(&from)
+                {
                     return Ok(());
                 }
             }
@@ -359,6 +412,22 @@ mod tests {
 
     fn ids(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| format!("sha256:{n}")).collect()
+    }
+
+    #[test]
+    fn the_images_a_dockerfile_starts_from_leave_out_its_own_stages() {
+        let dockerfile = "# syntax=docker/dockerfile:1\n\
+            FROM --platform=$BUILDPLATFORM golang:1.22 AS builder\n\
+            RUN go build\n\
+            from builder as dev\n\
+            FROM ${BASE}\n\
+            FROM scratch\n\
+            FROM debian:trixie-slim\n\
+            COPY --from=builder /app /app\n";
+        assert_eq!(
+            from_images(dockerfile),
+            ["golang:1.22", "debian:trixie-slim"]
+        );
     }
 
     #[test]

@@ -126,8 +126,8 @@ pub(super) fn environment(
         }
     }
     for (k, loc, vp) in bare {
-        match lc.vars.scalar(&k).or_else(|| dotenv.get(&k).cloned()) {
-            Some(val) => {
+        match crate::stack::lookup(lc.vars, dotenv, &k) {
+            Some((val, _)) => {
                 out.insert(k, val);
             }
             None => ctx.error(

@@ -24,7 +24,7 @@ use replace::Replacement;
 pub(super) struct HostRun<'a, H: Host> {
     host: &'a H,
     pub(super) want: &'a HostDesired,
-    plan: HostPlan,
+    pub(super) plan: HostPlan,
     engine: Option<H::Engine>,
     pub(super) changes: usize,
     /// The containers this run created or replaced.

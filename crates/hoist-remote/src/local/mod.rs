@@ -11,6 +11,21 @@ use bollard::Docker;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures_util::StreamExt as _;
 
+mod slim;
+
+/// On a base image hoist made with debootstrap: the recipe it was made by ([`slim::recipe`]).
+pub const BASE_RECIPE_LABEL: &str = "io.hoist.base.recipe";
+
+/// Whether the local image `labels` and `cmd` describe can serve as the Debian base: one from a
+/// registry (it has a command and no hoist recipe), or one hoist made by today's recipe. An
+/// image imported by an older hoist (no command, no recipe) is made again.
+pub fn base_is_current(labels: &std::collections::HashMap<String, String>, cmd: bool) -> bool {
+    match labels.get(BASE_RECIPE_LABEL) {
+        Some(recipe) => *recipe == slim::recipe(),
+        None => cmd,
+    }
+}
+
 /// Makes sure a local engine answers; installs and starts one when running as root on Debian.
 pub async fn engine(progress: &dyn Fn(&str)) -> anyhow::Result<Docker> {
     if let Ok(d) = Docker::connect_with_local_defaults()
@@ -123,7 +138,8 @@ pub async fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Makes the image `repo:tag` from a minimal Debian `suite` tree built with debootstrap (installed
-/// first when missing): the base image when no registry can provide one.
+/// first when missing) and slimmed as the registry's slim images are ([`slim`]): the base image
+/// when no registry can provide one.
 pub async fn debootstrap_image(
     d: &Docker,
     repo: &str,
@@ -154,6 +170,7 @@ pub async fn debootstrap_image(
             ],
         )
         .await?;
+        slim::apply(dir.path()).context("slimming the debootstrap tree")?;
         let mut tar = tokio::process::Command::new("tar")
             .args(["-C", &target, "--numeric-owner", "-c", "."])
             .stdout(Stdio::piped())
@@ -165,6 +182,10 @@ pub async fn debootstrap_image(
             .from_src("-")
             .repo(repo)
             .tag(tag)
+            .changes(vec![
+                slim::CMD.to_owned(),
+                format!("LABEL {BASE_RECIPE_LABEL}={}", slim::recipe()),
+            ])
             .build();
         let mut import = d.create_image(Some(opts), Some(bollard::body_try_stream(body)), None);
         while let Some(item) = import.next().await {
@@ -192,4 +213,22 @@ pub fn keygen(path: &Path, comment: &str) -> anyhow::Result<()> {
         bail!("ssh-keygen failed ({status})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn a_base_from_an_older_recipe_is_made_again_and_a_registry_one_is_kept() {
+        let ours = HashMap::from([(BASE_RECIPE_LABEL.to_owned(), slim::recipe())]);
+        let older = HashMap::from([(BASE_RECIPE_LABEL.to_owned(), "0123".to_owned())]);
+        assert!(base_is_current(&ours, true));
+        assert!(!base_is_current(&older, true));
+        // The registry's image: a command, no recipe. An older hoist's import: neither.
+        assert!(base_is_current(&HashMap::new(), true));
+        assert!(!base_is_current(&HashMap::new(), false));
+    }
 }
