@@ -150,7 +150,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
     /// Create the CA and certificates, or update them to the inventory's hosts
-    /// (group_vars/all/pki.secrets.yml)
+    /// (group_vars/all/pki.secrets.yml; the names they carry in pki.yml, in clear)
     Issue {
         /// Re-issue the server and client certificates
         #[arg(long)]

@@ -12,6 +12,7 @@ use std::path::Path;
 use common::{copy_dir, demo, hoist_in};
 
 const FILE: &str = "inventory/test/group_vars/all/pki.secrets.yml";
+const NAMES: &str = "inventory/test/group_vars/all/pki.yml";
 
 /// The decrypted values of the PKI file, by key (lists joined with commas). Decrypted, each value
 /// is a JSON string, or a flow list of them.
@@ -127,6 +128,18 @@ fn issue_once_then_only_what_changed() {
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
     let show = hoist_in(root, &["-i", "inventory/test", "inventory", "show"], &[]);
     assert!(!show.all().contains("BEGIN"), "{}", show.all());
+    // The certificate's names are in clear beside it, so output that names a host is not redacted.
+    assert!(!first.contains("tls_server_names"), "{first}");
+    let names = std::fs::read_to_string(root.join(NAMES)).expect("names file");
+    assert!(
+        names.contains("tls_server_names: [") && names.contains("\"db-1\""),
+        "{names}"
+    );
+    assert!(
+        show.stdout.contains("web-2 (root@10.9.0.22:2222)"),
+        "{}",
+        show.all()
+    );
 
     // A new host: a new server certificate; the CA and the client certificate keep their ciphertext.
     let hosts = root.join("inventory/test/hosts.yml");
@@ -160,9 +173,9 @@ fn issue_once_then_only_what_changed() {
         line(&first, "tls_server_key:"),
         line(&second, "tls_server_key:")
     );
-    let names = &decrypted(root)["tls_server_names"];
+    let names = std::fs::read_to_string(root.join(NAMES)).expect("names file");
     assert!(
-        names.contains("10.9.0.12") && names.contains("apm.example.org"),
+        names.contains("\"10.9.0.12\"") && names.contains("\"apm.example.org\""),
         "{names}"
     );
 
@@ -177,5 +190,49 @@ fn issue_once_then_only_what_changed() {
     assert_ne!(
         line(&second, "tls_client_key:"),
         line(&third, "tls_client_key:")
+    );
+}
+
+#[test]
+fn names_kept_with_the_certificates_move_to_their_clear_file() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    copy_dir(&demo(), tmp.path());
+    let root = tmp.path();
+    let _ = std::fs::remove_file(root.join(FILE));
+    let run = hoist_in(root, &["-i", "inventory/test", "pki", "issue"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // A PKI file as `pki issue` wrote it before the names had a file of their own.
+    let names = std::fs::read_to_string(root.join(NAMES)).expect("names file");
+    let listed = names
+        .lines()
+        .filter(|l| l.starts_with("tls_"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let run = hoist_in(root, &["secrets", "decrypt", FILE], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let plain = std::fs::read_to_string(root.join(FILE)).expect("pki");
+    std::fs::write(root.join(FILE), format!("{plain}{listed}\n")).expect("write");
+    let run = hoist_in(root, &["secrets", "encrypt", FILE], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    std::fs::remove_file(root.join(NAMES)).expect("remove");
+    let before = std::fs::read_to_string(root.join(FILE)).expect("pki");
+    assert!(before.contains("tls_server_names: [\"ENC[AGE,"), "{before}");
+
+    let run = hoist_in(root, &["-i", "inventory/test", "pki", "issue"], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("moved to pki.yml"), "{}", run.stderr);
+    assert!(!run.stderr.contains("certificate for"), "{}", run.stderr);
+    let after = std::fs::read_to_string(root.join(FILE)).expect("pki");
+    assert!(!after.contains("tls_server_names"), "{after}");
+    let line = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("tls_server_key:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(line(&before), line(&after), "the key keeps its ciphertext");
+    assert_eq!(
+        std::fs::read_to_string(root.join(NAMES)).expect("names file"),
+        names
     );
 }

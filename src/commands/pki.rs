@@ -1,5 +1,7 @@
 //! `hoist pki issue`: the cluster CA and certificates (hoist_core::pki), kept encrypted in the
-//! inventory's `group_vars/all/pki.secrets.yml`. Run again, it changes only what must change: a
+//! inventory's `group_vars/all/pki.secrets.yml`, and the names the server certificate carries, in
+//! clear beside it (`pki.yml`: host names and addresses are no secrets, and output that names a
+//! host stays readable rather than redacted). Run again, it changes only what must change: a
 //! server certificate whose names no longer cover the inventory's hosts is re-issued, the rest
 //! keeps its ciphertext, so the next plan shows exactly the files that change. `--rotate` re-issues
 //! the certificates, `--rotate-ca` the CA too.
@@ -66,13 +68,24 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
         None => (BTreeMap::new(), Vec::new()),
     };
     let one = |k: &str| old.get(k).and_then(|v| v.first()).cloned();
+    let names_file = file.with_file_name(NAMES_FILE);
+    let old_names = match std::fs::read_to_string(&names_file) {
+        Ok(text) => values(&names_file, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", names_file.display())),
+    };
+    // Before the names had a file of their own they were kept, encrypted, with the certificates.
+    let moved = [var::SERVER_NAMES, EXTRA_NAMES]
+        .iter()
+        .any(|k| old.contains_key(*k));
+    let old_list = |k: &str| old_names.get(k).or_else(|| old.get(k)).cloned();
     let mut names = pki::server_names(
         inv.hosts
             .values()
             .map(|h| (h.name.as_str(), h.address.as_str())),
     );
     // Extra names are kept in the file: later runs keep them without repeating `--name`.
-    let mut extra_names: Vec<String> = old.get(EXTRA_NAMES).cloned().unwrap_or_default();
+    let mut extra_names: Vec<String> = old_list(EXTRA_NAMES).unwrap_or_default();
     extra_names.extend(extra);
     extra_names.sort();
     extra_names.dedup();
@@ -90,7 +103,7 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
     let fresh_ca = !did.is_empty();
     let server = match (one(var::SERVER_CERT), one(var::SERVER_KEY)) {
         (Some(cert), Some(key))
-            if !rotate && !fresh_ca && old.get(var::SERVER_NAMES) == Some(&names) =>
+            if !rotate && !fresh_ca && old_list(var::SERVER_NAMES).as_ref() == Some(&names) =>
         {
             Pair { cert, key }
         }
@@ -106,9 +119,16 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
             pki::client(&ca, &client_cn)?
         }
     };
-    if did.is_empty() {
+    let names_text = names_document(&names, &extra_names);
+    let names_current = std::fs::read_to_string(&names_file).ok().as_deref() == Some(&names_text);
+    if did.is_empty() && !moved && names_current {
         out.eprint(&format!("{}: up to date\n", file.display()));
         return Ok(0);
+    }
+    if moved {
+        did.push(format!(
+            "the certificate's names moved to {NAMES_FILE}, in clear"
+        ));
     }
     let quote = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut text = String::from(
@@ -124,10 +144,6 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
         (var::CLIENT_KEY, &client.key),
     ] {
         text.push_str(&format!("{k}: {}\n", quote(v)));
-    }
-    for (k, list) in [(var::SERVER_NAMES, &names), (EXTRA_NAMES, &extra_names)] {
-        let items: Vec<String> = list.iter().map(|n| quote(n)).collect();
-        text.push_str(&format!("{k}: [{}]\n", items.join(", ")));
     }
     let keep = |p: &str| {
         pairs
@@ -146,12 +162,33 @@ pub fn run(global: &Global, cmd: PkiCommand, out: &Output) -> anyhow::Result<u8>
     } else {
         super::secrets::write_atomic(&file, &enc)?;
     }
+    // After the certificates: names that went ahead of their certificate would hide that it lacks them.
+    if !names_current {
+        super::secrets::write_atomic(&names_file, &names_text)?;
+    }
     out.eprint(&format!("{}: issued {}\n", file.display(), did.join("; ")));
     Ok(0)
 }
 
 /// Names given with `--name`, kept for the next runs.
 const EXTRA_NAMES: &str = "tls_extra_names";
+
+/// The file beside the PKI file that holds the server certificate's names.
+const NAMES_FILE: &str = "pki.yml";
+
+/// The names file's text: every name the server certificate carries, and those given with `--name`.
+fn names_document(names: &[String], extra: &[String]) -> String {
+    let quote = |s: &String| serde_json::to_string(s).unwrap_or_default();
+    let list = |l: &[String]| l.iter().map(quote).collect::<Vec<_>>().join(", ");
+    format!(
+        "# The names the cluster's server certificate carries, written by `hoist pki issue` beside\n\
+         # pki.secrets.yml. In clear: they are no secrets.\n\
+         {}: [{}]\n{EXTRA_NAMES}: [{}]\n",
+        var::SERVER_NAMES,
+        list(names),
+        list(extra),
+    )
+}
 
 /// How a placeholder PKI file (in the repository's example inventories) starts.
 const PLACEHOLDER: &str = "# PLACEHOLDER:";
