@@ -2,7 +2,8 @@
 //! Docker engine by hoist itself), reached over SSH, driven through the forwarded Docker socket.
 //!
 //! Not part of `cargo test`: `cargo xtask e2e` (and `cargo xtask ci`) run it, after making sure a
-//! local Docker engine exists. The scenarios run in order in one test, since they share the hosts.
+//! local Docker engine exists, one test at a time: the platform's scenarios run in order in one
+//! test, since they share the hosts; the compose corpus has a host of its own.
 
 // Tests and tools run programs (hoist, openssl, cargo, docker) by design.
 #![allow(clippy::disallowed_methods)]
@@ -168,7 +169,11 @@ fn assert_passed(doc: &serde_json::Value, checks: &[(&str, &str)], output: &str)
 
 /// A command on a sandbox host, over the sandbox's own key (not through hoist).
 fn on_host(address: &str, command: &str) -> String {
-    let state = repo().join(".hoist/sandbox");
+    on_host_with(&repo().join(".hoist/sandbox"), address, command)
+}
+
+/// `on_host` for a host of another sandbox project: its key and known_hosts are under `state`.
+fn on_host_with(state: &std::path::Path, address: &str, command: &str) -> String {
     let out = Command::new("ssh")
         .args(["-i"])
         .arg(state.join("id_ed25519"))
@@ -1794,4 +1799,180 @@ fn single_host(site: &str, secrets: &[String]) {
     let again = single(&["plan", site]);
     assert_eq!(again.code, 0, "nothing left to change:\n{}", again.all());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two files of the compose corpus deployed as they are, on a sandbox host of their own:
+/// nginx-golang-mysql (a build's `target`, a secret from a file for two services, a database the
+/// backend waits for until it is healthy, a proxy in front) and github-actions-runner (four
+/// replicas from an `env_file` in a `.env`, bounded in CPU and memory). The registry images they
+/// name come from stand-ins built here (the sandbox reaches no registry); what the corpus entries
+/// reference but do not copy is in tests/fixtures/e2e/corpus.
+#[test]
+fn corpus_files_on_a_sandbox_host() {
+    const ADDRESS: &str = "172.30.0.15";
+    step("two corpus files as they are, on a sandbox host of their own");
+    ok(
+        &hoist_in(&repo(), &["sandbox", "down"], &[]),
+        "sandbox down",
+    );
+    // Under .hoist (out of git), kept when the test fails, with the host, to look at.
+    let dir = repo().join(".hoist/corpus");
+    let _ = std::fs::remove_dir_all(&dir);
+    let hostdir = dir.join("host");
+    std::fs::create_dir_all(hostdir.join("inventory/sandbox")).expect("mkdir");
+    std::fs::write(
+        hostdir.join("inventory/sandbox/hosts.yml"),
+        format!("hosts:\n  corpus-1:\n    address: {ADDRESS}\n"),
+    )
+    .expect("write");
+    let host = hostdir.display().to_string();
+    ok(
+        &hoist_in(&repo(), &["--project", &host, "sandbox", "up"], &[]),
+        "sandbox up: the corpus host",
+    );
+    let state = hostdir.join(".hoist/sandbox");
+    let on = |command: &str| on_host_with(&state, ADDRESS, command);
+
+    let parts = repo().join("tests/fixtures/e2e/corpus");
+    build_stand_ins(&parts.join("stand-ins"));
+    let project = dir.join("project");
+    common::copy_dir(&parts.join("stacks"), &project.join("stacks"));
+    let corpus = repo().join("tests/fixtures/compose");
+    for (from, to) in [
+        (
+            "01-nginx-golang-mysql/compose.yaml",
+            "nginx-golang-mysql.yml",
+        ),
+        (
+            "35-github-actions-runner/compose.yaml",
+            "github-actions-runner.yml",
+        ),
+        ("35-github-actions-runner/.env", ".env"),
+    ] {
+        std::fs::copy(corpus.join(from), project.join("stacks").join(to)).expect("copy");
+    }
+    let write = |rel: &str, text: &str| {
+        let p = project.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write(
+        "playbooks/site.yml",
+        "- name: corpus\n  hosts: all\n  steps:\n    - engine: {}\n    - stack: nginx-golang-mysql\n    - stack: github-actions-runner\n",
+    );
+    write(
+        "inventory/sandbox/hosts.yml",
+        &format!(
+            "connection: {{user: root, identity_file: {}, known_hosts_file: {}}}\nhosts:\n  corpus-1: {{address: {ADDRESS}}}\n",
+            state.join("id_ed25519").display(),
+            state.join("known_hosts").display()
+        ),
+    );
+    let project = project.display().to_string();
+    let corpus_hoist = |args: &[&str]| {
+        let mut full = vec!["--project", project.as_str(), "-i", "inventory/sandbox"];
+        full.extend(args);
+        hoist_in(&repo(), &full, &[])
+    };
+    let t = Instant::now();
+    ok(
+        &corpus_hoist(&["apply", "site", "--yes"]),
+        "apply the corpus files",
+    );
+    eprintln!("corpus files applied in {:.1} s", t.elapsed().as_secs_f64());
+
+    // nginx-golang-mysql: the proxy answers from the backend's `builder` stage, the database is
+    // healthy (its health check reads the secret), and the secret is where compose puts it.
+    let body = http_get(ADDRESS, 80);
+    assert!(body.contains("from the builder stage"), "{body}");
+    let health = on("docker inspect -f '{{.State.Health.Status}}' nginx-golang-mysql-db-1");
+    assert_eq!(health.trim(), "healthy");
+    let password = std::fs::read(parts.join("stacks/db/password.txt")).expect("password");
+    let want = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&password))
+    };
+    for service in ["backend", "db"] {
+        let container = format!("nginx-golang-mysql-{service}-1");
+        let seen = on(&format!(
+            "docker exec {container} stat -c '%a %u' /run/secrets/db-password && docker exec {container} sha256sum /run/secrets/db-password"
+        ));
+        assert!(seen.starts_with("400 0\n"), "{container}: {seen}");
+        assert!(
+            seen.contains(&want),
+            "{container}: the secret's content: {seen}"
+        );
+    }
+    let databases = on(
+        "docker exec nginx-golang-mysql-db-1 sh -c 'mariadb -uroot -p\"$(cat /run/secrets/db-password)\" -N -e \"show databases\"'",
+    );
+    assert!(
+        databases.lines().any(|l| l == "example"),
+        "MYSQL_DATABASE made: {databases}"
+    );
+    assert_eq!(
+        on("docker inspect -f '{{.HostConfig.RestartPolicy.Name}}' nginx-golang-mysql-db-1").trim(),
+        "always"
+    );
+
+    // github-actions-runner: four replicas, numbered as compose numbers them, each bounded as the
+    // file says (1GB as compose reads it: GiB), each with the env_file's settings.
+    let runners = on(
+        "docker ps --filter label=com.docker.compose.project=github-actions-runner --format '{{.Names}}' | sort",
+    );
+    let names: Vec<String> = (1..=4)
+        .map(|n| format!("github-actions-runner-runner-{n}"))
+        .collect();
+    assert_eq!(runners.lines().collect::<Vec<_>>(), names, "{runners}");
+    for name in &names {
+        let hc: serde_json::Value = serde_json::from_str(&on(&format!(
+            "docker inspect -f '{{{{json .HostConfig}}}}' {name}"
+        )))
+        .expect("HostConfig");
+        assert_eq!(hc["NanoCpus"], 350_000_000, "{name}: {hc}");
+        assert_eq!(hc["Memory"], 1024 * 1024 * 1024, "{name}: {hc}");
+        assert_eq!(hc["MemoryReservation"], 128 * 1024 * 1024, "{name}: {hc}");
+        assert_eq!(hc["RestartPolicy"]["Name"], "always", "{name}: {hc}");
+        let logs = on(&format!("docker logs {name} 2>&1"));
+        assert!(
+            logs.contains("runner for example-org/example-app"),
+            "{name}: {logs}"
+        );
+    }
+
+    // As compose would have run them, the host's engine knows nothing more: the next plan is empty.
+    let again = corpus_hoist(&["plan", "site"]);
+    assert_eq!(again.code, 0, "nothing left to change:\n{}", again.all());
+
+    ok(
+        &hoist_in(&repo(), &["sandbox", "down"], &[]),
+        "sandbox down",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Builds the stand-ins for the registry images the corpus files name (`mariadb:10-focal`,
+/// `nginx`) on the local engine, from their folders under `dir`.
+fn build_stand_ins(dir: &std::path::Path) {
+    use hoist_core::desired::{ImageSource, ImageSpec};
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let local = hoist_remote::images::local().expect("local engine");
+        for (folder, reference) in [("mariadb", "mariadb:10-focal"), ("nginx", "nginx:latest")] {
+            let spec = ImageSpec {
+                reference: reference.into(),
+                source: ImageSource::Build {
+                    context: folder.into(),
+                    dockerfile: "Dockerfile".into(),
+                    args: Default::default(),
+                    context_hash: "stand-in".into(),
+                    binaries: Default::default(),
+                    target: None,
+                },
+            };
+            hoist_remote::images::build(&local, dir, &spec)
+                .await
+                .unwrap_or_else(|e| panic!("stand-in {reference}: {e}"));
+        }
+    });
 }

@@ -122,6 +122,8 @@ fn e2e() -> anyhow::Result<()> {
         "e2e",
         "--",
         "--nocapture",
+        // Each test starts from a fresh sandbox: one at a time.
+        "--test-threads=1",
     ])
 }
 

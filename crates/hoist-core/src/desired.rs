@@ -217,6 +217,17 @@ impl ResourceOptions {
     }
 }
 
+/// The address a container asks for on one network (`networks.<name>.ipv4_address`,
+/// `ipv6_address`); the engine gives one from the pool otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StaticAddress {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+}
+
 /// An address pool of a network (`ipam.config[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpamPool {
@@ -302,6 +313,10 @@ pub struct ContainerSpec {
     pub mounts: Vec<MountSpec>,
     /// Engine network name -> aliases.
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Network -> the address asked for on it; left out of the hash when none is, so the hash
+    /// of a container without one stays what it was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, StaticAddress>,
     pub healthcheck: Option<Health>,
     pub restart: String,
     pub labels: BTreeMap<String, String>,

@@ -2,6 +2,7 @@
 //! against what a converged host reports after the test changed one thing of it; the plan text
 //! is compared inline (`UPDATE_EXPECT=1 cargo test` rewrites the expectations).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use expect_test::{Expect, expect};
@@ -783,6 +784,15 @@ const RUNTIME_KEYS: &[(&str, &str)] = &[
         "deploy.resources.reservations.memory",
     ),
     (
+        "deploy: {resources: {reservations: {devices: [{driver: nvidia, count: 1, capabilities: [gpu, utility]}]}}}",
+        "deploy.resources.reservations.devices",
+    ),
+    (
+        "deploy: {resources: {reservations: {devices: [{device_ids: [\"0\", \"3\"], capabilities: [gpu], options: {virtualization: \"false\"}}]}}}",
+        "deploy.resources.reservations.devices",
+    ),
+    ("gpus: all", "deploy.resources.reservations.devices"),
+    (
         "deploy: {restart_policy: {condition: on-failure, max_attempts: 3}}",
         "restart",
     ),
@@ -796,8 +806,8 @@ fn with_web(yaml: &str) -> String {
     )
 }
 
-/// The container changes of planning `fixture` against hosts converged on `observed_fixture`.
-fn container_changes(observed_fixture: &str, fixture: &str) -> Vec<(String, String, Vec<String>)> {
+/// The plan of `fixture` against hosts converged on `observed_fixture`.
+fn converged_plan(observed_fixture: &str, fixture: &str) -> plan::Plan {
     let before = desired(observed_fixture);
     let mut observed = Observed::default();
     for (name, want) in &before.hosts {
@@ -805,13 +815,18 @@ fn container_changes(observed_fixture: &str, fixture: &str) -> Vec<(String, Stri
             .hosts
             .insert(name.clone(), observed::converged(want, &image_defaults()));
     }
-    let plan = plan::diff(
+    plan::diff(
         &desired(fixture),
         &observed,
         "site.yml",
         "test",
         &Redactor::new(),
-    );
+    )
+}
+
+/// The container changes of planning `fixture` against hosts converged on `observed_fixture`.
+fn container_changes(observed_fixture: &str, fixture: &str) -> Vec<(String, String, Vec<String>)> {
+    let plan = converged_plan(observed_fixture, fixture);
     plan.hosts
         .iter()
         .flat_map(|h| h.changes.iter())
@@ -844,6 +859,309 @@ fn each_runtime_key_alone_recreates_its_container_naming_the_key() {
             "{yaml} converged"
         );
     }
+}
+
+/// The web service of [`PROJECT`] with `yaml`, and a network `front` with a subnet of its own.
+fn with_front(yaml: &str) -> String {
+    with_web(yaml).replace(
+        "volumes:\n  data: {}\n",
+        "volumes:\n  data: {}\nnetworks:\n  front:\n    ipam:\n      config:\n        - subnet: 172.28.0.0/24\n        - subnet: fd28::/64\n",
+    )
+}
+
+/// A static address (`networks.<name>.ipv4_address`, `ipv6_address`) is asked of the engine as
+/// the container joins the network: set, changed or dropped alone, it recreates the container
+/// naming its key; applied exactly, nothing more.
+#[test]
+fn a_static_address_alone_recreates_its_container_naming_the_key() {
+    let plain = with_front("networks: [front]");
+    let v4 = with_front("networks: {front: {ipv4_address: 172.28.0.10}}");
+    let moved = with_front("networks: {front: {ipv4_address: 172.28.0.11}}");
+    let v6 =
+        with_front("networks: {front: {ipv4_address: 172.28.0.10, ipv6_address: \"fd28::10\"}}");
+    let recreate = |key: &str| {
+        vec![(
+            "shop-web-1".to_owned(),
+            "Recreate".to_owned(),
+            vec![format!("networks.shop_front.{key}")],
+        )]
+    };
+    assert_eq!(container_changes(&plain, &v4), recreate("ipv4_address"));
+    assert_eq!(container_changes(&v4, &moved), recreate("ipv4_address"));
+    assert_eq!(container_changes(&v4, &v6), recreate("ipv6_address"));
+    assert_eq!(container_changes(&v4, &plain), recreate("ipv4_address"));
+    for fixture in [&v4, &v6] {
+        assert_eq!(container_changes(fixture, fixture), [], "{fixture}");
+    }
+    let web = desired(&v6).hosts["app-1"]
+        .containers
+        .iter()
+        .find(|c| c.service == "web")
+        .cloned()
+        .expect("web");
+    assert_eq!(
+        web.addresses["shop_front"],
+        hoist_core::desired::StaticAddress {
+            ipv4: Some("172.28.0.10".into()),
+            ipv6: Some("fd28::10".into()),
+        }
+    );
+}
+
+/// An address is checked where it is written: its family, a subnet of the network that holds it,
+/// one container to have it at a time.
+#[test]
+fn a_static_address_is_checked_against_its_network_and_replicas() {
+    let cases = [
+        (
+            with_front("networks: {front: {ipv4_address: 10.1.1.1}}"),
+            "services.web.networks.front.ipv4_address: 10.1.1.1 is not in network `front`'s subnets (172.28.0.0/24, fd28::/64)",
+        ),
+        (
+            with_front("networks: {front: {ipv4_address: \"fd28::1\"}}"),
+            "services.web.networks.front.ipv4_address: \"fd28::1\" is not an IPv4 address",
+        ),
+        (
+            with_web("networks: {default: {ipv4_address: 172.28.0.10}}"),
+            "services.web.networks.default.ipv4_address: 172.28.0.10 needs a subnet to come from: give network `default` an `ipam.config` with one that holds it",
+        ),
+        (
+            with_front("networks: {front: {ipv4_address: 172.28.0.10}}\n    deploy: {replicas: 2}")
+                .replace("    ports:\n      - \"8080:80\"\n", ""),
+            "services.web.networks.front: a static address is one container's, and the service runs 2 replicas",
+        ),
+        (
+            with_front("networks: {front: {ipv4_address: 172.28.0.10}}\n    deploy: {update_config: {order: start-first}}")
+                .replace("    ports:\n      - \"8080:80\"\n", ""),
+            "services.web.deploy.update_config.order: start-first runs two containers at once, and its static address on network `front` cannot be held by both: use stop-first",
+        ),
+    ];
+    for (fixture, want) in cases {
+        let diags = diagnostics_of(&fixture);
+        assert!(
+            diags.iter().any(|d| d.ends_with(want)),
+            "{want}\nnot among:\n{}",
+            diags.join("\n")
+        );
+    }
+    assert_eq!(
+        diagnostics_of(&with_front(
+            "networks: {front: {ipv4_address: 172.28.0.10}}"
+        )),
+        Vec::<String>::new()
+    );
+}
+
+/// [`PROJECT`] with the web service given `web`, and a service `probe` in its network namespace
+/// given `probe`.
+fn with_probe(web: &str, probe: &str) -> String {
+    with_web(web).replace(
+        "volumes:\n  data: {}\n",
+        &format!(
+            "  probe:\n    image: busybox\n    network_mode: {probe}\nvolumes:\n  data: {{}}\n"
+        ),
+    )
+}
+
+/// `network_mode: service:web`: the engine's `container:` mode with web's first container, which
+/// starts first; when web is replaced, the probe (whose network went with it) is recreated after
+/// it, naming why; applied exactly, nothing more.
+#[test]
+fn a_service_in_anothers_network_namespace_follows_it() {
+    let fixture = with_probe("restart: always", "service:web");
+    let probe = desired(&fixture).hosts["app-1"]
+        .containers
+        .iter()
+        .find(|c| c.service == "probe")
+        .cloned()
+        .expect("probe");
+    assert_eq!(
+        probe.networks,
+        BTreeMap::from([("container:shop-web-1".to_owned(), Vec::new())])
+    );
+    assert_eq!(
+        probe.depends_on.get("shop-web-1"),
+        Some(&hoist_core::stack::ConditionKind::ServiceStarted)
+    );
+    assert_eq!(container_changes(&fixture, &fixture), []);
+    let changed = with_probe("restart: always\n    cap_add: [NET_ADMIN]", "service:web");
+    assert_eq!(
+        container_changes(&fixture, &changed),
+        [
+            (
+                "shop-web-1".to_owned(),
+                "Recreate".to_owned(),
+                vec!["cap_add".to_owned()]
+            ),
+            (
+                "shop-probe-1".to_owned(),
+                "Recreate".to_owned(),
+                vec!["network_mode".to_owned()]
+            ),
+        ]
+    );
+    let cases = [
+        (
+            with_probe("", "service:web").replace(
+                "network_mode: service:web\n",
+                "network_mode: service:web\n    ports: [\"9000:9000\"]\n",
+            ),
+            "services.probe.ports: with `network_mode: service:web` the container uses `web`'s network: publish the ports there",
+        ),
+        (
+            with_probe("", "service:web").replace(
+                "network_mode: service:web\n",
+                "network_mode: service:web\n    hostname: probe\n",
+            ),
+            "services.probe.hostname: with `network_mode: service:web` the network is `web`'s: set `hostname` there",
+        ),
+        (
+            with_probe("", "service:nope"),
+            "services.probe.network_mode: no service named `nope` in this stack",
+        ),
+        (
+            with_probe("", "service:probe"),
+            "services.probe.network_mode: a service cannot join its own network namespace",
+        ),
+        (
+            with_probe("", "container:vpn"),
+            "services.probe.network_mode: a container outside the stack, which hoist can neither start first nor follow: put its service in the stack and use `service:<name>`",
+        ),
+    ];
+    for (fixture, want) in cases {
+        let diags = diagnostics_of(&fixture);
+        assert!(
+            diags.iter().any(|d| d.ends_with(want)),
+            "{want}\nnot among:\n{}",
+            diags.join("\n")
+        );
+    }
+}
+
+/// Device requests as compose reads them: `gpus` for short (capability `gpu`), neither `count`
+/// nor `device_ids` meaning all, and what cannot go together said where it is written.
+#[test]
+fn device_requests_are_decoded_as_compose_reads_them() {
+    let requests = |yaml: &str| {
+        desired(&with_web(yaml)).hosts["app-1"]
+            .containers
+            .iter()
+            .find(|c| c.service == "web")
+            .map(|c| c.runtime.device_requests.clone())
+            .expect("web")
+    };
+    let all_gpus = hoist_core::stack::DeviceRequest {
+        count: Some(-1),
+        capabilities: vec!["gpu".into()],
+        ..Default::default()
+    };
+    assert_eq!(requests("gpus: all"), std::slice::from_ref(&all_gpus));
+    assert_eq!(
+        requests("deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}"),
+        [all_gpus]
+    );
+    assert_eq!(
+        requests("gpus: [{driver: nvidia, count: 2}]"),
+        [hoist_core::stack::DeviceRequest {
+            driver: "nvidia".into(),
+            count: Some(2),
+            capabilities: vec!["gpu".into()],
+            ..Default::default()
+        }]
+    );
+    for (yaml, want) in [
+        (
+            "deploy: {resources: {reservations: {devices: [{count: 1, device_ids: [\"0\"], capabilities: [gpu]}]}}}",
+            "services.web.deploy.resources.reservations.devices[0].count: `count` and `device_ids` exclude each other (as in compose)",
+        ),
+        (
+            "deploy: {resources: {reservations: {devices: [{driver: nvidia}]}}}",
+            "services.web.deploy.resources.reservations.devices[0]",
+        ),
+        (
+            "gpus: some",
+            "services.web.gpus: \"some\" is neither `all` nor a list of device requests",
+        ),
+    ] {
+        let diags = diagnostics_of(&with_web(yaml));
+        assert!(
+            diags.iter().any(|d| d.contains(want)),
+            "{want}\nnot among:\n{}",
+            diags.join("\n")
+        );
+    }
+}
+
+/// Every change of planning `fixture` against hosts converged on `observed_fixture`, as
+/// `kind name action reasons`, and the plan's notes.
+fn all_changes(observed_fixture: &str, fixture: &str) -> (Vec<String>, Vec<String>) {
+    let plan = converged_plan(observed_fixture, fixture);
+    let changes = plan
+        .hosts
+        .iter()
+        .flat_map(|h| h.changes.iter())
+        .map(|c| {
+            let reasons: Vec<String> = c
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.field, r.detail))
+                .collect();
+            format!(
+                "{} {} {:?} [{}]",
+                c.kind.as_str(),
+                c.name,
+                c.action,
+                reasons.join("; ")
+            )
+        })
+        .collect();
+    let notes = plan.hosts.iter().flat_map(|h| h.notes.clone()).collect();
+    (changes, notes)
+}
+
+/// A network created with other options is recreated, naming each, with its containers (taken
+/// off it, then recreated on the new one); what the engine chose (a pool, a gateway) is not a
+/// difference. A volume is never recreated (its data): the plan says what to do.
+#[test]
+fn a_network_or_volume_option_change_is_planned_by_key() {
+    let net = |opts: &str| {
+        with_web("networks: [front]").replace(
+            "volumes:\n  data: {}\n",
+            &format!("volumes:\n  data: {{}}\nnetworks:\n  front:\n{opts}"),
+        )
+    };
+    let pooled = net("    ipam: {config: [{subnet: 172.28.0.0/24}]}\n");
+    let (changes, _) = all_changes(&pooled, &pooled);
+    assert_eq!(changes, Vec::<String>::new());
+    let plain = net("    {}\n");
+    assert_eq!(all_changes(&plain, &plain).0, Vec::<String>::new());
+    let (changes, _) = all_changes(
+        &pooled,
+        &net(
+            "    internal: true\n    driver_opts: {com.docker.network.bridge.name: br-front}\n    ipam: {config: [{subnet: 172.29.0.0/24, gateway: 172.29.0.254}]}\n",
+        ),
+    );
+    assert_eq!(
+        changes,
+        [
+            "network shop_front Recreate [internal: false -> true; driver_opts.com.docker.network.bridge.name: unset -> br-front; ipam: 172.28.0.0/24 -> 172.29.0.0/24 gateway 172.29.0.254]",
+            "container shop-web-1 Recreate [networks: network shop_front is recreated]",
+        ]
+    );
+    let (changes, notes) = all_changes(
+        PROJECT,
+        &PROJECT.replace(
+            "  data: {}\n",
+            "  data:\n    driver_opts: {type: tmpfs, device: tmpfs}\n",
+        ),
+    );
+    assert_eq!(changes, Vec::<String>::new());
+    assert_eq!(
+        notes,
+        [
+            "volume shop_data was created with other options (driver_opts.device: unset -> tmpfs, driver_opts.type: unset -> tmpfs): hoist does not recreate a volume, whose data would go; move the data, remove the volume (`docker volume rm shop_data`) and apply again"
+        ]
+    );
 }
 
 #[test]

@@ -97,6 +97,8 @@ pub trait Engine: Send + Sync {
     fn networks(&self) -> impl Future<Output = Result<BTreeMap<String, ObservedNetwork>>> + Send;
     fn create_network(&self, spec: &NetworkSpec) -> impl Future<Output = Result<()>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Takes every container off network `name`, running ones too, so that it can be removed.
+    fn disconnect_all(&self, name: &str) -> impl Future<Output = Result<()>> + Send;
 
     fn volumes(&self) -> impl Future<Output = Result<BTreeMap<String, ObservedVolume>>> + Send;
     fn create_volume(&self, spec: &VolumeSpec) -> impl Future<Output = Result<()>> + Send;

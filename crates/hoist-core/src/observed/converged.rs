@@ -5,7 +5,31 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::desired::ContainerSpec;
+use crate::desired::{ContainerSpec, IpamPool, ResourceOptions};
+
+/// Network `n` as an engine reports it once created: labelled with its project, with the pool
+/// it was given or one of the engine's choosing.
+pub fn network_as_created(n: &crate::desired::NetworkSpec) -> ObservedNetwork {
+    ObservedNetwork {
+        driver: n.driver.clone(),
+        labels: BTreeMap::from([(
+            crate::desired::labels::PROJECT.to_owned(),
+            n.project.clone(),
+        )]),
+        options: ResourceOptions {
+            ipam: if n.options.ipam.is_empty() {
+                vec![IpamPool {
+                    subnet: "172.18.0.0/16".into(),
+                    gateway: Some("172.18.0.1".into()),
+                    ip_range: None,
+                }]
+            } else {
+                n.options.ipam.clone()
+            },
+            ..n.options.clone()
+        },
+    }
+}
 
 /// The state a host reports once `want` is applied exactly, spelled the way the engine spells it
 /// (image defaults merged in, both IPv4 and IPv6 port bindings, its own network aliases). Used to
@@ -57,15 +81,7 @@ pub fn converged(
     let networks = want
         .networks
         .values()
-        .map(|n| {
-            (
-                n.name.clone(),
-                ObservedNetwork {
-                    driver: n.driver.clone(),
-                    labels: project_labels(&n.project),
-                },
-            )
-        })
+        .map(|n| (n.name.clone(), network_as_created(n)))
         .collect();
     let volumes = want
         .volumes
@@ -76,6 +92,7 @@ pub fn converged(
                 ObservedVolume {
                     driver: v.driver.clone(),
                     labels: project_labels(&v.project),
+                    driver_opts: v.options.driver_opts.clone(),
                 },
             )
         })
@@ -204,6 +221,7 @@ pub fn reported(
             })
             .collect(),
         networks,
+        addresses: c.addresses.clone(),
         healthcheck: c
             .healthcheck
             .clone()

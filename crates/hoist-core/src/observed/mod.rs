@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::stack::{Health, Port};
 
-pub use converged::{converged, reported};
+pub use converged::{converged, network_as_created, reported};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Observed {
@@ -89,6 +89,13 @@ pub struct ObservedNetwork {
     pub driver: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// What it was created with (its pools as the engine reports them: the ones it was given, or
+    /// the one it chose); none at all in a snapshot recorded before hoist observed them.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::desired::ResourceOptions::is_default"
+    )]
+    pub options: crate::desired::ResourceOptions,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +105,9 @@ pub struct ObservedVolume {
     pub driver: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The driver's options it was created with.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_opts: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -142,6 +152,9 @@ pub struct ObservedContainer {
     /// Network name -> aliases.
     #[serde(default)]
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Network name -> the address asked for there (not the one the engine gave from its pools).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub addresses: BTreeMap<String, crate::desired::StaticAddress>,
     #[serde(default)]
     pub healthcheck: Option<Health>,
     /// Restart policy name (`no`, `always`, `unless-stopped`, `on-failure[:N]`; empty means `no`).

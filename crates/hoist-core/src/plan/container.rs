@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::desired::{ContainerSpec, MountSpec, labels};
+use crate::desired::{ContainerSpec, MountSpec, StaticAddress, labels};
 use crate::observed::ObservedContainer;
 use crate::stack::{Health, Port};
 
@@ -107,6 +107,28 @@ pub(super) fn explain(
             "networks",
             format!("{} -> {}", nets(&have_nets), nets(&want_nets)),
         ));
+    }
+    // The addresses asked for, network by network, each under its compose key.
+    let no_address = StaticAddress::default();
+    let engine_networks: BTreeSet<&String> =
+        want.addresses.keys().chain(have.addresses.keys()).collect();
+    for n in engine_networks {
+        let (was, now) = (
+            have.addresses.get(n).unwrap_or(&no_address),
+            want.addresses.get(n).unwrap_or(&no_address),
+        );
+        for (key, was, now) in [
+            ("ipv4_address", &was.ipv4, &now.ipv4),
+            ("ipv6_address", &was.ipv6, &now.ipv6),
+        ] {
+            if was != now {
+                let or_unset = |a: &Option<String>| a.clone().unwrap_or_else(|| "unset".into());
+                out.push(Reason::new(
+                    format!("networks.{n}.{key}"),
+                    format!("{} -> {}", or_unset(was), or_unset(now)),
+                ));
+            }
+        }
     }
     let want_health = want
         .healthcheck

@@ -6,9 +6,10 @@ use crate::secret::Redactor;
 
 use super::deletions::{deletions, leftovers, surplus_replicas};
 use super::file::{diff_file, unified};
+use super::resources;
 use super::{
-    ChangeAction, HostPlan, PlannedAction, Reason, ResourceKind, change, change_hashed, container,
-    fingerprint, same_image,
+    Change, ChangeAction, HostPlan, PlannedAction, Reason, ResourceKind, change, change_hashed,
+    container, fingerprint, same_image,
 };
 
 pub(super) fn diff_host(
@@ -158,6 +159,7 @@ pub(super) fn diff_host(
         };
         changes.extend(c);
     }
+    let mut recreated_networks = Vec::new();
     for net in want.networks.values().filter(|n| !n.external) {
         match docker.networks.get(&net.name) {
             None => changes.push(change(
@@ -167,28 +169,31 @@ pub(super) fn diff_host(
                 vec![],
                 docker_unknown,
             )),
-            Some(o) if !o.driver.is_empty() && o.driver != net.driver => changes.push(change(
-                ResourceKind::Network,
-                &net.name,
-                ChangeAction::Recreate,
-                vec![Reason::new(
-                    "driver",
-                    format!("{} -> {}", o.driver, net.driver),
-                )],
-                docker_unknown,
-            )),
-            Some(_) => {}
+            Some(o) => {
+                let reasons = resources::network_reasons(net, o);
+                if !reasons.is_empty() {
+                    recreated_networks.push(net.name.clone());
+                    changes.push(change(
+                        ResourceKind::Network,
+                        &net.name,
+                        ChangeAction::Recreate,
+                        reasons,
+                        docker_unknown,
+                    ));
+                }
+            }
         }
     }
     for vol in want.volumes.values().filter(|v| !v.external) {
-        if !docker.volumes.contains_key(&vol.name) {
-            changes.push(change(
+        match docker.volumes.get(&vol.name) {
+            None => changes.push(change(
                 ResourceKind::Volume,
                 &vol.name,
                 ChangeAction::Create,
                 vec![],
                 docker_unknown,
-            ));
+            )),
+            Some(o) => notes.extend(resources::volume_note(vol, o)),
         }
     }
 
@@ -278,6 +283,14 @@ pub(super) fn diff_host(
         changes.extend(c);
     }
 
+    follow_recreated_networks(
+        want,
+        docker,
+        &recreated_networks,
+        &mut changes,
+        docker_unknown,
+    );
+    follow_network_namespaces(want, docker, &mut changes, docker_unknown);
     changes.extend(leftovers(want, docker));
     changes.extend(surplus_replicas(want, docker));
     let deletions = deletions(want, docker);
@@ -298,6 +311,85 @@ pub(super) fn diff_host(
         actions,
         notes,
         observed_hash: fingerprint(have),
+    }
+}
+
+/// A container in another's network namespace (`network_mode: service:`) loses its network with
+/// that container: when the other is created or recreated, it is recreated after it (start order
+/// puts it later), naming why.
+fn follow_network_namespaces(
+    want: &HostDesired,
+    docker: &DockerState,
+    changes: &mut Vec<Change>,
+    docker_unknown: bool,
+) {
+    let replaced = |changes: &[Change], name: &str| {
+        changes.iter().any(|c| {
+            c.kind == ResourceKind::Container
+                && c.name == name
+                && matches!(c.action, ChangeAction::Create | ChangeAction::Recreate)
+        })
+    };
+    for spec in &want.containers {
+        let Some(other) = spec
+            .networks
+            .keys()
+            .find_map(|n| n.strip_prefix("container:"))
+        else {
+            continue;
+        };
+        if !replaced(changes, other) || !docker.containers.contains_key(&spec.name) {
+            continue;
+        }
+        let reason = Reason::new("network_mode", format!("joins {other}, which is replaced"));
+        recreate_too(changes, spec, reason, docker_unknown);
+    }
+}
+
+/// A network is recreated with its containers on the host: removing it takes them off it, and
+/// each is recreated on the new one, naming why.
+fn follow_recreated_networks(
+    want: &HostDesired,
+    docker: &DockerState,
+    recreated: &[String],
+    changes: &mut Vec<Change>,
+    docker_unknown: bool,
+) {
+    for spec in &want.containers {
+        let Some(net) = spec.networks.keys().find(|n| recreated.contains(n)) else {
+            continue;
+        };
+        if docker.containers.contains_key(&spec.name) {
+            let reason = Reason::new("networks", format!("network {net} is recreated"));
+            recreate_too(changes, spec, reason, docker_unknown);
+        }
+    }
+}
+
+/// Makes `spec`'s change a recreate for `reason` besides its own ones (a start becomes one).
+fn recreate_too(
+    changes: &mut Vec<Change>,
+    spec: &crate::desired::ContainerSpec,
+    reason: Reason,
+    docker_unknown: bool,
+) {
+    match changes
+        .iter_mut()
+        .find(|c| c.kind == ResourceKind::Container && c.name == spec.name)
+    {
+        Some(c) if c.action == ChangeAction::Recreate => c.reasons.push(reason),
+        Some(c) => {
+            c.action = ChangeAction::Recreate;
+            c.reasons = vec![reason];
+        }
+        None => changes.push(change_hashed(
+            ResourceKind::Container,
+            &spec.name,
+            ChangeAction::Recreate,
+            vec![reason],
+            docker_unknown,
+            &spec.config_hash,
+        )),
     }
 }
 

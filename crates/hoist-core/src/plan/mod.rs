@@ -15,6 +15,7 @@ mod container;
 mod deletions;
 mod file;
 mod host;
+mod resources;
 
 use serde::{Deserialize, Serialize};
 

@@ -127,6 +127,13 @@ impl Project {
                 mounted.insert(f.path.clone(), spec.sha256());
                 self.add_file(hd, spec, src, loc, host, diags);
             }
+            // A network of the stack by the name the engine knows it by.
+            let engine_network = |n: &String| {
+                st.networks
+                    .get(n)
+                    .map(|d| d.name.clone())
+                    .unwrap_or_else(|| n.clone())
+            };
             for (i, replica) in names[&name].iter().enumerate() {
                 let mut spec = ContainerSpec {
                     name: replica.clone(),
@@ -147,24 +154,39 @@ impl Project {
                         .collect(),
                     // `network_mode`: the engine's own network, where a container has no alias.
                     networks: match &svc.network_mode {
-                        Some(mode) => BTreeMap::from([(mode.clone(), Vec::new())]),
+                        // `service:<name>`: the engine's `container:` mode, with the name of
+                        // that service's first container.
+                        Some(mode) => {
+                            let mode = match mode.strip_prefix("service:") {
+                                Some(other) => format!(
+                                    "container:{}",
+                                    names
+                                        .get(&other.to_owned())
+                                        .and_then(|n| n.first())
+                                        .map_or(other, String::as_str)
+                                ),
+                                None => mode.clone(),
+                            };
+                            BTreeMap::from([(mode, Vec::new())])
+                        }
                         None => svc
                             .networks
                             .iter()
                             .map(|(n, aliases)| {
-                                let engine_name = st
-                                    .networks
-                                    .get(n)
-                                    .map(|d| d.name.clone())
-                                    .unwrap_or_else(|| n.clone());
                                 let mut a = aliases.clone();
                                 a.push(name.clone());
                                 a.sort();
                                 a.dedup();
-                                (engine_name, a)
+                                (engine_network(n), a)
                             })
                             .collect(),
                     },
+                    // By the engine's network name, as `networks`.
+                    addresses: svc
+                        .addresses
+                        .iter()
+                        .map(|(n, a)| (engine_network(n), a.clone()))
+                        .collect(),
                     healthcheck: svc.healthcheck.clone(),
                     restart: svc.restart.clone(),
                     labels: svc.labels.clone(),

@@ -186,10 +186,21 @@ fn service(svc: &Service, stack: &Stack, refs: &SecretRefs) -> Value {
                 .networks
                 .iter()
                 .map(|(n, aliases)| {
-                    let body = if aliases.is_empty() {
+                    let mut body = Map::new();
+                    if !aliases.is_empty() {
+                        body.insert("aliases".into(), json!(aliases));
+                    }
+                    if let Some(a) = svc.addresses.get(n) {
+                        for (key, ip) in [("ipv4_address", &a.ipv4), ("ipv6_address", &a.ipv6)] {
+                            if let Some(ip) = ip {
+                                body.insert(key.into(), json!(ip));
+                            }
+                        }
+                    }
+                    let body = if body.is_empty() {
                         Value::Null
                     } else {
-                        json!({ "aliases": aliases })
+                        Value::Object(body)
                     };
                     (n.clone(), body)
                 })

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use minijinja::Environment;
 
-use crate::desired::{IpamPool, ResourceOptions};
+use crate::desired::{IpamPool, ResourceOptions, StaticAddress};
 use crate::diag::{Diagnostics, Kind, Loc, SourceName};
 use crate::secret::Redactor;
 use crate::source::Source;
@@ -26,8 +26,8 @@ use crate::yaml::{self, Ctx, Node, Value};
 use files::FileKind;
 
 pub use service::{
-    Build, Condition, DEFAULT_SHM_SIZE, Health, Logging, Mount, MountSource, PlacedFile, Port,
-    Runtime, Service, capability, device, parse_bytes,
+    Build, Condition, DEFAULT_SHM_SIZE, DeviceRequest, Health, Logging, Mount, MountSource,
+    PlacedFile, Port, Runtime, Service, capability, device, parse_bytes,
 };
 pub use service::{FailureAction, UpdateConfig, UpdateOrder};
 
@@ -561,18 +561,31 @@ fn check_references(
 ) {
     for (name, svc) in services {
         let path = yaml::join("services", name);
+        // `network_mode: service:<dep>` depends on it too, and is where a wrong name was written.
+        let joined = svc
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"));
         for (dep, cond) in &svc.depends_on {
+            let (key, hint) = if joined == Some(dep.as_str()) {
+                ("network_mode", "")
+            } else {
+                (
+                    "depends_on",
+                    " (`required: false` makes the dependency optional)",
+                )
+            };
             if left_out.contains(dep) {
                 ctx.error(
                     cond.loc,
-                    &yaml::join(&path, "depends_on"),
+                    &yaml::join(&path, key),
                     Kind::UnknownReference,
-                    format!("`{dep}` is left out by the enabled profiles (`required: false` makes the dependency optional)"),
+                    format!("`{dep}` is left out by the enabled profiles{hint}"),
                 );
             } else if !services.contains_key(dep) {
                 ctx.error(
                     cond.loc,
-                    &yaml::join(&path, "depends_on"),
+                    &yaml::join(&path, key),
                     Kind::UnknownReference,
                     format!("no service named `{dep}` in this stack"),
                 );
@@ -600,6 +613,11 @@ fn check_references(
                 );
             }
         }
+        for (net, address) in &svc.addresses {
+            if let Some(def) = networks.get(net) {
+                check_address(ctx, svc, &yaml::join(&path, "networks"), net, def, address);
+            }
+        }
     }
     // Cycles in depends_on would deadlock the health-gated start order.
     if let Err(cycle) = start_order(services) {
@@ -610,6 +628,65 @@ fn check_references(
             Kind::Cycle,
             format!("depends_on cycle: {}", cycle.join(" -> ")),
         );
+    }
+}
+
+/// A static address needs one container (replicas would share it) and, on a network the stack
+/// creates, a subnet of that network's pools to come from (the engine gives addresses only from
+/// the pools it was told of). An external network's pools are its own: the engine checks them.
+fn check_address(
+    ctx: &mut Ctx<'_>,
+    svc: &Service,
+    path: &str,
+    net: &str,
+    def: &NetworkDef,
+    address: &StaticAddress,
+) {
+    let path = yaml::join(path, net);
+    if svc.replicas > 1 {
+        ctx.error(
+            svc.loc,
+            &path,
+            Kind::InvalidValue,
+            format!(
+                "a static address is one container's, and the service runs {} replicas",
+                svc.replicas
+            ),
+        );
+        return;
+    }
+    if def.external {
+        return;
+    }
+    let pools: Vec<ipnet::IpNet> = def
+        .options
+        .ipam
+        .iter()
+        .filter_map(|p| p.subnet.parse().ok())
+        .collect();
+    for (key, ip) in [
+        ("ipv4_address", &address.ipv4),
+        ("ipv6_address", &address.ipv6),
+    ] {
+        let Some(ip) = ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        if !pools.iter().any(|p| p.contains(&ip)) {
+            let subnets: Vec<String> = pools.iter().map(ToString::to_string).collect();
+            ctx.error(
+                svc.loc,
+                &yaml::join(&path, key),
+                Kind::InvalidValue,
+                if subnets.is_empty() {
+                    format!("{ip} needs a subnet to come from: give network `{net}` an `ipam.config` with one that holds it")
+                } else {
+                    format!("{ip} is not in network `{net}`'s subnets ({})", subnets.join(", "))
+                },
+            );
+        }
     }
 }
 

@@ -105,6 +105,7 @@ mod tests {
             ports: Vec::new(),
             mounts: Vec::new(),
             networks: BTreeMap::new(),
+            addresses: BTreeMap::new(),
             healthcheck: None,
             restart: String::new(),
             labels: BTreeMap::new(),

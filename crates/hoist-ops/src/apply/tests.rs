@@ -69,6 +69,7 @@ fn container(name: &str, deps: &[(&str, ConditionKind)], play: usize) -> Contain
         ports: Vec::new(),
         mounts: Vec::new(),
         networks: BTreeMap::from([("p_default".into(), vec![name.into()])]),
+        addresses: BTreeMap::new(),
         healthcheck: Some(Health {
             test: vec!["CMD".into(), "true".into()],
             interval_ns: Some(1_000_000_000),

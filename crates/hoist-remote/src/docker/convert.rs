@@ -1,19 +1,19 @@
 //! Between the engine's API types and hoist's: a container as observed (with its image's
 //! defaults), a create request from a spec, health and error codes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, DeviceMapping, EndpointSettings, HealthConfig,
-    HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig, PortBinding,
-    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, DeviceMapping, EndpointIpamConfig,
+    EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount, MountType,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
 };
-use hoist_core::desired::ContainerSpec;
+use hoist_core::desired::{ContainerSpec, StaticAddress};
 
 use crate::engine::Scratch;
 use hoist_core::observed::{ImageDefaults, ObservedContainer, ObservedMount};
-use hoist_core::stack::{Health, Logging, Port, Runtime};
+use hoist_core::stack::{DeviceRequest, Health, Logging, Port, Runtime};
 
 pub(super) async fn image_defaults(d: &Docker, id: &str) -> ImageDefaults {
     let Ok(img) = d.inspect_image(id).await else {
@@ -97,10 +97,23 @@ pub(super) fn observed_container(
         })
         .collect();
     mounts.sort_by(|a, b| a.target.cmp(&b.target));
-    let networks = i
+    let endpoints = i
         .network_settings
         .and_then(|n| n.networks)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // The addresses asked for (`IPAMConfig`), not the ones the engine gave from its pools.
+    let addresses = endpoints
+        .iter()
+        .filter_map(|(name, e)| {
+            let asked = e.ipam_config.as_ref()?;
+            let address = StaticAddress {
+                ipv4: asked.ipv4_address.clone().filter(|a| !a.is_empty()),
+                ipv6: asked.ipv6_address.clone().filter(|a| !a.is_empty()),
+            };
+            (address != StaticAddress::default()).then(|| (name.clone(), address))
+        })
+        .collect();
+    let mut networks: BTreeMap<String, Vec<String>> = endpoints
         .into_iter()
         .map(|(name, e)| {
             let mut a = e.aliases.unwrap_or_default();
@@ -110,6 +123,15 @@ pub(super) fn observed_container(
             (name, a)
         })
         .collect();
+    // In another container's network namespace it has no endpoint of its own: the mode says
+    // whose (`container:<name>`, as it was created).
+    if let Some(mode) = host
+        .network_mode
+        .as_deref()
+        .filter(|m| m.starts_with("container:"))
+    {
+        networks.insert(mode.to_owned(), Vec::new());
+    }
     let restart = match host.restart_policy {
         Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::ON_FAILURE),
@@ -135,6 +157,7 @@ pub(super) fn observed_container(
         ports,
         mounts,
         networks,
+        addresses,
         healthcheck: config.healthcheck.map(health_of),
         restart,
         extra_hosts: host.extra_hosts.unwrap_or_default(),
@@ -211,6 +234,35 @@ fn reported_runtime(config: &bollard::models::ContainerConfig, host: &HostConfig
         nano_cpus: positive(host.nano_cpus),
         cpu_shares: positive(host.cpu_shares),
         pids_limit: host.pids_limit.filter(|n| *n > 0),
+        device_requests: {
+            let mut requests: Vec<DeviceRequest> = host
+                .device_requests
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| {
+                    let device_ids = r.device_ids.unwrap_or_default();
+                    let mut capabilities: Vec<String> = r
+                        .capabilities
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flatten()
+                        .collect();
+                    capabilities.sort();
+                    capabilities.dedup();
+                    DeviceRequest {
+                        driver: r.driver.unwrap_or_default(),
+                        // The engine reports a count of 0 for a request by ids.
+                        count: r.count.filter(|n| *n != 0 || device_ids.is_empty()),
+                        device_ids,
+                        capabilities,
+                        options: r.options.unwrap_or_default().into_iter().collect(),
+                    }
+                })
+                .collect();
+            requests.sort();
+            requests
+        },
     }
 }
 
@@ -269,7 +321,7 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
     exposed.sort();
     exposed.dedup();
     let some_list = |v: &[String]| Some(v.to_vec()).filter(|v| !v.is_empty());
-    let some_map = |m: &std::collections::BTreeMap<String, String>| {
+    let some_map = |m: &BTreeMap<String, String>| {
         Some(m.clone().into_iter().collect::<HashMap<_, _>>()).filter(|m| !m.is_empty())
     };
     let signed = |n: Option<u64>| n.and_then(|n| i64::try_from(n).ok());
@@ -375,6 +427,20 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
             nano_cpus: signed(rt.nano_cpus),
             cpu_shares: signed(rt.cpu_shares),
             pids_limit: rt.pids_limit,
+            device_requests: Some(
+                rt.device_requests
+                    .iter()
+                    .map(|r| bollard::models::DeviceRequest {
+                        driver: Some(r.driver.clone()).filter(|d| !d.is_empty()),
+                        count: r.count,
+                        device_ids: some_list(&r.device_ids),
+                        capabilities: Some(vec![r.capabilities.clone()]),
+                        options: Some(r.options.clone().into_iter().collect::<HashMap<_, _>>())
+                            .filter(|o| !o.is_empty()),
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .filter(|d| !d.is_empty()),
             port_bindings: Some(port_bindings).filter(|p| !p.is_empty()),
             mounts: Some(mounts),
             restart_policy: Some(RestartPolicy {
@@ -385,17 +451,26 @@ pub(super) fn create_body(c: &ContainerSpec) -> ContainerCreateBody {
             network_mode: first.map(|(n, _)| n.clone()),
             ..Default::default()
         }),
-        networking_config: first.map(|(n, a)| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(n.clone(), endpoint(a))])),
-        }),
+        // Another container's network namespace (`container:<name>`) takes no endpoint.
+        networking_config: first
+            .filter(|(n, _)| !n.starts_with("container:"))
+            .map(|(n, a)| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(n.clone(), endpoint(c, n, a))])),
+            }),
         ..Default::default()
     }
 }
 
-pub(super) fn endpoint(aliases: &[String]) -> EndpointSettings {
+/// How a container joins network `network`: its aliases, and the address it asked for there.
+pub(super) fn endpoint(c: &ContainerSpec, network: &str, aliases: &[String]) -> EndpointSettings {
     EndpointSettings {
         // The engine's own networks (`network_mode: host`) take no alias at all.
         aliases: Some(aliases.to_vec()).filter(|a| !a.is_empty()),
+        ipam_config: c.addresses.get(network).map(|a| EndpointIpamConfig {
+            ipv4_address: a.ipv4.clone(),
+            ipv6_address: a.ipv6.clone(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -443,5 +518,83 @@ mod tests {
         );
         assert_eq!(a, b);
         assert_eq!(a.mounts[0].target, "/run/secrets/t");
+    }
+
+    /// What hoist creates a container with, the engine reports back as hoist wrote it: device
+    /// requests (an engine's count of 0 for a request by ids), a static address, another
+    /// container's network namespace (no endpoint of its own).
+    #[test]
+    fn device_requests_addresses_and_network_namespaces_read_back_as_asked() {
+        use hoist_core::desired::{ContainerSpec, StaticAddress};
+        use hoist_core::stack::DeviceRequest;
+        use std::collections::{BTreeMap, HashMap};
+
+        let mut spec: ContainerSpec = serde_json::from_value(serde_json::json!({
+            "name": "p-gpu-1", "project": "p", "service": "gpu", "image": "i",
+            "command": null, "entrypoint": null, "env": {}, "ports": [], "mounts": [],
+            "networks": {"p_front": ["gpu"]}, "healthcheck": null, "restart": "no",
+            "labels": {}, "extra_hosts": [], "user": null, "working_dir": null,
+            "hostname": null, "stop_grace_period_s": null, "depends_on": {},
+            "mounted_files": {}, "config_hash": ""
+        }))
+        .expect("spec");
+        spec.addresses = BTreeMap::from([(
+            "p_front".to_owned(),
+            StaticAddress {
+                ipv4: Some("172.28.0.10".into()),
+                ipv6: None,
+            },
+        )]);
+        spec.runtime.device_requests = vec![
+            DeviceRequest {
+                count: Some(-1),
+                capabilities: vec!["gpu".into()],
+                ..Default::default()
+            },
+            DeviceRequest {
+                driver: "nvidia".into(),
+                device_ids: vec!["0".into()],
+                capabilities: vec!["gpu".into(), "utility".into()],
+                ..Default::default()
+            },
+        ];
+        let body = super::create_body(&spec);
+        let mut host = body.host_config.clone().expect("host config");
+        // The engine reports a request by ids with a count of 0.
+        for r in host.device_requests.iter_mut().flatten() {
+            r.count = r.count.or(Some(0));
+        }
+        let endpoints: HashMap<String, bollard::models::EndpointSettings> = body
+            .networking_config
+            .clone()
+            .and_then(|n| n.endpoints_config)
+            .unwrap_or_default();
+        let seen = observed_container(
+            ContainerInspectResponse {
+                host_config: Some(host),
+                network_settings: Some(bollard::models::NetworkSettings {
+                    networks: Some(endpoints),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Default::default(),
+        );
+        let mut want = spec.runtime.device_requests.clone();
+        want.sort();
+        assert_eq!(seen.runtime.device_requests, want);
+        assert_eq!(seen.addresses, spec.addresses);
+
+        spec.networks = BTreeMap::from([("container:p-vpn-1".to_owned(), Vec::new())]);
+        let body = super::create_body(&spec);
+        assert!(body.networking_config.is_none(), "no endpoint of its own");
+        let seen = observed_container(
+            ContainerInspectResponse {
+                host_config: body.host_config,
+                ..Default::default()
+            },
+            Default::default(),
+        );
+        assert_eq!(seen.networks, spec.networks);
     }
 }

@@ -15,7 +15,9 @@ use bollard::query_parameters::{
     WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
-use hoist_core::desired::{ContainerSpec, NetworkSpec, VolumeSpec, labels};
+use hoist_core::desired::{
+    ContainerSpec, IpamPool, NetworkSpec, ResourceOptions, VolumeSpec, labels,
+};
 use hoist_core::observed::{
     ImageDefaults, ObservedContainer, ObservedImage, ObservedNetwork, ObservedVolume,
 };
@@ -202,7 +204,7 @@ impl Engine for DockerEngine {
         for (n, a) in spec.networks.iter().skip(1) {
             let req = bollard::models::NetworkConnectRequest {
                 container: name.to_owned(),
-                endpoint_config: Some(endpoint(a)),
+                endpoint_config: Some(endpoint(spec, n, a)),
             };
             self.docker
                 .connect_network(n, req)
@@ -303,6 +305,24 @@ impl Engine for DockerEngine {
                     ObservedNetwork {
                         driver: n.driver.unwrap_or_default(),
                         labels: n.labels.unwrap_or_default().into_iter().collect(),
+                        options: ResourceOptions {
+                            driver_opts: n.options.unwrap_or_default().into_iter().collect(),
+                            internal: n.internal.unwrap_or(false),
+                            enable_ipv6: n.enable_ipv6.unwrap_or(false),
+                            ipam: n
+                                .ipam
+                                .and_then(|i| i.config)
+                                .unwrap_or_default()
+                                .into_iter()
+                                .filter_map(|p| {
+                                    Some(IpamPool {
+                                        subnet: p.subnet?,
+                                        gateway: p.gateway.filter(|g| !g.is_empty()),
+                                        ip_range: p.ip_range.filter(|r| !r.is_empty()),
+                                    })
+                                })
+                                .collect(),
+                        },
                     },
                 ))
             })
@@ -349,6 +369,28 @@ impl Engine for DockerEngine {
         self.docker.remove_network(name).await.map_err(self.err())
     }
 
+    async fn disconnect_all(&self, name: &str) -> Result<()> {
+        let network = self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(self.err())?;
+        for id in network.containers.unwrap_or_default().into_keys() {
+            let req = bollard::models::NetworkDisconnectRequest {
+                container: id,
+                force: Some(true),
+            };
+            self.docker
+                .disconnect_network(name, req)
+                .await
+                .map_err(self.err())?;
+        }
+        Ok(())
+    }
+
     async fn volumes(&self) -> Result<BTreeMap<String, ObservedVolume>> {
         let list = self
             .docker
@@ -365,6 +407,7 @@ impl Engine for DockerEngine {
                     ObservedVolume {
                         driver: v.driver,
                         labels: v.labels.into_iter().collect(),
+                        driver_opts: v.options.into_iter().collect(),
                     },
                 )
             })

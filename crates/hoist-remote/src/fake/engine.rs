@@ -266,7 +266,12 @@ impl Engine for FakeEngine {
             .cloned()
             .ok_or_else(|| self.missing(&format!("image: {}", spec.image)))?;
         for n in spec.networks.keys() {
-            if !s.networks.contains_key(n) {
+            // Another container's network namespace: that container must exist, as on an engine.
+            let known = match n.strip_prefix("container:") {
+                Some(c) => s.containers.contains_key(c),
+                None => s.networks.contains_key(n),
+            };
+            if !known {
                 return Err(self.missing(&format!("network: {n}")));
             }
         }
@@ -357,19 +362,37 @@ impl Engine for FakeEngine {
 
     async fn create_network(&self, spec: &NetworkSpec) -> Result<()> {
         self.enter(format!("create network {}", spec.name)).await?;
-        self.state().networks.insert(
-            spec.name.clone(),
-            ObservedNetwork {
-                driver: spec.driver.clone(),
-                labels: BTreeMap::from([(labels::PROJECT.to_owned(), spec.project.clone())]),
-            },
-        );
+        self.state()
+            .networks
+            .insert(spec.name.clone(), observed::network_as_created(spec));
         Ok(())
     }
 
+    /// As an engine: not while a container is on it.
     async fn remove_network(&self, name: &str) -> Result<()> {
         self.enter(format!("remove network {name}")).await?;
-        self.state().networks.remove(name);
+        let mut s = self.state();
+        if let Some(c) = s
+            .containers
+            .iter()
+            .find(|(_, c)| c.observed.networks.contains_key(name))
+            .map(|(n, _)| n.clone())
+        {
+            return Err(RemoteError::new(
+                &self.host,
+                ErrorKind::Engine,
+                format!("network {name} has active endpoints ({c})"),
+            ));
+        }
+        s.networks.remove(name);
+        Ok(())
+    }
+
+    async fn disconnect_all(&self, name: &str) -> Result<()> {
+        self.enter(format!("disconnect network {name}")).await?;
+        for c in self.state().containers.values_mut() {
+            c.observed.networks.remove(name);
+        }
         Ok(())
     }
 
@@ -385,6 +408,7 @@ impl Engine for FakeEngine {
             ObservedVolume {
                 driver: spec.driver.clone(),
                 labels: BTreeMap::from([(labels::PROJECT.to_owned(), spec.project.clone())]),
+                driver_opts: spec.options.driver_opts.clone(),
             },
         );
         Ok(())

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Condition, ConditionKind, Health, Port};
+use crate::desired::StaticAddress;
 use crate::diag::Kind;
 use crate::yaml::{self, Ctx, Node, Value};
 
@@ -103,8 +104,18 @@ pub(super) fn port(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Port> {
     })
 }
 
-pub(super) fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String, Vec<String>> {
+/// Network -> aliases, and network -> the address asked for on it (checked against the
+/// network's pools once the stack's networks are known).
+pub(super) fn networks(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+) -> (
+    BTreeMap<String, Vec<String>>,
+    BTreeMap<String, StaticAddress>,
+) {
     let mut out = BTreeMap::new();
+    let mut addresses = BTreeMap::new();
     match &v.value {
         Value::Seq(_) => {
             for n in ctx.string_list(v, p) {
@@ -120,9 +131,33 @@ pub(super) fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String,
                         aliases = ctx.string_list(a, &yaml::join(&np, "aliases"));
                         aliases.sort();
                     }
+                    let mut address = StaticAddress::default();
+                    for (key, v6, slot) in [
+                        ("ipv4_address", false, &mut address.ipv4),
+                        ("ipv6_address", true, &mut address.ipv6),
+                    ] {
+                        let Some(n) = f.get(key) else { continue };
+                        let kp = yaml::join(&np, key);
+                        let Some(text) = ctx.string(n, &kp) else {
+                            continue;
+                        };
+                        match text.parse::<std::net::IpAddr>() {
+                            Ok(ip) if ip.is_ipv6() == v6 => *slot = Some(ip.to_string()),
+                            _ => ctx.error(
+                                n.loc,
+                                &kp,
+                                Kind::InvalidValue,
+                                format!(
+                                    "{text:?} is not an {} address",
+                                    if v6 { "IPv6" } else { "IPv4" }
+                                ),
+                            ),
+                        }
+                    }
+                    if address != StaticAddress::default() {
+                        addresses.insert(name.clone(), address);
+                    }
                     for key in [
-                        "ipv4_address",
-                        "ipv6_address",
                         "link_local_ips",
                         "mac_address",
                         "priority",
@@ -135,7 +170,7 @@ pub(super) fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String,
                                 n.loc,
                                 &yaml::join(&np, key),
                                 Kind::Unsupported,
-                                "not supported yet: the engine gives the address; reach the service by its name",
+                                "not supported yet: the engine chooses it; reach the service by its name",
                             );
                         }
                     }
@@ -145,7 +180,7 @@ pub(super) fn networks(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> BTreeMap<String,
             }
         }
     }
-    out
+    (out, addresses)
 }
 
 pub(super) fn healthcheck(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> Option<Health> {

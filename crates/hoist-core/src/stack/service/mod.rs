@@ -20,12 +20,15 @@ mod volumes;
 
 pub(super) use environment::{env_lines, labels, outside, read_source, string_map};
 pub use fields::parse_duration;
-pub use runtime::{DEFAULT_SHM_SIZE, Logging, Runtime, capability, device, parse_bytes};
+pub use runtime::{
+    DEFAULT_SHM_SIZE, DeviceRequest, Logging, Runtime, capability, device, parse_bytes,
+};
 pub use update::{FailureAction, UpdateConfig, UpdateOrder};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::desired::StaticAddress;
 use crate::diag::{Kind, Loc};
 use crate::yaml::{self, Ctx, Node};
 
@@ -50,6 +53,8 @@ pub struct Service {
     pub files: Vec<PlacedFile>,
     /// Logical network name -> aliases.
     pub networks: BTreeMap<String, Vec<String>>,
+    /// Logical network name -> the address asked for on it.
+    pub addresses: BTreeMap<String, StaticAddress>,
     pub healthcheck: Option<Health>,
     pub depends_on: BTreeMap<String, Condition>,
     pub restart: String,
@@ -218,10 +223,6 @@ pub const REFUSED: &[(&str, &str)] = &[
         "not supported: declare the volume and mount it in both services",
     ),
     (
-        "gpus",
-        "device requests (GPUs) are not supported yet: use `devices`",
-    ),
-    (
         "develop",
         "compose watch is for local development: there is nothing to deploy",
     ),
@@ -300,6 +301,14 @@ fn start_first_fits(ctx: &mut Ctx<'_>, svc: &Service, path: &str) {
             "start-first runs two containers at once, and on the host's network both would listen on the same ports: use stop-first",
         );
     }
+    if let Some(net) = svc.addresses.keys().next() {
+        ctx.error(
+            svc.loc,
+            &order,
+            Kind::InvalidValue,
+            format!("start-first runs two containers at once, and its static address on network `{net}` cannot be held by both: use stop-first"),
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -326,6 +335,7 @@ pub(super) fn decode(
         mounts: Vec::new(),
         files: Vec::new(),
         networks: BTreeMap::new(),
+        addresses: BTreeMap::new(),
         healthcheck: None,
         depends_on: BTreeMap::new(),
         restart: "no".into(),
@@ -392,7 +402,7 @@ pub(super) fn decode(
                 }
                 svc.mounts.sort_by(|a, b| a.target.cmp(&b.target));
             }
-            "networks" => svc.networks = networks(ctx, v, &p),
+            "networks" => (svc.networks, svc.addresses) = networks(ctx, v, &p),
             "healthcheck" => svc.healthcheck = healthcheck(ctx, v, &p),
             "depends_on" => svc.depends_on = depends_on(ctx, v, &p),
             "restart" => {
@@ -425,11 +435,20 @@ pub(super) fn decode(
             "hostname" => svc.hostname = ctx.string(v, &p),
             "network_mode" => match ctx.string(v, &p).as_deref() {
                 Some(m @ ("host" | "none" | "bridge")) => svc.network_mode = Some(m.to_owned()),
-                Some(other) => ctx.error(
+                Some(m) if m.strip_prefix("service:").is_some_and(|s| !s.is_empty()) => {
+                    svc.network_mode = Some(m.to_owned());
+                }
+                Some(other) if other.starts_with("container:") => ctx.error(
                     v.loc,
                     &p,
                     Kind::Unsupported,
-                    format!("{other:?} is not supported yet (host, none, bridge): attach both services to one of the stack's `networks`"),
+                    "a container outside the stack, which hoist can neither start first nor follow: put its service in the stack and use `service:<name>`",
+                ),
+                Some(other) => ctx.error(
+                    v.loc,
+                    &p,
+                    Kind::InvalidValue,
+                    format!("{other:?} is not a network mode (host, none, bridge, service:<name>)"),
                 ),
                 None => {}
             },
@@ -561,9 +580,17 @@ pub(super) fn decode(
             loc,
             &yaml::join(path, "ports"),
             Kind::InvalidValue,
-            format!("with `network_mode: {mode}` there is nothing to publish: the container uses the host's ports (host) or none"),
+            match mode.strip_prefix("service:") {
+                Some(other) => format!("with `network_mode: {mode}` the container uses `{other}`'s network: publish the ports there"),
+                None => format!("with `network_mode: {mode}` there is nothing to publish: the container uses the host's ports (host) or none"),
+            },
         ),
-        Some(_) => {}
+        Some(mode) => {
+            if let Some(other) = mode.strip_prefix("service:") {
+                let other = other.to_owned();
+                joins_service(ctx, &mut svc, &other, loc, path);
+            }
+        }
         None if svc.networks.is_empty() => {
             svc.networks.insert("default".into(), Vec::new());
         }
@@ -572,6 +599,41 @@ pub(super) fn decode(
     svc.files.sort_by(|a, b| a.path.cmp(&b.path));
     svc.files.dedup_by(|a, b| a.path == b.path);
     Some(svc)
+}
+
+/// `network_mode: service:<other>`: the container joins the network namespace of `other`'s first
+/// container, so it starts after it (compose's implicit dependency), and what belongs to that
+/// namespace is `other`'s to set (the engine refuses it here).
+fn joins_service(ctx: &mut Ctx<'_>, svc: &mut Service, other: &str, loc: Loc, path: &str) {
+    if other == svc.name {
+        ctx.error(
+            loc,
+            &yaml::join(path, "network_mode"),
+            Kind::InvalidValue,
+            "a service cannot join its own network namespace",
+        );
+        return;
+    }
+    for (key, set) in [
+        ("hostname", svc.hostname.is_some()),
+        ("dns", !svc.runtime.dns.is_empty()),
+        ("extra_hosts", !svc.extra_hosts.is_empty()),
+        ("expose", !svc.runtime.expose.is_empty()),
+    ] {
+        if set {
+            ctx.error(
+                loc,
+                &yaml::join(path, key),
+                Kind::InvalidValue,
+                format!("with `network_mode: service:{other}` the network is `{other}`'s: set `{key}` there"),
+            );
+        }
+    }
+    svc.depends_on.entry(other.to_owned()).or_insert(Condition {
+        kind: ConditionKind::ServiceStarted,
+        required: true,
+        loc,
+    });
 }
 
 /// Places a secret or config a service uses and mounts it read-only. A secret belongs to the

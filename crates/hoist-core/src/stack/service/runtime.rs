@@ -55,6 +55,49 @@ pub struct Runtime {
     pub nano_cpus: Option<u64>,
     pub cpu_shares: Option<u64>,
     pub pids_limit: Option<i64>,
+    /// Devices asked of a driver (`deploy.resources.reservations.devices`, and `gpus` for
+    /// short), sorted; left out of the hash when there are none, so the hash of a container
+    /// without any stays what it was.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_requests: Vec<DeviceRequest>,
+}
+
+/// A request for devices of a driver (`HostConfig.DeviceRequests`): by count or by id, each
+/// device having every capability asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceRequest {
+    /// Empty: the engine picks the driver that offers the capabilities.
+    pub driver: String,
+    /// How many devices, -1 for all of them; `None` with `device_ids`.
+    pub count: Option<i64>,
+    pub device_ids: Vec<String>,
+    /// Sorted.
+    pub capabilities: Vec<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+impl DeviceRequest {
+    /// As a plan shows it: `nvidia count=all capabilities=gpu`.
+    fn shown(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.driver.is_empty() {
+            parts.push(self.driver.clone());
+        }
+        match self.count {
+            Some(-1) => parts.push("count=all".into()),
+            Some(n) => parts.push(format!("count={n}")),
+            None => {}
+        }
+        if !self.device_ids.is_empty() {
+            parts.push(format!("device_ids={}", self.device_ids.join(",")));
+        }
+        parts.push(format!("capabilities={}", self.capabilities.join(",")));
+        for (k, v) in &self.options {
+            parts.push(format!("{k}={v}"));
+        }
+        parts.join(" ")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -179,6 +222,14 @@ impl Runtime {
             ("deploy.resources.limits.cpus", cpus(self.nano_cpus)),
             ("cpu_shares", num(self.cpu_shares)),
             ("deploy.resources.limits.pids", signed(self.pids_limit)),
+            (
+                "deploy.resources.reservations.devices",
+                self.device_requests
+                    .iter()
+                    .map(DeviceRequest::shown)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         ]
     }
 }
@@ -230,6 +281,7 @@ pub(super) const KEYS: &[&str] = &[
     "cpus",
     "cpu_shares",
     "pids_limit",
+    "gpus",
 ];
 
 /// Decodes one runtime key of a service into `rt`.
@@ -263,6 +315,7 @@ pub(super) fn decode(ctx: &mut Ctx<'_>, key: &str, v: &Node, p: &str, rt: &mut R
         "ulimits" => rt.ulimits = ulimits(ctx, v, p),
         "security_opt" => rt.security_opt = sorted(ctx.string_list(v, p).into_iter()),
         "devices" => rt.devices = devices(ctx, v, p),
+        "gpus" => gpus(ctx, v, p, rt),
         "dns" => rt.dns = one_or_list(ctx, v, p),
         "dns_search" => rt.dns_search = one_or_list(ctx, v, p),
         "dns_opt" => rt.dns_opt = sorted(ctx.string_list(v, p).into_iter()),
@@ -457,17 +510,113 @@ fn resources(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime) {
                 );
             }
             if let Some(d) = rf.get("devices") {
-                ctx.error(
-                    d.loc,
-                    &yaml::join(&rp, "devices"),
-                    Kind::Unsupported,
-                    "device requests (GPUs) are not supported yet: use `devices`",
-                );
+                let dp = yaml::join(&rp, "devices");
+                for (i, item) in ctx.seq(d, &dp).iter().enumerate() {
+                    if let Some(r) = device_request(ctx, item, &yaml::index(&dp, i), None) {
+                        rt.device_requests.push(r);
+                    }
+                }
+                rt.device_requests.sort();
             }
             rf.finish(ctx, true);
         }
     }
     f.finish(ctx, true);
+}
+
+/// `gpus`: `all`, or requests as under `deploy.resources.reservations.devices` whose
+/// capabilities are `gpu` unless given.
+pub(super) fn gpus(ctx: &mut Ctx<'_>, v: &Node, p: &str, rt: &mut Runtime) {
+    match &v.value {
+        Value::Seq(_) => {
+            for (i, item) in ctx.seq(v, p).iter().enumerate() {
+                if let Some(r) = device_request(ctx, item, &yaml::index(p, i), Some("gpu")) {
+                    rt.device_requests.push(r);
+                }
+            }
+        }
+        _ => match ctx.string(v, p).as_deref() {
+            Some("all") => rt.device_requests.push(DeviceRequest {
+                count: Some(-1),
+                capabilities: vec!["gpu".into()],
+                ..DeviceRequest::default()
+            }),
+            Some(other) => ctx.error(
+                v.loc,
+                p,
+                Kind::InvalidValue,
+                format!("{other:?} is neither `all` nor a list of device requests"),
+            ),
+            None => {}
+        },
+    }
+    rt.device_requests.sort();
+}
+
+/// One device request: `capabilities` (required but for `gpus`), `driver`, `count` (a number or
+/// `all`, which is what neither it nor `device_ids` means) or `device_ids`, `options`.
+fn device_request(
+    ctx: &mut Ctx<'_>,
+    v: &Node,
+    p: &str,
+    default_capability: Option<&str>,
+) -> Option<DeviceRequest> {
+    let mut f = ctx.fields(v, p)?;
+    let mut r = DeviceRequest {
+        driver: f.string(ctx, "driver").unwrap_or_default(),
+        ..DeviceRequest::default()
+    };
+    match f.get("capabilities") {
+        Some(c) => {
+            r.capabilities = sorted(
+                ctx.string_list(c, &yaml::join(p, "capabilities"))
+                    .into_iter(),
+            )
+        }
+        None => match default_capability {
+            Some(c) => r.capabilities = vec![c.to_owned()],
+            None => {
+                f.require(ctx, "capabilities");
+            }
+        },
+    }
+    if let Some(ids) = f.get("device_ids") {
+        r.device_ids = ctx.string_list(ids, &yaml::join(p, "device_ids"));
+    }
+    if let Some(c) = f.get("count") {
+        let cp = yaml::join(p, "count");
+        r.count = match ctx.string(c, &cp).as_deref() {
+            Some("all") => Some(-1),
+            Some(n) => match n.parse::<i64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    ctx.error(
+                        c.loc,
+                        &cp,
+                        Kind::InvalidValue,
+                        format!("{n:?} is neither a number of devices nor `all`"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if !r.device_ids.is_empty() {
+            ctx.error(
+                c.loc,
+                &cp,
+                Kind::InvalidValue,
+                "`count` and `device_ids` exclude each other (as in compose)",
+            );
+        }
+    } else if r.device_ids.is_empty() {
+        r.count = Some(-1);
+    }
+    if let Some(o) = f.get("options") {
+        r.options = super::string_map(ctx, o, &yaml::join(p, "options"));
+    }
+    f.finish(ctx, true);
+    Some(r)
 }
 
 fn sorted(items: impl Iterator<Item = String>) -> Vec<String> {

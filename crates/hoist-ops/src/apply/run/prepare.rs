@@ -116,6 +116,15 @@ impl<H: Host> HostRun<'_, H> {
             if let Some(n) = self.want.networks.get(&c.name) {
                 let d = self.engine()?;
                 if c.action == ChangeAction::Recreate {
+                    // Its containers are recreated on the new one (the plan says so): taken off
+                    // it first, since the engine removes no network in use.
+                    step(
+                        cancel,
+                        &name,
+                        "taking containers off a network",
+                        d.disconnect_all(&n.name),
+                    )
+                    .await?;
                     step(
                         cancel,
                         &name,
