@@ -936,20 +936,25 @@ fn a_static_address_is_checked_against_its_network_and_replicas() {
             "services.web.deploy.update_config.order: start-first runs two containers at once, and its static address on network `front` cannot be held by both: use stop-first",
         ),
     ];
-    for (fixture, want) in cases {
-        let diags = diagnostics_of(&fixture);
-        assert!(
-            diags.iter().any(|d| d.ends_with(want)),
-            "{want}\nnot among:\n{}",
-            diags.join("\n")
-        );
-    }
+    assert_diagnosed(&cases);
     assert_eq!(
         diagnostics_of(&with_front(
             "networks: {front: {ipv4_address: 172.28.0.10}}"
         )),
         Vec::<String>::new()
     );
+}
+
+/// Each fixture's diagnostics hold one that ends with its message (the path and what is wrong).
+fn assert_diagnosed(cases: &[(String, &str)]) {
+    for (fixture, want) in cases {
+        let diags = diagnostics_of(fixture);
+        assert!(
+            diags.iter().any(|d| d.ends_with(want)),
+            "{want}\nnot among:\n{}",
+            diags.join("\n")
+        );
+    }
 }
 
 /// [`PROJECT`] with the web service given `web`, and a service `probe` in its network namespace
@@ -1028,14 +1033,7 @@ fn a_service_in_anothers_network_namespace_follows_it() {
             "services.probe.network_mode: a container outside the stack, which hoist can neither start first nor follow: put its service in the stack and use `service:<name>`",
         ),
     ];
-    for (fixture, want) in cases {
-        let diags = diagnostics_of(&fixture);
-        assert!(
-            diags.iter().any(|d| d.ends_with(want)),
-            "{want}\nnot among:\n{}",
-            diags.join("\n")
-        );
-    }
+    assert_diagnosed(&cases);
 }
 
 /// Device requests as compose reads them: `gpus` for short (capability `gpu`), neither `count`
