@@ -1858,7 +1858,7 @@ fn corpus_files_on_a_sandbox_host() {
     };
     write(
         "playbooks/site.yml",
-        "- name: corpus\n  hosts: all\n  steps:\n    - engine: {}\n    - stack: nginx-golang-mysql\n    - stack: github-actions-runner\n",
+        "- name: corpus\n  hosts: all\n  steps:\n    - engine: {}\n    - stack: nginx-golang-mysql\n    - stack: github-actions-runner\n    - stack: session\n",
     );
     write(
         "inventory/sandbox/hosts.yml",
@@ -1868,11 +1868,16 @@ fn corpus_files_on_a_sandbox_host() {
             state.join("known_hosts").display()
         ),
     );
+    let session_yml = project.join("stacks/session.yml");
     let project = project.display().to_string();
+    // The session stack's build forwards the agent hoist runs with: one of the test's own, with
+    // a key made for it.
+    let agent = SshAgent::start("hoist-e2e-build");
+    let sock = agent.socket.display().to_string();
     let corpus_hoist = |args: &[&str]| {
         let mut full = vec!["--project", project.as_str(), "-i", "inventory/sandbox"];
         full.extend(args);
-        hoist_in(&repo(), &full, &[])
+        hoist_in(&repo(), &full, &[("SSH_AUTH_SOCK", sock.as_str())])
     };
     let t = Instant::now();
     ok(
@@ -1940,15 +1945,150 @@ fn corpus_files_on_a_sandbox_host() {
         );
     }
 
+    // session: the image was built with the secret and the agent (BuildKit), and keeps neither.
+    let token = std::fs::read(parts.join("stacks/session-token.txt")).expect("token");
+    let token_sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&token))
+    };
+    assert_eq!(
+        on("docker exec session-fetcher-1 cat /token.sha256").trim(),
+        token_sha,
+        "the build read the secret"
+    );
+    let keys = on("docker exec session-fetcher-1 cat /agent-keys");
+    assert!(
+        keys.contains("hoist-e2e-build"),
+        "the build listed the forwarded agent's key: {keys}"
+    );
+    let token_text = String::from_utf8_lossy(&token).trim().to_owned();
+    let kept = on(&format!(
+        "docker exec session-fetcher-1 sh -c 'test ! -e /run/secrets/token && echo none'; docker history --no-trunc hoist-e2e/fetcher:1 | grep -c {token_text} || true"
+    ));
+    assert_eq!(kept.trim(), "none\n0", "the image keeps no secret: {kept}");
+    let namespaces = |fetcher: &str| {
+        let mode = on("docker inspect -f '{{.HostConfig.NetworkMode}}' session-sidecar-1");
+        assert_eq!(mode.trim(), format!("container:{fetcher}"));
+        let ns = on(
+            "for c in session-fetcher-1 session-sidecar-1; do readlink /proc/$(docker inspect -f '{{.State.Pid}}' $c)/ns/net; done",
+        );
+        let ns: Vec<&str> = ns.lines().collect();
+        assert!(
+            ns.len() == 2 && ns[0] == ns[1],
+            "one network namespace: {ns:?}"
+        );
+    };
+    let fetcher_id = || {
+        on("docker inspect -f '{{.Id}}' session-fetcher-1")
+            .trim()
+            .to_owned()
+    };
+    let first_fetcher = fetcher_id();
+    namespaces(&first_fetcher);
+    let mtu = || {
+        on("docker network inspect -f '{{index .Options \"com.docker.network.driver.mtu\"}}' session_back")
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(mtu(), "1400");
+
     // As compose would have run them, the host's engine knows nothing more: the next plan is empty.
     let again = corpus_hoist(&["plan", "site"]);
     assert_eq!(again.code, 0, "nothing left to change:\n{}", again.all());
+
+    // A network option changed: the network is recreated, with the containers on it and the one in
+    // their namespace after them; the image is not built again.
+    let yml = std::fs::read_to_string(&session_yml).expect("session.yml");
+    std::fs::write(&session_yml, yml.replace("mtu: \"1400\"", "mtu: \"1450\"")).expect("write");
+    let planned = corpus_hoist(&["plan", "site"]);
+    assert_eq!(planned.code, 2, "{}", planned.all());
+    for want in [
+        "network session_back (recreate)",
+        "driver_opts.com.docker.network.driver.mtu: 1400 -> 1450",
+        "container session-fetcher-1 (recreate)",
+        "container session-sidecar-1 (recreate)",
+    ] {
+        assert!(planned.stdout.contains(want), "{want}:\n{}", planned.stdout);
+    }
+    assert!(
+        !planned.stdout.contains("image hoist-e2e/fetcher"),
+        "the image stays:\n{}",
+        planned.stdout
+    );
+    ok(
+        &corpus_hoist(&["apply", "site", "--yes"]),
+        "apply the network's new MTU",
+    );
+    assert_eq!(mtu(), "1450");
+    let second_fetcher = fetcher_id();
+    assert_ne!(second_fetcher, first_fetcher, "fetcher was recreated");
+    namespaces(&second_fetcher);
+    let again = corpus_hoist(&["plan", "site"]);
+    assert_eq!(again.code, 0, "nothing left to change:\n{}", again.all());
+    drop(agent);
 
     ok(
         &hoist_in(&repo(), &["sandbox", "down"], &[]),
         "sandbox down",
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An `ssh-agent` of the test's own, holding one new key with `comment`; stopped when dropped.
+struct SshAgent {
+    socket: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SshAgent {
+    fn start(comment: &str) -> SshAgent {
+        let dir = tempfile::Builder::new()
+            .prefix("hoist-e2e-agent-")
+            .tempdir()
+            .expect("tempdir");
+        let key = dir.path().join("key");
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(&key)
+            .status()
+            .expect("ssh-keygen");
+        assert!(made.success(), "ssh-keygen");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let agent = SshAgent {
+            socket,
+            child,
+            _dir: dir,
+        };
+        for _ in 0..100 {
+            if agent.socket.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let added = Command::new("ssh-add")
+            .arg("-q")
+            .arg(&key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .status()
+            .expect("ssh-add");
+        assert!(added.success(), "ssh-add");
+        agent
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Builds the stand-ins for the registry images the corpus files name (`mariadb:10-focal`,
@@ -1968,6 +2108,7 @@ fn build_stand_ins(dir: &std::path::Path) {
                     context_hash: "stand-in".into(),
                     binaries: Default::default(),
                     target: None,
+                    session: Default::default(),
                 },
             };
             hoist_remote::images::build(&local, dir, &spec)

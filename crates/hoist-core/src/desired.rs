@@ -146,6 +146,12 @@ impl Content {
     }
 }
 
+impl Default for Content {
+    fn default() -> Content {
+        Content::Text(String::new())
+    }
+}
+
 impl From<String> for Content {
     fn from(text: String) -> Content {
         Content::Text(text)
@@ -253,12 +259,46 @@ pub enum ImageSource {
         /// The Dockerfile's stage to build.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         target: Option<String>,
+        /// What the build reads through its BuildKit session: secrets, the SSH agent.
+        #[serde(default, skip_serializing_if = "BuildSession::is_empty")]
+        session: BuildSession,
     },
     /// Pulled by the host from its registry.
     Pull,
     /// The image of an earlier release, by id, which the host still has: the reference is
     /// pointed at it again (`hoist rollback`).
     Release { id: String },
+}
+
+/// What a build reads from the controller while it runs and never keeps (`build.secrets`,
+/// `build.ssh`). A build with none uses the engine's classic builder; one with any, BuildKit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSession {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<BuildSecret>,
+    /// The controller's SSH agent (`SSH_AUTH_SOCK`) is forwarded as `default`
+    /// (`RUN --mount=type=ssh`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssh: bool,
+}
+
+impl BuildSession {
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty() && !self.ssh
+    }
+}
+
+/// A secret a build mounts (`RUN --mount=type=secret,id=<id>`): served to the build while it
+/// runs, never in the image, and never serialised (a saved plan is planned again before it is
+/// applied). Its value is not in the image hash, as BuildKit's cache does not key on it either.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildSecret {
+    /// The id the Dockerfile mounts it by: the entry's `target`, else the secret's name.
+    pub id: String,
+    /// The stack's top-level secret it comes from.
+    pub source: String,
+    #[serde(skip)]
+    pub content: Content,
 }
 
 /// A binary hoist builds for an image's context.

@@ -1178,7 +1178,7 @@ fn a_runtime_key_set_to_the_engines_default_plans_nothing() {
 #[test]
 fn compose_keys_hoist_refuses_say_why() {
     let fixture = with_web(
-        "deploy: {replicas: 3, placement: {constraints: [node.role == manager]}, update_config: {parallelism: 1}}\n    network_mode: host\n    links: [db]\n    build: {context: ., ssh: [default]}",
+        "deploy: {replicas: 3, placement: {constraints: [node.role == manager]}, update_config: {parallelism: 1}}\n    network_mode: host\n    links: [db]\n    build: {context: ., ssh: [\"default=~/.ssh/id_ed25519\"]}",
     )
     .replace("name: shop\n", "version: \"3.8\"\nname: shop\n");
     expect![[r#"
@@ -1189,7 +1189,7 @@ fn compose_keys_hoist_refuses_say_why() {
             "error[unsupported]: stacks/app.yml:18:38: services.web.deploy.placement: swarm's: hoist places services by the stack's `x-hoist.hosts`",
             "error[unsupported]: stacks/app.yml:20:12: services.web.links: legacy: the containers of a stack reach each other by service name on its networks",
             "error[unknown-reference]: stacks/app.yml:21:12: services.web.build: no Dockerfile in build context \".\" (/project/stacks)",
-            "error[unsupported]: stacks/app.yml:21:30: services.web.build.ssh: not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
+            "error[unsupported]: stacks/app.yml:21:31: services.web.build.ssh[0]: hoist forwards the SSH agent it runs with, not a key file: add the key to that agent (`ssh-add ~/.ssh/id_ed25519`) and write `default`",
         ]
     "#]]
     .assert_debug_eq(&diagnostics_of(&fixture));
@@ -1343,6 +1343,120 @@ fn a_build_target_is_built_and_hashed() {
     assert_eq!(a.0.as_deref(), Some("runtime"));
     assert_eq!(b.0.as_deref(), Some("build"));
     assert_ne!(a.1, b.1, "the target is in the image's hash");
+}
+
+/// [`PROJECT`] with web built from `./img` with `build` (its other keys), a top-level secret
+/// `npm_token` from `./token.txt` (holding `token`) and `extra` top-level secrets.
+fn built_with(build: &str, token: &str, extra: &str) -> String {
+    PROJECT
+        .replace(
+            "  web:\n    image: nginx:1.27\n",
+            &format!("  web:\n    image: shop/web:1\n    build: {{context: ./img, {build}}}\n"),
+        )
+        .replace(
+            "volumes:\n  data: {}\n",
+            &format!("volumes:\n  data: {{}}\nsecrets:\n  npm_token: {{file: ./token.txt}}\n{extra}"),
+        )
+        .replace(
+            "//- stacks/app.yml\n",
+            &format!("//- stacks/img/Dockerfile\nFROM scratch\n//- stacks/token.txt\n{token}\n//- stacks/app.yml\n"),
+        )
+}
+
+/// `build.secrets` and `build.ssh` are what the build's BuildKit session serves: a secret by the
+/// id the Dockerfile mounts (its `target`, else its name) with the top-level secret's bytes, the
+/// agent as `default`. The image hash covers which secrets and agent, never a secret's value,
+/// and the value is in no serialised plan.
+#[test]
+fn build_secrets_and_the_ssh_agent_are_served_by_id_and_hashed_without_their_values() {
+    use hoist_core::desired::{BuildSession, ImageSource};
+    let build = "secrets: [npm_token, {source: npm_token, target: npmrc}], ssh: [default]";
+    let image = |fixture: &str| desired(fixture).hosts["app-1"].images["shop/web:1"].clone();
+    let parts = |fixture: &str| match image(fixture).source {
+        ImageSource::Build {
+            session,
+            context_hash,
+            ..
+        } => (session, context_hash),
+        other => panic!("{other:?}"),
+    };
+    let (session, hash) = parts(&built_with(build, "s3cret-token-1", ""));
+    let served: Vec<_> = session
+        .secrets
+        .iter()
+        .map(|s| (s.id.as_str(), s.source.as_str(), s.content.text()))
+        .collect();
+    assert_eq!(
+        served,
+        [
+            ("npm_token", "npm_token", Some("s3cret-token-1\n")),
+            ("npmrc", "npm_token", Some("s3cret-token-1\n")),
+        ]
+    );
+    assert!(session.ssh);
+    let json = serde_json::to_string(&image(&built_with(build, "s3cret-token-1", "")))
+        .expect("serialises");
+    assert!(!json.contains("s3cret-token-1"), "{json}");
+    assert!(
+        json.contains(r#""secrets":[{"id":"npm_token","source":"npm_token"}"#),
+        "{json}"
+    );
+
+    let (_, rotated) = parts(&built_with(build, "s3cret-token-2", ""));
+    assert_eq!(hash, rotated, "a secret's value is not in the image hash");
+    let (_, without_ssh) = parts(&built_with(
+        "secrets: [npm_token, {source: npm_token, target: npmrc}]",
+        "s3cret-token-1",
+        "",
+    ));
+    assert_ne!(hash, without_ssh, "the agent is in the image hash");
+    let (_, other_id) = parts(&built_with(
+        "secrets: [npm_token, {source: npm_token, target: npm}], ssh: [default]",
+        "s3cret-token-1",
+        "",
+    ));
+    assert_ne!(hash, other_id, "a secret's id is in the image hash");
+    let (none, plain) = parts(&built_with("dockerfile: Dockerfile", "s3cret-token-1", ""));
+    assert_eq!(none, BuildSession::default());
+    assert_ne!(hash, plain);
+    // The map form of `ssh` names the same agent.
+    let (map_form, _) = parts(&built_with("ssh: {default: }", "t", ""));
+    assert!(map_form.ssh);
+}
+
+#[test]
+fn build_secrets_and_ssh_that_cannot_be_served_are_located_errors() {
+    let cases = [
+        (
+            built_with("secrets: [npm_tokn]", "t", ""),
+            "services.web.build.secrets[0]: no `npm_tokn` under the top-level `secrets`",
+        ),
+        (
+            built_with("secrets: [{source: npm_token, mode: \"0400\"}]", "t", ""),
+            "services.web.build.secrets[0].mode: a build secret's owner and mode are the Dockerfile's: `RUN --mount=type=secret,id=...,mode=...`",
+        ),
+        (
+            built_with(
+                "secrets: [npm_token, {source: other, target: npm_token}]",
+                "t",
+                "  other: {file: ./token.txt}\n",
+            ),
+            "services.web.build.secrets[1]: two build secrets have the id `npm_token`",
+        ),
+        (
+            built_with("ssh: [\"default=~/.ssh/id_ed25519\"]", "t", ""),
+            "services.web.build.ssh[0]: hoist forwards the SSH agent it runs with, not a key file: add the key to that agent (`ssh-add ~/.ssh/id_ed25519`) and write `default`",
+        ),
+        (
+            built_with("ssh: {deploy: ~/.ssh/deploy}", "t", ""),
+            "services.web.build.ssh.deploy: hoist forwards one SSH agent, as `default`: mount it with `RUN --mount=type=ssh` (no id) rather than id `deploy`",
+        ),
+        (
+            built_with("ssh: default", "t", ""),
+            "services.web.build.ssh: expected a list (`[default]`) or a map",
+        ),
+    ];
+    assert_diagnosed(&cases);
 }
 
 /// `secrets:` and `configs:` are shipped as files and mounted where compose mounts them; a

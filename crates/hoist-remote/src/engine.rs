@@ -41,10 +41,11 @@ pub enum Health {
     Unhealthy,
 }
 
-/// A container as listed: its name, labels, state (`running`, ...) and the engine's status line
-/// (`Up 3 minutes (healthy)`).
+/// A container as listed: its id and name, labels, state (`running`, ...) and the engine's status
+/// line (`Up 3 minutes (healthy)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
+    pub id: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub state: String,

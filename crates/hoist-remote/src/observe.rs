@@ -1,6 +1,8 @@
 //! Observing a host: its engine, the files hoist manages, and what its engine holds, in as few round
 //! trips as possible (one command for the engine facts, one for every file, then the engine's API).
 
+use std::collections::BTreeMap;
+
 use hoist_core::desired::{HostDesired, labels};
 use hoist_core::observed::{DockerState, HostObserved};
 
@@ -42,7 +44,7 @@ pub async fn host<H: Host>(host: &H, want: &HostDesired) -> Result<HostObserved>
 /// The networks, volumes, images and containers relevant to `want`: what hoist owns (its project
 /// label), and what the desired state names.
 pub async fn engine<E: Engine>(d: &E, want: &HostDesired) -> Result<DockerState> {
-    let owned = |l: &std::collections::BTreeMap<String, String>| l.contains_key(labels::PROJECT);
+    let owned = |l: &BTreeMap<String, String>| l.contains_key(labels::PROJECT);
     let (networks, volumes, mut images, listed) =
         tokio::try_join!(d.networks(), d.volumes(), d.images(), d.containers())?;
     let mut state = DockerState {
@@ -59,13 +61,37 @@ pub async fn engine<E: Engine>(d: &E, want: &HostDesired) -> Result<DockerState>
     images.sort_by(|a, b| a.id.cmp(&b.id));
     state.images = images;
     let wanted = |name: &str| want.containers.iter().any(|c| c.name == name);
+    let names: BTreeMap<String, String> = listed
+        .iter()
+        .map(|c| (c.id.clone(), c.name.clone()))
+        .collect();
     for c in listed {
         if !owned(&c.labels) && !wanted(&c.name) {
             continue;
         }
-        if let Some(found) = d.inspect(&c.name).await? {
+        if let Some(mut found) = d.inspect(&c.name).await? {
+            name_namespaces(&mut found.networks, &names);
             state.containers.insert(c.name, found);
         }
     }
     Ok(state)
+}
+
+/// The engine reports a network namespace shared with another container by that container's id
+/// (`container:<id>`); hoist names it as it asked for it (`container:<name>`). A container no
+/// longer there keeps its id, which then differs from every name.
+fn name_namespaces(networks: &mut BTreeMap<String, Vec<String>>, names: &BTreeMap<String, String>) {
+    let shared: Vec<String> = networks
+        .keys()
+        .filter(|n| n.starts_with("container:"))
+        .cloned()
+        .collect();
+    for key in shared {
+        let Some(name) = names.get(&key["container:".len()..]) else {
+            continue;
+        };
+        if let Some(aliases) = networks.remove(&key) {
+            networks.insert(format!("container:{name}"), aliases);
+        }
+    }
 }

@@ -1,29 +1,29 @@
 //! The hash of an image's build context: what decides whether an image is built again.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::desired;
 use crate::source::Source;
 
 /// A hash of a build context: every file's path and content, the Dockerfile name and target, the build args,
-/// and what the added binaries are made from (a workspace binary's input files, a crate's name,
-/// version and features).
-pub fn context_hash(
-    src: &Source,
-    root: &Path,
-    context: &str,
-    dockerfile: &str,
-    target: Option<&str>,
-    args: &BTreeMap<String, String>,
-    binaries: &BTreeMap<String, desired::Binary>,
-) -> String {
+/// what the added binaries are made from (a workspace binary's input files, a crate's name,
+/// version and features), and which secrets (by id and source, never by value) and agent the
+/// build reads.
+pub fn context_hash(src: &Source, root: &Path, build: &crate::stack::Build) -> String {
+    let crate::stack::Build {
+        context,
+        dockerfile,
+        args,
+        binaries,
+        target,
+        session,
+    } = build;
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     hash_tree(src, &mut h, &root.join(context));
     h.update(dockerfile.as_bytes());
     // Left out when unset, so the hash of a build without a target stays what it was.
-    if let Some(t) = target {
+    if let Some(t) = target.as_deref() {
         h.update(format!("\0target={t}").as_bytes());
     }
     for (k, v) in args {
@@ -50,6 +50,13 @@ pub fn context_hash(
                 features,
             } => h.update(format!("crate {name} {version} {}", features.join(",")).as_bytes()),
         }
+    }
+    // Left out when empty, as the target: the hashes of builds without them stay what they were.
+    for secret in &session.secrets {
+        h.update(format!("\0secret {}={}", secret.id, secret.source).as_bytes());
+    }
+    if session.ssh {
+        h.update(b"\0ssh default");
     }
     hex::encode(h.finalize())
 }

@@ -308,6 +308,38 @@ async fn a_bare_host_is_installed_converged_and_then_left_alone() {
     );
 }
 
+/// A container in another's network namespace is read back as the engine reports it, by that
+/// container's id: named again, a converged host plans nothing; the other container recreated,
+/// it follows.
+#[tokio::test]
+async fn a_container_in_anothers_network_namespace_converges() {
+    let mut sidecar = container("sidecar", &[("api", ConditionKind::ServiceStarted)], 0);
+    sidecar.networks = BTreeMap::from([("container:api".into(), Vec::new())]);
+    sidecar.seal();
+    let want = host_wants(vec![container("api", &[], 0), sidecar.clone()], vec![]);
+    let mut w = World::one(FakeHost::bare("h"), want);
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    let again = w.plan().await;
+    assert!(!again.has_changes(), "{:#?}", again.hosts[0].changes);
+
+    let mut api = container("api", &[], 0);
+    api.env.insert("MODE".into(), "other".into());
+    api.seal();
+    w.desired
+        .hosts
+        .insert("h".into(), host_wants(vec![api, sidecar], vec![]));
+    let planned: Vec<_> = w.plan().await.hosts[0]
+        .changes
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    assert_eq!(planned, ["api", "sidecar"]);
+    let r = w.apply().await;
+    assert!(r.ok(), "{r:?}");
+    assert!(!w.plan().await.has_changes());
+}
+
 /// `db_api`, its image built on the controller.
 fn built_db_api() -> HostDesired {
     let mut want = db_api();
@@ -322,6 +354,7 @@ fn built_db_api() -> HostDesired {
                 context_hash: "c1".into(),
                 binaries: BTreeMap::new(),
                 target: None,
+                session: Default::default(),
             },
         },
     );

@@ -124,7 +124,7 @@ pub(super) fn observed_container(
         })
         .collect();
     // In another container's network namespace it has no endpoint of its own: the mode says
-    // whose (`container:<name>`, as it was created).
+    // whose, by that container's id (`container:<id>`; [`crate::observe::engine`] names it).
     if let Some(mode) = host
         .network_mode
         .as_deref()

@@ -142,6 +142,7 @@ impl Engine for DockerEngine {
         Ok(all
             .into_iter()
             .map(|c| Listed {
+                id: c.id.unwrap_or_default(),
                 name: c
                     .names
                     .unwrap_or_default()

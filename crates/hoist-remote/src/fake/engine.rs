@@ -16,6 +16,15 @@ use super::Shared;
 use crate::engine::{ContainerState, Engine, Health, Listed, Scratch, TarStream};
 use crate::error::{ErrorKind, RemoteError, Result};
 
+impl State {
+    /// A 64-digit id like an engine's, never given twice.
+    fn new_id(&mut self, name: &str) -> String {
+        use sha2::Digest as _;
+        self.made += 1;
+        hex::encode(sha2::Sha256::digest(format!("{name}#{}", self.made)))
+    }
+}
+
 /// How a container behaves once started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Behaviour {
@@ -33,6 +42,8 @@ pub enum Behaviour {
 
 #[derive(Debug, Clone)]
 struct Container {
+    /// New with each container made, as an engine's.
+    id: String,
     observed: ObservedContainer,
     has_healthcheck: bool,
     polls: usize,
@@ -53,6 +64,8 @@ struct State {
     exec_codes: BTreeMap<String, i64>,
     /// Output of exec commands, by their first word.
     exec_output: BTreeMap<String, String>,
+    /// How many containers were made: what their ids are made from.
+    made: u64,
     /// What a scratch container of that name exits with and logs.
     scratch: BTreeMap<String, (i64, String)>,
     /// Every scratch container run, as it was asked for.
@@ -140,9 +153,12 @@ impl FakeEngine {
 
     /// Puts a container there as if another tool (or an earlier run) made it.
     pub fn put_container(&self, name: &str, observed: ObservedContainer) {
-        self.state().containers.insert(
+        let mut s = self.state();
+        let id = s.new_id(name);
+        s.containers.insert(
             name.to_owned(),
             Container {
+                id,
                 has_healthcheck: observed.healthcheck.is_some(),
                 observed,
                 polls: 0,
@@ -197,6 +213,7 @@ impl Engine for FakeEngine {
             .containers
             .iter()
             .map(|(name, c)| Listed {
+                id: c.id.clone(),
                 name: name.clone(),
                 labels: c.observed.labels.clone(),
                 state: c.observed.state.clone(),
@@ -275,10 +292,21 @@ impl Engine for FakeEngine {
                 return Err(self.missing(&format!("network: {n}")));
             }
         }
+        let mut observed = observed_of(spec, image_id);
+        // The engine keeps another container's namespace by that container's id.
+        observed.networks = std::mem::take(&mut observed.networks)
+            .into_iter()
+            .map(|(n, aliases)| match n.strip_prefix("container:") {
+                Some(c) => (format!("container:{}", s.containers[c].id), aliases),
+                None => (n, aliases),
+            })
+            .collect();
+        let id = s.new_id(name);
         s.containers.insert(
             name.to_owned(),
             Container {
-                observed: observed_of(spec, image_id),
+                id,
+                observed,
                 has_healthcheck: spec.healthcheck.is_some(),
                 polls: 0,
             },
@@ -500,9 +528,11 @@ impl Engine for FakeEngine {
         };
         let (code, logs) = s.scratch.get(name).cloned().unwrap_or_default();
         observed.exit_code = Some(code);
+        let id = s.new_id(name);
         s.containers.insert(
             name.to_owned(),
             Container {
+                id,
                 observed,
                 has_healthcheck: false,
                 polls: 0,

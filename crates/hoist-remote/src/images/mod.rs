@@ -2,6 +2,7 @@
 //! `docker save` output from the local engine into `docker load` on the host, over the SSH master,
 //! without the layers the host already has ([`thin`]).
 
+mod buildkit;
 mod thin;
 
 pub use thin::thin;
@@ -23,7 +24,8 @@ pub fn local() -> Result<Docker> {
     Docker::connect_with_local_defaults().map_err(|e| RemoteError::docker("localhost", e))
 }
 
-/// Builds `spec` on the local engine from `root/<context>`, labelled with its context hash.
+/// Builds `spec` on the local engine from `root/<context>`, labelled with its context hash: with
+/// the engine's classic builder, or with BuildKit when the build reads secrets or the SSH agent.
 pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> {
     let ImageSource::Build {
         context,
@@ -32,6 +34,7 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
         context_hash,
         binaries,
         target,
+        session,
     } = &spec.source
     else {
         return Ok(());
@@ -40,37 +43,68 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
     let extra = crate::binaries::prepare(root, binaries).await?;
     let tar = tar_context(&dir, &extra)
         .map_err(|e| RemoteError::other("localhost", format!("packing {}: {e}", dir.display())))?;
-    let build_args: std::collections::HashMap<String, String> =
-        args.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let label_map = std::collections::HashMap::from([
+    let labels = BTreeMap::from([
         (labels::CONTEXT_HASH.to_owned(), context_hash.clone()),
         (
             labels::FROM_IDS.to_owned(),
             from_ids(local, &dir, dockerfile).await,
         ),
     ]);
-    let mut opts = BuildImageOptionsBuilder::default();
-    if let Some(t) = target {
-        opts = opts.target(t);
-    }
-    let opts = opts
-        .dockerfile(dockerfile)
-        .t(&spec.reference)
-        .rm(true)
-        .forcerm(true)
-        .buildargs(&build_args)
-        .labels(&label_map)
-        .build();
+    let build = Build {
+        reference: &spec.reference,
+        dockerfile,
+        target: target.as_deref(),
+        args,
+        labels: &labels,
+    };
     let replaced = local
         .inspect_image(&spec.reference)
         .await
         .ok()
         .and_then(|i| i.id);
+    if session.is_empty() {
+        classic(local, &build, tar).await?;
+    } else {
+        buildkit::build(&build, session, tar).await?;
+    }
+    if let Some(old) = replaced {
+        remove_if_untagged(local, &old).await;
+    }
+    Ok(())
+}
+
+/// What both builders are given.
+struct Build<'a> {
+    reference: &'a str,
+    dockerfile: &'a str,
+    target: Option<&'a str>,
+    args: &'a BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+/// A build with the engine's classic builder (`POST /build`), its output's last lines kept for
+/// the error.
+async fn classic(local: &Docker, b: &Build<'_>, tar: Vec<u8>) -> Result<()> {
+    let hash_map = |m: &BTreeMap<String, String>| -> std::collections::HashMap<String, String> {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    let mut opts = BuildImageOptionsBuilder::default();
+    if let Some(t) = b.target {
+        opts = opts.target(t);
+    }
+    let opts = opts
+        .dockerfile(b.dockerfile)
+        .t(b.reference)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(&hash_map(b.args))
+        .labels(&hash_map(b.labels))
+        .build();
     let mut stream = local.build_image(opts, None, Some(bollard::body_full(tar.into())));
     let mut tail: Vec<String> = Vec::new();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| {
-            RemoteError::docker("localhost", format!("building {}: {e}", spec.reference))
+            RemoteError::docker("localhost", format!("building {}: {e}", b.reference))
         })?;
         if let Some(s) = info.stream {
             tail.push(s.trim_end().to_owned());
@@ -83,15 +117,12 @@ pub async fn build(local: &Docker, root: &Path, spec: &ImageSpec) -> Result<()> 
                 "localhost",
                 format!(
                     "building {}: {}\n{}",
-                    spec.reference,
+                    b.reference,
                     detail.message.unwrap_or_default(),
                     tail.join("\n")
                 ),
             ));
         }
-    }
-    if let Some(old) = replaced {
-        remove_if_untagged(local, &old).await;
     }
     Ok(())
 }

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use super::super::Defs;
+use super::super::files::FileKind;
 use super::Build;
 use super::environment::string_map;
+use crate::desired::{BuildSecret, BuildSession};
 use crate::diag::Kind;
 use crate::inventory::normalize;
 use crate::source::Source;
@@ -18,14 +21,16 @@ pub(super) fn build(
     stack_dir: &Path,
     root: &Path,
     src: &Source,
+    defs: &Defs,
 ) -> Option<Build> {
-    let (context, dockerfile, args, binaries, target) = match &v.value {
+    let (context, dockerfile, args, binaries, target, session) = match &v.value {
         Value::Str(s) => (
             s.clone(),
             "Dockerfile".to_owned(),
             BTreeMap::new(),
             BTreeMap::new(),
             None,
+            BuildSession::default(),
         ),
         _ => {
             let mut f = ctx.fields(v, p)?;
@@ -43,15 +48,16 @@ pub(super) fn build(
                 .unwrap_or_default();
             // The stage of a multi-stage Dockerfile to build.
             let target = f.string(ctx, "target");
+            let session = BuildSession {
+                secrets: f
+                    .get("secrets")
+                    .map(|n| secrets(ctx, n, &yaml::join(p, "secrets"), defs))
+                    .unwrap_or_default(),
+                ssh: f
+                    .get("ssh")
+                    .is_some_and(|n| ssh(ctx, n, &yaml::join(p, "ssh"))),
+            };
             for (key, why) in [
-                (
-                    "ssh",
-                    "not supported yet: the build runs on the controller's engine without an SSH agent; copy what it fetches into the context",
-                ),
-                (
-                    "secrets",
-                    "not supported yet: pass the value as a build argument from an inventory secret, or fetch it at run time",
-                ),
                 (
                     "cache_from",
                     "not supported yet: the controller's engine keeps its own layer cache",
@@ -97,7 +103,7 @@ pub(super) fn build(
                 }
             }
             f.finish(ctx, true);
-            (context, dockerfile, args, binaries, target)
+            (context, dockerfile, args, binaries, target, session)
         }
     };
     let dir = normalize(&stack_dir.join(&context));
@@ -131,7 +137,134 @@ pub(super) fn build(
         args,
         binaries,
         target,
+        session,
     })
+}
+
+/// `build.secrets`: names of the stack's top-level secrets, or `{source, target}` where `target`
+/// is the id the Dockerfile mounts it by.
+fn secrets(ctx: &mut Ctx<'_>, v: &Node, p: &str, defs: &Defs) -> Vec<BuildSecret> {
+    let mut out: Vec<BuildSecret> = Vec::new();
+    for (i, item) in ctx.seq(v, p).iter().enumerate() {
+        let ip = yaml::index(p, i);
+        let (source, id) = match &item.value {
+            Value::Map(_) => {
+                let Some(mut f) = ctx.fields(item, &ip) else {
+                    continue;
+                };
+                let source = f
+                    .require(ctx, "source")
+                    .and_then(|n| ctx.string(n, &yaml::join(&ip, "source")));
+                let id = f.string(ctx, "target");
+                for key in ["uid", "gid", "mode"] {
+                    if let Some(n) = f.get(key) {
+                        ctx.error(
+                            n.loc,
+                            &yaml::join(&ip, key),
+                            Kind::Unsupported,
+                            format!("a build secret's owner and mode are the Dockerfile's: `RUN --mount=type=secret,id=...,{key}=...`"),
+                        );
+                    }
+                }
+                f.finish(ctx, true);
+                let Some(source) = source else { continue };
+                (source, id)
+            }
+            _ => {
+                let Some(source) = ctx.string(item, &ip) else {
+                    continue;
+                };
+                (source, None)
+            }
+        };
+        let content = match defs.get(FileKind::Secret).get(&source) {
+            Some(Some(def)) => def.content.clone(),
+            // Its definition is wrong, and was reported.
+            Some(None) => continue,
+            None => {
+                ctx.error(
+                    item.loc,
+                    &ip,
+                    Kind::UnknownReference,
+                    format!("no `{source}` under the top-level `secrets`"),
+                );
+                continue;
+            }
+        };
+        let id = id.unwrap_or_else(|| source.clone());
+        if out.iter().any(|s| s.id == id) {
+            ctx.error(
+                item.loc,
+                &ip,
+                Kind::Duplicate,
+                format!("two build secrets have the id `{id}`"),
+            );
+            continue;
+        }
+        out.push(BuildSecret {
+            id,
+            source,
+            content,
+        });
+    }
+    out
+}
+
+/// `build.ssh`: `default` (a list entry, or a key without a value) forwards the SSH agent hoist
+/// runs with. A key file or another id is refused: BuildKit's session here serves one agent.
+fn ssh(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> bool {
+    let entries: Vec<(String, Option<String>, crate::diag::Loc, String)> = match &v.value {
+        Value::Map(_) => ctx
+            .entries(v, p)
+            .into_iter()
+            .map(|(id, loc, body)| {
+                let path = body.scalar_text().filter(|s| !s.is_empty());
+                let ep = yaml::join(p, &id);
+                (id, path, loc, ep)
+            })
+            .collect(),
+        Value::Seq(items) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let ep = yaml::index(p, i);
+                let entry = ctx.string(item, &ep)?;
+                let (id, path) = match entry.split_once('=') {
+                    Some((id, path)) => (id.to_owned(), Some(path.to_owned())),
+                    None => (entry, None),
+                };
+                Some((id, path, item.loc, ep))
+            })
+            .collect(),
+        _ => {
+            ctx.error(
+                v.loc,
+                p,
+                Kind::WrongType,
+                "expected a list (`[default]`) or a map",
+            );
+            Vec::new()
+        }
+    };
+    let mut default = false;
+    for (id, path, loc, ep) in entries {
+        match (id.as_str(), path) {
+            ("default", None) => default = true,
+            ("default", Some(path)) => ctx.error(
+                loc,
+                &ep,
+                Kind::Unsupported,
+                format!("hoist forwards the SSH agent it runs with, not a key file: add the key to that agent (`ssh-add {path}`) and write `default`"),
+            ),
+            (other, _) => ctx.error(
+                loc,
+                &ep,
+                Kind::Unsupported,
+                format!("hoist forwards one SSH agent, as `default`: mount it with `RUN --mount=type=ssh` (no id) rather than id `{other}`"),
+            ),
+        }
+    }
+    default
 }
 
 /// The build key naming binaries hoist adds to a context (an `x-` key: compose ignores it).

@@ -92,6 +92,8 @@ pub struct Build {
     pub binaries: BTreeMap<String, crate::desired::Binary>,
     /// The stage of a multi-stage Dockerfile to build (`build.target`).
     pub target: Option<String>,
+    /// `build.secrets` and `build.ssh`.
+    pub session: crate::desired::BuildSession,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -364,7 +366,7 @@ pub(super) fn decode(
         let p = yaml::join(path, key);
         match key {
             "image" => svc.image = ctx.string(v, &p).unwrap_or_default(),
-            "build" => svc.build = build(ctx, v, &p, stack_dir, lc.root, lc.src),
+            "build" => svc.build = build(ctx, v, &p, stack_dir, lc.root, lc.src, defs),
             "command" => svc.command = command(ctx, v, &p),
             "entrypoint" => svc.entrypoint = command(ctx, v, &p),
             "environment" => {
