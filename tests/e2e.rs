@@ -1868,6 +1868,8 @@ fn corpus_files_on_a_sandbox_host() {
             state.join("known_hosts").display()
         ),
     );
+    let nonce = format!("{:?} {}", std::time::SystemTime::now(), std::process::id());
+    std::fs::write(project.join("stacks/fetcher/nonce"), nonce).expect("nonce");
     let session_yml = project.join("stacks/session.yml");
     let project = project.display().to_string();
     // The session stack's build forwards the agent hoist runs with: one of the test's own, with
@@ -1958,8 +1960,9 @@ fn corpus_files_on_a_sandbox_host() {
     );
     let keys = on("docker exec session-fetcher-1 cat /agent-keys");
     assert!(
-        keys.contains("hoist-e2e-build"),
-        "the build listed the forwarded agent's key: {keys}"
+        keys.contains(&agent.fingerprint),
+        "the build listed this run's agent key {}: {keys}",
+        agent.fingerprint
     );
     let token_text = String::from_utf8_lossy(&token).trim().to_owned();
     let kept = on(&format!(
@@ -2037,6 +2040,8 @@ fn corpus_files_on_a_sandbox_host() {
 /// An `ssh-agent` of the test's own, holding one new key with `comment`; stopped when dropped.
 struct SshAgent {
     socket: std::path::PathBuf,
+    /// The key's, as `ssh-add -l` shows it (`SHA256:...`).
+    fingerprint: String,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
@@ -2054,6 +2059,16 @@ impl SshAgent {
             .status()
             .expect("ssh-keygen");
         assert!(made.success(), "ssh-keygen");
+        let listed = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(&key)
+            .output()
+            .expect("ssh-keygen -l");
+        let fingerprint = String::from_utf8_lossy(&listed.stdout)
+            .split_whitespace()
+            .nth(1)
+            .expect("a fingerprint")
+            .to_owned();
         let socket = dir.path().join("agent.sock");
         let child = Command::new("ssh-agent")
             .arg("-D")
@@ -2064,6 +2079,7 @@ impl SshAgent {
             .expect("ssh-agent");
         let agent = SshAgent {
             socket,
+            fingerprint,
             child,
             _dir: dir,
         };
