@@ -1947,7 +1947,25 @@ fn corpus_files_on_a_sandbox_host() {
         );
     }
 
-    // session: the image was built with the secret and the agent (BuildKit), and keeps neither.
+    // session: the image was built with the secret and the agent (BuildKit), and keeps neither;
+    // the secret's private folder on the controller is gone.
+    let uid = {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata("/proc/self").expect("/proc/self").uid()
+    };
+    let runtime = std::env::temp_dir().join(format!("hoist-{uid}"));
+    let left: Vec<_> = std::fs::read_dir(&runtime)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("build-secrets-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "a build's secrets left behind: {left:?}");
     let token = std::fs::read(parts.join("stacks/session-token.txt")).expect("token");
     let token_sha = {
         use sha2::Digest as _;

@@ -298,7 +298,7 @@ pub struct BuildSecret {
     /// The stack's top-level secret it comes from.
     pub source: String,
     #[serde(skip)]
-    pub content: Content,
+    pub content: crate::secret::Secret<Content>,
 }
 
 /// A binary hoist builds for an image's context.

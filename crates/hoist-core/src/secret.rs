@@ -27,6 +27,12 @@ impl<T> Secret<T> {
     }
 }
 
+impl<T: Default> Default for Secret<T> {
+    fn default() -> Secret<T> {
+        Secret(T::default())
+    }
+}
+
 impl<T> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)

@@ -1384,7 +1384,7 @@ fn build_secrets_and_the_ssh_agent_are_served_by_id_and_hashed_without_their_val
     let served: Vec<_> = session
         .secrets
         .iter()
-        .map(|s| (s.id.as_str(), s.source.as_str(), s.content.text()))
+        .map(|s| (s.id.as_str(), s.source.as_str(), s.content.expose().text()))
         .collect();
     assert_eq!(
         served,
@@ -1419,9 +1419,52 @@ fn build_secrets_and_the_ssh_agent_are_served_by_id_and_hashed_without_their_val
     let (none, plain) = parts(&built_with("dockerfile: Dockerfile", "s3cret-token-1", ""));
     assert_eq!(none, BuildSession::default());
     assert_ne!(hash, plain);
-    // The map form of `ssh` names the same agent.
-    let (map_form, _) = parts(&built_with("ssh: {default: }", "t", ""));
-    assert!(map_form.ssh);
+    // The map form of `ssh` names the same agent, and so does an empty key file.
+    for ssh in ["ssh: {default: }", "ssh: [\"default=\"]"] {
+        let (session, _) = parts(&built_with(ssh, "t", ""));
+        assert!(session.ssh, "{ssh}");
+    }
+}
+
+/// One build goes to every host: a build secret whose value differs by host cannot be built
+/// once, and says so; the plan says what a build reads before apply runs it.
+#[test]
+fn a_build_is_the_same_for_every_host_and_its_plan_says_what_it_reads() {
+    let two_hosts = |token_b: &str| {
+        built_with(
+            "secrets: [npm_token, host_token]",
+            "t",
+            "  host_token: {environment: token}\n",
+        )
+        .replace(
+            "  app-1:\n    address: 10.0.0.1\n",
+            &format!(
+                "  app-1:\n    address: 10.0.0.1\n    vars: {{token: a-token}}\n  app-2:\n    address: 10.0.0.2\n    vars: {{token: {token_b}}}\n"
+            ),
+        )
+        .replace("    hosts: [app-1]\n", "    hosts: [app-1, app-2]\n")
+    };
+    let same = desired(&two_hosts("a-token"));
+    assert_eq!(
+        same.hosts["app-1"].images["shop/web:1"],
+        same.hosts["app-2"].images["shop/web:1"]
+    );
+    assert_diagnosed(&[(
+        two_hosts("b-token"),
+        "services.web.image: image shop/web:1 would be built differently for hosts app-1 and app-2 (its build args, files or secrets differ), and one build goes to every host: give each variant a reference of its own (`image: name:${variant}`)",
+    )]);
+
+    let (changes, _) = all_changes(
+        PROJECT,
+        &built_with("secrets: [npm_token], ssh: [default]", "t", ""),
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("image shop/web:1 Build")
+                && c.contains("the build reads secret `npm_token`, the SSH agent hoist runs with")),
+        "{changes:#?}"
+    );
 }
 
 #[test]
@@ -1454,6 +1497,14 @@ fn build_secrets_and_ssh_that_cannot_be_served_are_located_errors() {
         (
             built_with("ssh: default", "t", ""),
             "services.web.build.ssh: expected a list (`[default]`) or a map",
+        ),
+        (
+            built_with("ssh: {default: [key]}", "t", ""),
+            "services.web.build.ssh.default: expected a key file's path, or nothing",
+        ),
+        (
+            built_with("secrets: [{source: npm_tokn}]", "t", ""),
+            "services.web.build.secrets[0].source: no `npm_tokn` under the top-level `secrets`",
         ),
     ];
     assert_diagnosed(&cases);

@@ -95,3 +95,29 @@ fn name_namespaces(networks: &mut BTreeMap<String, Vec<String>>, names: &BTreeMa
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_namespace_is_named_by_the_container_that_has_it() {
+        let names = BTreeMap::from([("f00d".to_owned(), "shop-web-1".to_owned())]);
+        let mut networks = BTreeMap::from([
+            ("container:f00d".to_owned(), Vec::new()),
+            ("shop_default".to_owned(), vec!["web".to_owned()]),
+        ]);
+        name_namespaces(&mut networks, &names);
+        assert_eq!(
+            networks.keys().collect::<Vec<_>>(),
+            ["container:shop-web-1", "shop_default"]
+        );
+        // A container no longer there keeps its id (which differs from every name), and a name
+        // stays a name.
+        for key in ["container:dead", "container:shop-web-1"] {
+            let mut networks = BTreeMap::from([(key.to_owned(), Vec::new())]);
+            name_namespaces(&mut networks, &names);
+            assert_eq!(networks.keys().collect::<Vec<_>>(), [key]);
+        }
+    }
+}

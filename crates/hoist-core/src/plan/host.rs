@@ -102,6 +102,7 @@ pub(super) fn diff_host(
                 ImageSource::Build {
                     context,
                     context_hash,
+                    session,
                     ..
                 },
                 None,
@@ -111,7 +112,7 @@ pub(super) fn diff_host(
                 ChangeAction::Build,
                 vec![Reason::new(
                     "image",
-                    format!("not on host (built from {context})"),
+                    format!("not on host (built from {context}{})", reads(session)),
                 )],
                 docker_unknown,
                 context_hash,
@@ -120,6 +121,7 @@ pub(super) fn diff_host(
                 ImageSource::Build {
                     context,
                     context_hash,
+                    session,
                     ..
                 },
                 Some(p),
@@ -129,7 +131,10 @@ pub(super) fn diff_host(
                     ResourceKind::Image,
                     &img.reference,
                     ChangeAction::Build,
-                    vec![Reason::new("build context", format!("{context} changed"))],
+                    vec![Reason::new(
+                        "build context",
+                        format!("{context} changed{}", reads(session)),
+                    )],
                     docker_unknown,
                     context_hash,
                 ))
@@ -397,4 +402,22 @@ fn recreate_too(
 fn short_id(id: &str) -> &str {
     let digits = id.strip_prefix("sha256:").unwrap_or(id);
     digits.get(..12).unwrap_or(digits)
+}
+
+/// What a build reads besides its context, as a plan shows it before apply runs it: the secrets by
+/// id, and the operator's SSH agent.
+fn reads(session: &crate::desired::BuildSession) -> String {
+    let mut what: Vec<String> = session
+        .secrets
+        .iter()
+        .map(|s| format!("secret `{}`", s.id))
+        .collect();
+    if session.ssh {
+        what.push("the SSH agent hoist runs with".to_owned());
+    }
+    if what.is_empty() {
+        String::new()
+    } else {
+        format!("; the build reads {}", what.join(", "))
+    }
 }

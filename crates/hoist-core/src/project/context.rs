@@ -53,7 +53,7 @@ pub fn context_hash(src: &Source, root: &Path, build: &crate::stack::Build) -> S
     }
     // Left out when empty, as the target: the hashes of builds without them stay what they were.
     for secret in &session.secrets {
-        h.update(format!("\0secret {}={}", secret.id, secret.source).as_bytes());
+        h.update(format!("\0secret {}\0{}", secret.id, secret.source).as_bytes());
     }
     if session.ssh {
         h.update(b"\0ssh default");

@@ -104,6 +104,7 @@ impl Project {
                     .for_each(|a| a.play_index = play_index);
             }
         }
+        one_build_per_image(book, &out, diags);
         out
     }
 
@@ -334,6 +335,43 @@ impl Project {
             _ => {
                 hd.files.insert(spec.path.clone(), spec);
             }
+        }
+    }
+}
+
+/// An image is built once per run, whichever host asks first, and that build goes to every host:
+/// a reference two hosts would build differently (build args, secrets or files from each host's
+/// variables) is an error, located at the play of the second host.
+fn one_build_per_image(book: &Playbook, desired: &Desired, diags: &mut Diagnostics) {
+    let mut first: BTreeMap<&str, (&str, &desired::ImageSpec)> = BTreeMap::new();
+    for (host, hd) in &desired.hosts {
+        for (reference, spec) in &hd.images {
+            if !matches!(spec.source, desired::ImageSource::Build { .. }) {
+                continue;
+            }
+            let Some((other, seen)) = first.get(reference.as_str()) else {
+                first.insert(reference, (host.as_str(), spec));
+                continue;
+            };
+            if *seen == spec {
+                continue;
+            }
+            let user = hd.containers.iter().find(|c| &c.image == reference);
+            let play = user
+                .and_then(|c| book.plays.get(c.play))
+                .or(book.plays.first());
+            diags.error(
+                &book.source,
+                play.map(|p| p.loc).unwrap_or_default(),
+                &format!(
+                    "services.{}.image",
+                    user.map_or("?", |c| c.service.as_str())
+                ),
+                Kind::Duplicate,
+                format!(
+                    "image {reference} would be built differently for hosts {other} and {host} (its build args, files or secrets differ), and one build goes to every host: give each variant a reference of its own (`image: name:${{variant}}`)"
+                ),
+            );
         }
     }
 }

@@ -23,6 +23,21 @@ impl State {
         self.made += 1;
         hex::encode(sha2::Sha256::digest(format!("{name}#{}", self.made)))
     }
+
+    /// As an engine keeps it: another container's network namespace by that container's id
+    /// (`container:<id>`), when it is there.
+    fn namespaces_by_id(&self, observed: &mut ObservedContainer) {
+        observed.networks = std::mem::take(&mut observed.networks)
+            .into_iter()
+            .map(|(n, aliases)| {
+                let id = n
+                    .strip_prefix("container:")
+                    .and_then(|c| self.containers.get(c))
+                    .map(|c| format!("container:{}", c.id));
+                (id.unwrap_or(n), aliases)
+            })
+            .collect();
+    }
 }
 
 /// How a container behaves once started.
@@ -154,6 +169,8 @@ impl FakeEngine {
     /// Puts a container there as if another tool (or an earlier run) made it.
     pub fn put_container(&self, name: &str, observed: ObservedContainer) {
         let mut s = self.state();
+        let mut observed = observed;
+        s.namespaces_by_id(&mut observed);
         let id = s.new_id(name);
         s.containers.insert(
             name.to_owned(),
@@ -293,14 +310,7 @@ impl Engine for FakeEngine {
             }
         }
         let mut observed = observed_of(spec, image_id);
-        // The engine keeps another container's namespace by that container's id.
-        observed.networks = std::mem::take(&mut observed.networks)
-            .into_iter()
-            .map(|(n, aliases)| match n.strip_prefix("container:") {
-                Some(c) => (format!("container:{}", s.containers[c].id), aliases),
-                None => (n, aliases),
-            })
-            .collect();
+        s.namespaces_by_id(&mut observed);
         let id = s.new_id(name);
         s.containers.insert(
             name.to_owned(),

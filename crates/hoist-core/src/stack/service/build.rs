@@ -147,7 +147,7 @@ fn secrets(ctx: &mut Ctx<'_>, v: &Node, p: &str, defs: &Defs) -> Vec<BuildSecret
     let mut out: Vec<BuildSecret> = Vec::new();
     for (i, item) in ctx.seq(v, p).iter().enumerate() {
         let ip = yaml::index(p, i);
-        let (source, id) = match &item.value {
+        let (source, id, source_path) = match &item.value {
             Value::Map(_) => {
                 let Some(mut f) = ctx.fields(item, &ip) else {
                     continue;
@@ -168,23 +168,23 @@ fn secrets(ctx: &mut Ctx<'_>, v: &Node, p: &str, defs: &Defs) -> Vec<BuildSecret
                 }
                 f.finish(ctx, true);
                 let Some(source) = source else { continue };
-                (source, id)
+                (source, id, yaml::join(&ip, "source"))
             }
             _ => {
                 let Some(source) = ctx.string(item, &ip) else {
                     continue;
                 };
-                (source, None)
+                (source, None, ip.clone())
             }
         };
         let content = match defs.get(FileKind::Secret).get(&source) {
-            Some(Some(def)) => def.content.clone(),
+            Some(Some(def)) => crate::secret::Secret::new(def.content.clone()),
             // Its definition is wrong, and was reported.
             Some(None) => continue,
             None => {
                 ctx.error(
                     item.loc,
-                    &ip,
+                    &source_path,
                     Kind::UnknownReference,
                     format!("no `{source}` under the top-level `secrets`"),
                 );
@@ -213,39 +213,43 @@ fn secrets(ctx: &mut Ctx<'_>, v: &Node, p: &str, defs: &Defs) -> Vec<BuildSecret
 /// `build.ssh`: `default` (a list entry, or a key without a value) forwards the SSH agent hoist
 /// runs with. A key file or another id is refused: BuildKit's session here serves one agent.
 fn ssh(ctx: &mut Ctx<'_>, v: &Node, p: &str) -> bool {
-    let entries: Vec<(String, Option<String>, crate::diag::Loc, String)> = match &v.value {
-        Value::Map(_) => ctx
-            .entries(v, p)
-            .into_iter()
-            .map(|(id, loc, body)| {
-                let path = body.scalar_text().filter(|s| !s.is_empty());
+    // (id, key file, where, path): an empty key file is none.
+    let mut entries: Vec<(String, Option<String>, crate::diag::Loc, String)> = Vec::new();
+    match &v.value {
+        Value::Map(_) => {
+            for (id, loc, body) in ctx.entries(v, p) {
                 let ep = yaml::join(p, &id);
-                (id, path, loc, ep)
-            })
-            .collect(),
-        Value::Seq(items) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, item)| {
+                match body.scalar_text() {
+                    Some(path) => entries.push((id, Some(path).filter(|p| !p.is_empty()), loc, ep)),
+                    None => ctx.error(
+                        body.loc,
+                        &ep,
+                        Kind::WrongType,
+                        "expected a key file's path, or nothing",
+                    ),
+                }
+            }
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
                 let ep = yaml::index(p, i);
-                let entry = ctx.string(item, &ep)?;
+                let Some(entry) = ctx.string(item, &ep) else {
+                    continue;
+                };
                 let (id, path) = match entry.split_once('=') {
                     Some((id, path)) => (id.to_owned(), Some(path.to_owned())),
                     None => (entry, None),
                 };
-                Some((id, path, item.loc, ep))
-            })
-            .collect(),
-        _ => {
-            ctx.error(
-                v.loc,
-                p,
-                Kind::WrongType,
-                "expected a list (`[default]`) or a map",
-            );
-            Vec::new()
+                entries.push((id, path.filter(|p| !p.is_empty()), item.loc, ep));
+            }
         }
-    };
+        _ => ctx.error(
+            v.loc,
+            p,
+            Kind::WrongType,
+            "expected a list (`[default]`) or a map",
+        ),
+    }
     let mut default = false;
     for (id, path, loc, ep) in entries {
         match (id.as_str(), path) {
