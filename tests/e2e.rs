@@ -1835,6 +1835,7 @@ fn corpus_files_on_a_sandbox_host() {
 
     let parts = repo().join("tests/fixtures/e2e/corpus");
     build_stand_ins(&parts.join("stand-ins"));
+    a_failed_buildkit_step_is_named();
     let project = dir.join("project");
     common::copy_dir(&parts.join("stacks"), &project.join("stacks"));
     let corpus = repo().join("tests/fixtures/compose");
@@ -2053,6 +2054,52 @@ fn corpus_files_on_a_sandbox_host() {
         "sandbox down",
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A BuildKit build (one that reads a secret) that fails says which step, and not the secret.
+fn a_failed_buildkit_step_is_named() {
+    use hoist_core::desired::{BuildSecret, BuildSession, Content, ImageSource, ImageSpec};
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM debian:trixie-slim\nRUN --mount=type=secret,id=token test \"$(cat /run/secrets/token)\" = other\n",
+    )
+    .expect("Dockerfile");
+    let spec = ImageSpec {
+        reference: "hoist-e2e/fails:1".into(),
+        source: ImageSource::Build {
+            context: ".".into(),
+            dockerfile: "Dockerfile".into(),
+            args: Default::default(),
+            context_hash: "fails".into(),
+            binaries: Default::default(),
+            target: None,
+            session: BuildSession {
+                secrets: vec![BuildSecret {
+                    id: "token".into(),
+                    source: "token".into(),
+                    content: hoist_core::secret::Secret::new(Content::from("e2e-s3cret-value")),
+                }],
+                ssh: false,
+            },
+        },
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let err = rt
+        .block_on(async {
+            let local = hoist_remote::images::local().expect("local engine");
+            hoist_remote::images::build(&local, dir.path(), &spec).await
+        })
+        .expect_err("the step fails");
+    let err = err.to_string();
+    assert!(
+        err.contains("building hoist-e2e/fails:1: ")
+            && err.contains(r#"test "$(cat /run/secrets/token)" = other"#)
+            && err.contains("exit code: 1")
+            && !err.contains("Grpc"),
+        "{err}"
+    );
+    assert!(!err.contains("e2e-s3cret-value"), "{err}");
 }
 
 /// An `ssh-agent` of the test's own, holding one new key with `comment`; stopped when dropped.

@@ -5,7 +5,7 @@
 //! runtime directory) that lives while the build runs; one left by a hoist that was killed is
 //! removed by the next build. The SSH agent is the one hoist runs with (`SSH_AUTH_SOCK`),
 //! forwarded as `default`. The driver streams no build output: a failed step is known by the
-//! status BuildKit ends with (`process "..." did not complete successfully: exit code: 1`).
+//! status BuildKit ends with, which names its command and exit code.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -90,7 +90,11 @@ async fn solve(
                 None,
             );
             tokio::select! {
-                done = build => done.map_err(|e| e.to_string()),
+                done = build => done.map_err(|e| match e {
+                    // BuildKit's own words: the failed step and its exit code.
+                    bollard::grpc::error::GrpcError::TonicStatus { err } => err.message().to_owned(),
+                    other => other.to_string(),
+                }),
                 _ = stopped => Err("stopped".to_owned()),
             }
         })
