@@ -799,6 +799,16 @@ const RUNTIME_KEYS: &[(&str, &str)] = &[
 ];
 
 /// The project with `yaml` added to its `web` service.
+/// The web container of `fixture`'s desired state on app-1.
+fn web_of(fixture: &str) -> hoist_core::desired::ContainerSpec {
+    desired(fixture).hosts["app-1"]
+        .containers
+        .iter()
+        .find(|c| c.service == "web")
+        .cloned()
+        .expect("web")
+}
+
 fn with_web(yaml: &str) -> String {
     PROJECT.replace(
         "  web:\n    image: nginx:1.27\n",
@@ -893,12 +903,7 @@ fn a_static_address_alone_recreates_its_container_naming_the_key() {
     for fixture in [&v4, &v6] {
         assert_eq!(container_changes(fixture, fixture), [], "{fixture}");
     }
-    let web = desired(&v6).hosts["app-1"]
-        .containers
-        .iter()
-        .find(|c| c.service == "web")
-        .cloned()
-        .expect("web");
+    let web = web_of(&v6);
     assert_eq!(
         web.addresses["shop_front"],
         hoist_core::desired::StaticAddress {
@@ -1040,14 +1045,7 @@ fn a_service_in_anothers_network_namespace_follows_it() {
 /// nor `device_ids` meaning all, and what cannot go together said where it is written.
 #[test]
 fn device_requests_are_decoded_as_compose_reads_them() {
-    let requests = |yaml: &str| {
-        desired(&with_web(yaml)).hosts["app-1"]
-            .containers
-            .iter()
-            .find(|c| c.service == "web")
-            .map(|c| c.runtime.device_requests.clone())
-            .expect("web")
-    };
+    let requests = |yaml: &str| web_of(&with_web(yaml)).runtime.device_requests;
     let all_gpus = hoist_core::stack::DeviceRequest {
         count: Some(-1),
         capabilities: vec!["gpu".into()],
@@ -1204,12 +1202,7 @@ fn update_config_is_decoded_kept_out_of_the_hash_and_checked() {
         "deploy: {update_config: {order: start-first, parallelism: 2, delay: 2s, monitor: 1500ms, failure_action: pause}}\n    x-hoist: {reload: SIGHUP}",
     )
     .replace("    ports:\n      - \"8080:80\"\n", "");
-    let web = desired(&fixture).hosts["app-1"]
-        .containers
-        .iter()
-        .find(|c| c.service == "web")
-        .cloned()
-        .expect("web");
+    let web = web_of(&fixture);
     assert_eq!(
         web.update,
         UpdateConfig {
